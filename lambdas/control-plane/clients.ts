@@ -1,0 +1,215 @@
+import { randomUUID } from 'node:crypto';
+import type { Deps } from '../shared/deps.ts';
+import { BadRequestError, ForbiddenError, NotFoundError } from '../shared/errors.ts';
+import { keys } from '../storage/keys.ts';
+import {
+  deleteItem,
+  deleteItems,
+  getItem,
+  type Item,
+  publicView,
+  putItem,
+  queryPrefix,
+} from '../storage/table.ts';
+import type { Caller } from './identity.ts';
+import { userExists } from './identity.ts';
+
+/**
+ * Clients (tenants) and who may touch them. Members are embedded in the client item, so one
+ * strongly consistent read answers "may this caller do this here"; a membership item per user
+ * (USER#…/MEMBER#…) serves "which clients are mine". A client a caller is not a member of is a 404,
+ * the same answer as a client that does not exist.
+ */
+export type Role = 'owner' | 'admin' | 'user';
+const RANK: Record<Role, number> = { user: 1, admin: 2, owner: 3 };
+
+export interface ClientMember {
+  userId: string;
+  roles: Role[];
+}
+
+export interface Limits {
+  requestsPerMinute: number;
+  requestsPerDay: number;
+}
+
+export interface ClientItem extends Item {
+  clientId: string;
+  clientName: string;
+  clientMembers: ClientMember[];
+  configuration: { limits: Limits };
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const DEFAULT_LIMITS: Limits = { requestsPerMinute: 600, requestsPerDay: 100_000 };
+
+function topRole(member: ClientMember): Role {
+  return member.roles.reduce<Role>((best, r) => (RANK[r] > RANK[best] ? r : best), 'user');
+}
+
+/**
+ * Loads a client the caller may act on with at least `minRole`. Not a member: 404 (no hint that
+ * the client exists). A member with too small a role: 403.
+ */
+export async function authorizeClient(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  minRole: Role,
+): Promise<ClientItem> {
+  const client = await getItem<ClientItem>(deps.home, keys.client(clientId));
+  const member = client?.clientMembers.find((m) => m.userId === caller.userId);
+  if (!client || !member) throw new NotFoundError('Client not found');
+  if (RANK[topRole(member)] < RANK[minRole])
+    throw new ForbiddenError(`This needs the ${minRole} role on the client`);
+  return client;
+}
+
+function view(client: ClientItem) {
+  return publicView(client);
+}
+
+async function checkMembers(deps: Deps, members: ClientMember[]) {
+  const ids = new Set<string>();
+  for (const m of members) {
+    if (ids.has(m.userId)) throw new BadRequestError(`User ${m.userId} is listed twice`, 'validation_failed');
+    ids.add(m.userId);
+  }
+  if (!members.some((m) => m.roles.includes('owner')))
+    throw new BadRequestError('A client needs at least one owner', 'validation_failed');
+  const exists = await Promise.all(members.map((m) => userExists(deps, m.userId)));
+  const missing = members.filter((_, i) => !exists[i]).map((m) => m.userId);
+  if (missing.length > 0) throw new BadRequestError(`Unknown user(s): ${missing.join(', ')}`, 'unknown_user');
+}
+
+async function writeMemberships(deps: Deps, clientId: string, before: ClientMember[], after: ClientMember[]) {
+  const kept = new Set(after.map((m) => m.userId));
+  for (const m of after) {
+    await putItem(deps.home, {
+      ...keys.membership(m.userId, clientId),
+      type: 'Membership',
+      clientId,
+      userId: m.userId,
+      roles: m.roles,
+    });
+  }
+  for (const m of before) {
+    if (!kept.has(m.userId)) await deleteItem(deps.home, keys.membership(m.userId, clientId));
+  }
+}
+
+export async function createClient(
+  deps: Deps,
+  caller: Caller,
+  input: { clientName: string; clientMembers?: ClientMember[] },
+) {
+  const members = [...(input.clientMembers ?? [])];
+  const self = members.find((m) => m.userId === caller.userId);
+  if (self) {
+    if (!self.roles.includes('owner')) self.roles = [...self.roles, 'owner'];
+  } else {
+    members.unshift({ userId: caller.userId, roles: ['owner'] });
+  }
+  await checkMembers(deps, members);
+  const now = deps.now().toISOString();
+  const client: ClientItem = {
+    clientId: randomUUID(),
+    clientName: input.clientName,
+    clientMembers: members,
+    configuration: { limits: { ...DEFAULT_LIMITS } },
+    createdAt: now,
+    updatedAt: now,
+  };
+  await putItem(
+    deps.home,
+    { ...keys.client(client.clientId), type: 'Client', ...client },
+    { ifAbsent: true },
+  );
+  await writeMemberships(deps, client.clientId, [], members);
+  return view(client);
+}
+
+export async function listClients(deps: Deps, caller: Caller) {
+  const memberships = await queryPrefix<Item>(deps.home, keys.membershipsPrefix(caller.userId));
+  const clients = await Promise.all(
+    memberships.map((m) => getItem<ClientItem>(deps.home, keys.client(String(m.clientId)))),
+  );
+  // Membership items trail the client item; the embedded member list is the authority.
+  return {
+    clients: clients
+      .filter((c): c is ClientItem => !!c && c.clientMembers.some((m) => m.userId === caller.userId))
+      .map(view),
+  };
+}
+
+export async function getClient(deps: Deps, caller: Caller, clientId: string) {
+  return view(await authorizeClient(deps, caller, clientId, 'user'));
+}
+
+/** Renames (admin) and/or changes members (owner only). */
+export async function updateClient(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  input: { clientName?: string; clientMembers?: ClientMember[] },
+) {
+  const minRole: Role = input.clientMembers ? 'owner' : 'admin';
+  const client = await authorizeClient(deps, caller, clientId, minRole);
+  const updated: ClientItem = {
+    ...client,
+    clientName: input.clientName ?? client.clientName,
+    clientMembers: input.clientMembers ?? client.clientMembers,
+    updatedAt: deps.now().toISOString(),
+  };
+  if (input.clientMembers) await checkMembers(deps, input.clientMembers);
+  await putItem(deps.home, updated as ClientItem & { pk: string; sk: string });
+  if (input.clientMembers) await writeMemberships(deps, clientId, client.clientMembers, input.clientMembers);
+  return view(updated);
+}
+
+export async function configureClient(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  input: { limits: Partial<Limits> },
+) {
+  const client = await authorizeClient(deps, caller, clientId, 'admin');
+  const updated: ClientItem = {
+    ...client,
+    configuration: { ...client.configuration, limits: { ...client.configuration.limits, ...input.limits } },
+    updatedAt: deps.now().toISOString(),
+  };
+  await putItem(deps.home, updated as ClientItem & { pk: string; sk: string });
+  return updated.configuration;
+}
+
+/**
+ * Deletes a client and everything in it. Proxy snapshots go first, in every cell, so traffic stops
+ * before anything else changes; the client item goes last, so a failure midway can be retried.
+ * Request-log records and telemetry stay (they age out by TTL).
+ */
+export async function deleteClient(deps: Deps, caller: Caller, clientId: string) {
+  const client = await authorizeClient(deps, caller, clientId, 'owner');
+  for (const cell of Object.values(deps.cells)) {
+    const proxies = await queryPrefix<Item>(cell, keys.proxiesPrefix(clientId));
+    await deleteItems(
+      cell,
+      proxies.map((p) => keys.proxySnapshot(String(p.proxyId))),
+    );
+  }
+  for (const table of [...Object.values(deps.cells), deps.home]) {
+    const items = await queryPrefix<Item & { pk: string; sk: string }>(table, {
+      pk: keys.client(clientId).pk,
+    });
+    await deleteItems(
+      table,
+      items.filter((i) => i.sk !== 'CLIENT').map((i) => ({ pk: i.pk, sk: i.sk })),
+    );
+  }
+  await deleteItems(
+    deps.home,
+    client.clientMembers.map((m) => keys.membership(m.userId, clientId)),
+  );
+  await deleteItem(deps.home, keys.client(clientId));
+}

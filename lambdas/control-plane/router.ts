@@ -1,0 +1,70 @@
+import httpRouterHandler from '@middy/http-router';
+import type { z } from 'zod';
+import type { Deps } from '../shared/deps.ts';
+import { NotFoundError } from '../shared/errors.ts';
+import { type HttpEvent, type HttpResult, json, parseJsonBody } from '../shared/http.ts';
+import { authenticate, type Caller } from './identity.ts';
+
+/**
+ * A Core API route: its method, path, schema and what it does. The same list builds the router
+ * and the OpenAPI document, so neither can drift from the other.
+ */
+export interface RouteContext<B> {
+  deps: Deps;
+  caller: Caller;
+  params: Record<string, string>;
+  query: Record<string, string | undefined>;
+  body: B;
+  event: HttpEvent;
+}
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface Route<S extends z.ZodType | undefined = z.ZodType | undefined> {
+  method: Method;
+  path: string;
+  summary: string;
+  tag: string;
+  /** Success status; 204 answers no body. */
+  status?: number;
+  /** Routes that need no token (the OpenAPI document). */
+  public?: boolean;
+  body?: S;
+  handle: (ctx: RouteContext<S extends z.ZodType ? z.infer<S> : undefined>) => Promise<unknown>;
+}
+
+/** Keeps the body type of each route while collecting them into one list. */
+export function route<S extends z.ZodType | undefined = undefined>(r: Route<S>): Route {
+  return r as unknown as Route;
+}
+
+/** Builds the router handler (to be wrapped by middy) from the routes. */
+export function buildRouter(deps: Deps, routes: Route[]) {
+  return httpRouterHandler({
+    routes: routes.map((r) => ({
+      method: r.method,
+      path: r.path,
+      handler: async (event: HttpEvent): Promise<HttpResult> => {
+        const caller = r.public
+          ? (undefined as unknown as Caller)
+          : await authenticate(deps, event.headers?.authorization);
+        const body = r.body ? parseJsonBody(event, r.body, deps.config.maxBodyBytes) : undefined;
+        const result = await r.handle({
+          deps,
+          caller,
+          params: (event.pathParameters ?? {}) as Record<string, string>,
+          query: event.queryStringParameters ?? {},
+          body,
+          event,
+        });
+        const status = r.status ?? 200;
+        return status === 204
+          ? { statusCode: 204, headers: { 'cache-control': 'no-store' } }
+          : json(status, result);
+      },
+    })),
+    notFoundResponse: ({ method, path }: { method: string; path: string }) => {
+      throw new NotFoundError(`No route for ${method} ${path}`, 'route_not_found');
+    },
+  });
+}

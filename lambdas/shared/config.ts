@@ -1,0 +1,72 @@
+import { z } from 'zod';
+
+/**
+ * Settings are read once, at init, and checked: a missing or malformed value fails the cold start,
+ * not the hundredth request. The same shape is built by the local mode and the tests.
+ */
+const cellSchema = z.object({
+  tableName: z.string().min(3),
+  kmsKeyId: z.string().min(1),
+  streamName: z.string().min(1).optional(),
+});
+export type CellConfig = z.infer<typeof cellSchema> & { region: string };
+
+export interface Config {
+  /** Region of the home cell: users, tokens and clients live in its table. */
+  homeRegion: string;
+  homeTableName: string;
+  /** One self-contained cell per served region (table, KMS key, telemetry stream). */
+  cells: Record<string, CellConfig>;
+  /** Hosts that may be targets although private, and over plain http (local use). */
+  targetAllowlist: string[];
+  requestLogRetentionDays: number;
+  /** Largest Core API request body accepted, in bytes. */
+  maxBodyBytes: number;
+}
+
+const envSchema = z.object({
+  AWS_REGION: z.string().min(1),
+  KEYGATE_TABLE_NAME: z.string().min(3),
+  KEYGATE_CELLS: z
+    .string()
+    .transform((raw, ctx) => {
+      try {
+        return JSON.parse(raw) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'KEYGATE_CELLS must be JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.record(z.string().min(1), cellSchema)),
+  KEYGATE_TARGET_ALLOWLIST: z.string().optional(),
+  KEYGATE_REQUEST_LOG_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+});
+
+/** Splits a comma-separated host list, lower-cased, blanks dropped. */
+export function parseHostList(raw: string | undefined): string[] {
+  return (raw ?? '')
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter((h) => h.length > 0);
+}
+
+/** Builds the config from environment variables, throwing a readable error when one is wrong. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`keygate configuration is invalid: ${problems}`);
+  }
+  const e = parsed.data;
+  const cells = Object.fromEntries(
+    Object.entries(e.KEYGATE_CELLS).map(([region, cell]) => [region, { ...cell, region }]),
+  );
+  return {
+    homeRegion: e.AWS_REGION,
+    homeTableName: e.KEYGATE_TABLE_NAME,
+    cells,
+    targetAllowlist: parseHostList(e.KEYGATE_TARGET_ALLOWLIST),
+    requestLogRetentionDays: e.KEYGATE_REQUEST_LOG_RETENTION_DAYS,
+    maxBodyBytes: 256 * 1024,
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * Single-table design: every key keygate writes is built here, and nowhere else.
+ *
+ * Table: `pk` (S, hash), `sk` (S, range), `gsi1pk`/`gsi1sk` (S, GSI "gsi1"), `type` (entity name),
+ * `ttl` (N, epoch seconds; DynamoDB's TTL attribute). One table per regional cell; the home cell's
+ * table also holds users, tokens and clients.
+ *
+ * Access patterns (entity → key → who uses it):
+ *  1. user by id                         pk USER#<userId>           sk USER                 Core API (auth, /users/me)
+ *  2. tokens of a user                   pk USER#<userId>           sk TOKEN#<tokenId>      GET /users/tokens
+ *  3. token by hash (strongly consistent)pk TOKENHASH#<sha256>      sk TOKENHASH            every Core API call (auth)
+ *  4. clients of a user                  pk USER#<userId>           sk MEMBER#<clientId>    GET /clients
+ *  5. client by id (members embedded)    pk CLIENT#<clientId>       sk CLIENT               every client-scoped route
+ *  6. credentials of a client / one      pk CLIENT#<clientId>       sk CREDENTIAL#<id>      credentials routes
+ *  7. targets of a client / one          pk CLIENT#<clientId>       sk TARGET#<id>          targets routes
+ *  8. proxies of a client / one          pk CLIENT#<clientId>       sk PROXY#<id>           proxies routes; "which proxies use X"
+ *  9. rules of a parent / one            pk CLIENT#<clientId>       sk RULE#<scope>#<parentId>#<ruleId>
+ * 10. hot path: everything one proxied request needs, in one GetItem
+ *                                        pk PROXY#<proxyId>         sk SNAPSHOT             data plane (materialised view)
+ * 11. rate-limit counters                pk PROXY#<proxyId>         sk LIMIT#<window>#<start> data plane (atomic ADD, ttl)
+ * 12. request log by proxy and time     pk REQLOG#<proxyId>#<day>  sk <requestId>          aggregator writes, Core API reads;
+ *     requestIds are time-ordered (ULID-like), so a time range is a key range and a requestId alone
+ *     names its day partition; ttl = processedAt + retention.
+ * 13. telemetry buckets                  pk TELEMETRY#<scope>#<id>#<interval>  sk <bucketStart ISO>
+ *                                        scope CLIENT|PROXY, interval minute|hour|day; ttl per interval
+ * 14. aggregator idempotency marks       pk SEEN#<requestId>        sk SEEN                 conditional put, ttl
+ * 15. one-off markers (bootstrap)        pk META#<name>             sk META
+ * 16. resources by region (GSI gsi1)     gsi1pk REGION#<region>#<entity>  gsi1sk <clientId>#<id>  operational listing per cell
+ */
+
+export type Key = { pk: string; sk: string };
+export type RuleScope = 'credential' | 'target' | 'proxy';
+export type Interval = 'minute' | 'hour' | 'day';
+
+export const keys = {
+  user: (userId: string): Key => ({ pk: `USER#${userId}`, sk: 'USER' }),
+  userToken: (userId: string, tokenId: string): Key => ({ pk: `USER#${userId}`, sk: `TOKEN#${tokenId}` }),
+  userTokensPrefix: (userId: string) => ({ pk: `USER#${userId}`, skPrefix: 'TOKEN#' }),
+  tokenHash: (hash: string): Key => ({ pk: `TOKENHASH#${hash}`, sk: 'TOKENHASH' }),
+  membership: (userId: string, clientId: string): Key => ({ pk: `USER#${userId}`, sk: `MEMBER#${clientId}` }),
+  membershipsPrefix: (userId: string) => ({ pk: `USER#${userId}`, skPrefix: 'MEMBER#' }),
+
+  client: (clientId: string): Key => ({ pk: `CLIENT#${clientId}`, sk: 'CLIENT' }),
+  credential: (clientId: string, credentialId: string): Key => ({
+    pk: `CLIENT#${clientId}`,
+    sk: `CREDENTIAL#${credentialId}`,
+  }),
+  credentialsPrefix: (clientId: string) => ({ pk: `CLIENT#${clientId}`, skPrefix: 'CREDENTIAL#' }),
+  target: (clientId: string, targetId: string): Key => ({
+    pk: `CLIENT#${clientId}`,
+    sk: `TARGET#${targetId}`,
+  }),
+  targetsPrefix: (clientId: string) => ({ pk: `CLIENT#${clientId}`, skPrefix: 'TARGET#' }),
+  proxy: (clientId: string, proxyId: string): Key => ({ pk: `CLIENT#${clientId}`, sk: `PROXY#${proxyId}` }),
+  proxiesPrefix: (clientId: string) => ({ pk: `CLIENT#${clientId}`, skPrefix: 'PROXY#' }),
+  rule: (clientId: string, scope: RuleScope, parentId: string, ruleId: string): Key => ({
+    pk: `CLIENT#${clientId}`,
+    sk: `RULE#${scope}#${parentId}#${ruleId}`,
+  }),
+  rulesPrefix: (clientId: string, scope: RuleScope, parentId: string) => ({
+    pk: `CLIENT#${clientId}`,
+    skPrefix: `RULE#${scope}#${parentId}#`,
+  }),
+
+  proxySnapshot: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSHOT' }),
+  rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
+    pk: `PROXY#${proxyId}`,
+    sk: `LIMIT#${window}#${windowStart}`,
+  }),
+
+  requestLog: (proxyId: string, day: string, requestId: string): Key => ({
+    pk: `REQLOG#${proxyId}#${day}`,
+    sk: requestId,
+  }),
+  requestLogPartition: (proxyId: string, day: string) => ({ pk: `REQLOG#${proxyId}#${day}` }),
+  telemetryBucket: (scope: 'CLIENT' | 'PROXY', id: string, interval: Interval, bucketStart: string): Key => ({
+    pk: `TELEMETRY#${scope}#${id}#${interval}`,
+    sk: bucketStart,
+  }),
+  telemetrySeries: (scope: 'CLIENT' | 'PROXY', id: string, interval: Interval) => ({
+    pk: `TELEMETRY#${scope}#${id}#${interval}`,
+  }),
+  seen: (requestId: string): Key => ({ pk: `SEEN#${requestId}`, sk: 'SEEN' }),
+  meta: (name: string): Key => ({ pk: `META#${name}`, sk: 'META' }),
+  byRegion: (region: string, entity: string, clientId: string, id: string) => ({
+    gsi1pk: `REGION#${region}#${entity}`,
+    gsi1sk: `${clientId}#${id}`,
+  }),
+} as const;
+
+/** Table layout shared by the CDK construct, the local bootstrap and the tests. */
+export const tableLayout = {
+  partitionKey: 'pk',
+  sortKey: 'sk',
+  ttlAttribute: 'ttl',
+  gsi1: { name: 'gsi1', partitionKey: 'gsi1pk', sortKey: 'gsi1sk' },
+} as const;

@@ -1,0 +1,68 @@
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import dynalite from 'dynalite';
+import kinesalite from 'kinesalite';
+import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
+
+/**
+ * The embedded AWS stand-ins, each a real server speaking the service's wire protocol, so the same
+ * AWS SDK v3 clients run locally as in Lambda:
+ * - DynamoDB: dynalite (pure JavaScript, LevelDB on disk under the data dir; no transactions,
+ *   which keygate does not use);
+ * - Kinesis: kinesalite (LevelDB on disk);
+ * - KMS: keygate's own stand-in (./kms-server.ts), master key in the data dir, mode 0600.
+ * Without a data dir everything lives in memory (tests).
+ */
+export interface EmbeddedServices {
+  dynamodbEndpoint: string;
+  kinesisEndpoint: string;
+  kms: KmsStandIn;
+  close(): Promise<void>;
+}
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections?.();
+  });
+}
+
+export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedServices> {
+  if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const ddb: Server = dynalite({
+    path: dataDir ? join(dataDir, 'dynamodb') : undefined,
+    createTableMs: 0,
+    deleteTableMs: 0,
+    updateTableMs: 0,
+  });
+  const kinesis: Server = kinesalite({
+    path: dataDir ? join(dataDir, 'kinesis') : undefined,
+    createStreamMs: 0,
+    deleteStreamMs: 0,
+    updateStreamMs: 0,
+    shardLimit: 50,
+  });
+  const [dynamodbEndpoint, kinesisEndpoint, kms] = await Promise.all([
+    listen(ddb),
+    listen(kinesis),
+    startKmsStandIn({ keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined }),
+  ]);
+  return {
+    dynamodbEndpoint,
+    kinesisEndpoint,
+    kms,
+    close: async () => {
+      await Promise.all([closeServer(ddb), closeServer(kinesis), kms.close()]);
+    },
+  };
+}

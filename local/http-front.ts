@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Context } from 'aws-lambda';
+import type { HttpEvent, HttpResult } from '../lambdas/shared/http.ts';
+
+/**
+ * The local stand-in for API Gateway (HTTP API, payload format 2.0) and Lambda function URLs: each
+ * HTTP request becomes the event the deployed handler receives, and the handler's result becomes
+ * the HTTP answer. The path and query string reach the handler byte-for-byte as sent.
+ */
+export type LambdaHttpHandler = (
+  event: HttpEvent,
+  context: Context,
+) => Promise<HttpResult | string | undefined>;
+
+export interface HttpFront {
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** API Gateway's own payload cap. */
+export const MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+
+const TEXT_TYPES = /^(?:text\/|application\/(?:json|[\w.+-]+\+json|x-www-form-urlencoded|xml|javascript))/i;
+
+function lambdaContext(requestId: string, functionName: string): Context {
+  const deadline = Date.now() + 30_000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/** Builds the HTTP API v2 event for a request whose body has been read. */
+export function toEvent(req: IncomingMessage, body: Buffer, requestId: string): HttpEvent {
+  const rawUrl = req.url ?? '/';
+  const q = rawUrl.indexOf('?');
+  const rawPath = q >= 0 ? rawUrl.slice(0, q) : rawUrl;
+  const rawQueryString = q >= 0 ? rawUrl.slice(q + 1) : '';
+  const headers: Record<string, string> = {};
+  const cookies: string[] = [];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!.toLowerCase();
+    const value = req.rawHeaders[i + 1]!;
+    if (name === 'cookie') cookies.push(...value.split(/;\s*/).filter(Boolean));
+    else headers[name] = name in headers ? `${headers[name]},${value}` : value;
+  }
+  const queryStringParameters: Record<string, string> = {};
+  if (rawQueryString) {
+    for (const [k, v] of new URLSearchParams(rawQueryString)) {
+      queryStringParameters[k] = k in queryStringParameters ? `${queryStringParameters[k]},${v}` : v;
+    }
+  }
+  const isText = body.length === 0 || TEXT_TYPES.test(headers['content-type'] ?? '');
+  const now = new Date();
+  const method = (req.method ?? 'GET').toUpperCase();
+  const sourceIp = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '127.0.0.1';
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath,
+    rawQueryString,
+    cookies: cookies.length > 0 ? cookies : undefined,
+    headers,
+    queryStringParameters: rawQueryString ? queryStringParameters : undefined,
+    requestContext: {
+      accountId: '000000000000',
+      apiId: 'local',
+      domainName: headers.host ?? 'localhost',
+      domainPrefix: 'local',
+      http: {
+        method,
+        path: rawPath,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp,
+        userAgent: headers['user-agent'] ?? '',
+      },
+      requestId,
+      routeKey: '$default',
+      stage: '$default',
+      time: now.toUTCString(),
+      timeEpoch: now.getTime(),
+    },
+    body: body.length > 0 ? (isText ? body.toString('utf8') : body.toString('base64')) : undefined,
+    isBase64Encoded: body.length > 0 && !isText,
+  };
+}
+
+function writeResult(res: ServerResponse, result: HttpResult | string | undefined, requestId: string) {
+  if (result === undefined || typeof result === 'string' || !('statusCode' in result)) {
+    // Payload 2.0: a bare value is a 200 JSON answer.
+    res.writeHead(200, { 'content-type': 'application/json', 'apigw-requestid': requestId });
+    res.end(typeof result === 'string' ? result : JSON.stringify(result ?? null));
+    return;
+  }
+  const headers: Record<string, string | string[]> = { 'apigw-requestid': requestId };
+  for (const [k, v] of Object.entries(result.headers ?? {})) headers[k.toLowerCase()] = String(v);
+  if (result.cookies?.length) headers['set-cookie'] = result.cookies;
+  const body =
+    result.body === undefined
+      ? undefined
+      : Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8');
+  res.writeHead(result.statusCode ?? 200, headers);
+  res.end(body);
+}
+
+function gatewayError(res: ServerResponse, status: number, message: string) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ message }));
+}
+
+/** Serves `handler` on 127.0.0.1:`port` (0 picks a free port). */
+export async function startHttpFront(options: {
+  port: number;
+  host?: string;
+  functionName: string;
+  handler: LambdaHttpHandler;
+}): Promise<HttpFront> {
+  const server = createServer(async (req, res) => {
+    const requestId = randomUUID();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > MAX_PAYLOAD_BYTES) tooLarge = true;
+      else chunks.push(chunk as Buffer);
+    }
+    if (tooLarge) return gatewayError(res, 413, 'Request Entity Too Large');
+    try {
+      const event = toEvent(req, Buffer.concat(chunks), requestId);
+      const result = await options.handler(event, lambdaContext(requestId, options.functionName));
+      writeResult(res, result, requestId);
+    } catch {
+      // What API Gateway answers when the function itself fails.
+      if (!res.headersSent) gatewayError(res, 500, 'Internal Server Error');
+      else res.destroy();
+    }
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,102 @@
+import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
+import { createProxyHandler } from '../lambdas/data-plane/proxy-api.ts';
+import type { Config } from '../lambdas/shared/config.ts';
+import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
+import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
+import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
+import { LOCAL_KEY_ID } from './kms-server.ts';
+import { ensureStream, ensureTable } from './provision.ts';
+
+/**
+ * The whole of keygate on one machine: embedded DynamoDB, Kinesis and KMS, the tables and streams
+ * the CDK app would create, and the deployed handlers behind local HTTP fronts. `npm start` and the
+ * integration tests both use this.
+ */
+export interface LocalStackOptions {
+  /** Where data lives; absent: in memory. */
+  dataDir?: string;
+  apiPort?: number;
+  proxyPort?: number;
+  regions?: string[];
+  targetAllowlist?: string[];
+  tableName?: string;
+}
+
+export interface LocalStack {
+  apiUrl: string;
+  proxyUrl: string;
+  deps: Deps;
+  services: EmbeddedServices;
+  close(): Promise<void>;
+}
+
+const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+export function localConfig(options: LocalStackOptions): Config {
+  const regions = options.regions?.length ? options.regions : ['us-east-1'];
+  const tableName = options.tableName ?? 'keygate';
+  return {
+    homeRegion: regions[0]!,
+    homeTableName: tableName,
+    // Locally every served region is a cell on the same embedded table, key and stream.
+    cells: Object.fromEntries(
+      regions.map((region) => [
+        region,
+        { region, tableName, kmsKeyId: LOCAL_KEY_ID, streamName: 'keygate-telemetry' },
+      ]),
+    ),
+    targetAllowlist: options.targetAllowlist ?? [],
+    requestLogRetentionDays: 90,
+    maxBodyBytes: 256 * 1024,
+  };
+}
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const services = await startEmbeddedServices(options.dataDir);
+  const fronts: HttpFront[] = [];
+  try {
+    const config = localConfig(options);
+    const deps = createDeps(config, {
+      dynamodb: services.dynamodbEndpoint,
+      kinesis: services.kinesisEndpoint,
+      kms: services.kms.endpoint,
+      credentials: LOCAL_CREDENTIALS,
+    });
+    await ensureTable(deps.home.ddb, config.homeTableName);
+    const firstCell = Object.values(deps.cells)[0]!;
+    await ensureStream(firstCell.kinesis, firstCell.streamName!);
+
+    const api = await startHttpFront({
+      port: options.apiPort ?? 0,
+      functionName: 'keygate-core-api',
+      handler: createCoreApiHandler(deps) as unknown as LambdaHttpHandler,
+    });
+    fronts.push(api);
+    const proxy = await startHttpFront({
+      port: options.proxyPort ?? 0,
+      functionName: 'keygate-proxy',
+      handler: createProxyHandler(deps) as unknown as LambdaHttpHandler,
+    });
+    fronts.push(proxy);
+    return {
+      apiUrl: api.url,
+      proxyUrl: proxy.url,
+      deps,
+      services,
+      close: async () => {
+        await Promise.all(fronts.map((f) => f.close()));
+        for (const cell of Object.values(deps.cells)) {
+          cell.ddb.destroy();
+          cell.kms.destroy();
+          cell.kinesis.destroy();
+        }
+        deps.home.ddb.destroy();
+        await services.close();
+      },
+    };
+  } catch (error) {
+    await Promise.all(fronts.map((f) => f.close()));
+    await services.close();
+    throw error;
+  }
+}

@@ -1,0 +1,61 @@
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { bootstrapFirstAdmin } from '../lambdas/control-plane/bootstrap.ts';
+import { parseHostList } from '../lambdas/shared/config.ts';
+import { startLocalStack } from './stack.ts';
+
+/**
+ * `npm start`: keygate whole on this machine. Settings: KEYGATE_API_PORT (4000),
+ * KEYGATE_PROXY_PORT (4001), KEYGATE_DATA_DIR (.keygate), KEYGATE_TARGET_ALLOWLIST (hosts that may be
+ * private and plain-http targets), KEYGATE_REGIONS (regions served, default us-east-1).
+ */
+function port(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0 || value > 65535) {
+    console.error(`${name} must be a port number, got '${raw}'`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const dataDir = resolve(process.env.KEYGATE_DATA_DIR || '.keygate');
+mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+const stack = await startLocalStack({
+  dataDir,
+  apiPort: port('KEYGATE_API_PORT', 4000),
+  proxyPort: port('KEYGATE_PROXY_PORT', 4001),
+  targetAllowlist: parseHostList(process.env.KEYGATE_TARGET_ALLOWLIST),
+  regions: parseHostList(process.env.KEYGATE_REGIONS),
+});
+
+const tokenFile = join(dataDir, 'admin-token');
+const first = await bootstrapFirstAdmin(stack.deps);
+console.log('keygate is running (local mode)');
+console.log(`  Core API  ${stack.apiUrl}`);
+console.log(`  Proxy     ${stack.proxyUrl}/api/{proxyId}/…`);
+console.log(`  Data dir  ${dataDir}`);
+if (first) {
+  writeFileSync(tokenFile, `${first.token}\n`, { mode: 0o600 });
+  chmodSync(tokenFile, 0o600);
+  console.log('First start: created an admin user, a client and a token (shown only this once):');
+  console.log(`  userId    ${first.userId}`);
+  console.log(`  clientId  ${first.clientId}`);
+  console.log(`  token     ${first.token}`);
+  console.log(`  (also written to ${tokenFile}, mode 0600)`);
+} else if (existsSync(tokenFile)) {
+  console.log(`Admin token: ${tokenFile}`);
+}
+
+let stopping = false;
+async function stop(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${signal}: shutting down`);
+  await stack.close();
+  process.exit(0);
+}
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));
