@@ -1,0 +1,49 @@
+import type { SealedSecret } from '../crypto/envelope.ts';
+import type { Effect, Rule } from '../rules/types.ts';
+
+/**
+ * The hot-path view of one proxy: everything a proxied request needs, in one item
+ * (keys.proxySnapshot), read with one strongly consistent GetItem. The Core API rewrites it on
+ * every change to anything it contains (proxy, either credential, target, any rule of the four
+ * scopes) and deletes it when the proxy goes; a deleted or expired credential leaves the proxy
+ * without a usable credential, so the next request fails.
+ */
+export interface ProxyCredentialView {
+  credentialId: string;
+  /** apiKey | bearer | basicAuth | jwtVerify (normalised; `key` is stored as apiKey). */
+  credentialAuthType: string;
+  /** SHA-256 hex of the presented secret (key, token, or `username:password` for basicAuth). */
+  secretHash?: string;
+  /** bearer: the prefix the consumer sends before the token. */
+  prefix?: string;
+  /** jwtVerify: verification settings; a shared secret stays sealed. */
+  jwt?: { jwksUrl?: string; sealedSecret?: SealedSecret; issuer?: string; audience?: string };
+  expiresAt?: string;
+}
+
+export interface TargetCredentialView {
+  credentialId: string;
+  /** apiKey | bearer | basicAuth | custom | oauth2 | none */
+  credentialAuthType: string;
+  /** The whole credentialSecret object, JSON, envelope-encrypted under context {clientId, credentialId}. */
+  sealedSecret?: SealedSecret;
+  expiresAt?: string;
+}
+
+export interface ProxySnapshot {
+  proxyId: string;
+  clientId: string;
+  proxyRegion: string;
+  proxyActive: boolean;
+  proxyDefaultRuleEffect: Effect;
+  proxyMaxRequestsPerMinute?: number;
+  proxyMaxRequestsPerDay?: number;
+  target: { targetId: string; targetBaseURL: string; targetDefaultRuleEffect: Effect };
+  /** Absent when the credential was deleted: every request then fails authentication. */
+  proxyCredential?: ProxyCredentialView;
+  targetCredential?: TargetCredentialView;
+  rules: { proxyCredential: Rule[]; targetCredential: Rule[]; proxy: Rule[]; target: Rule[] };
+  /** Monotonic; conditional writes keep a stale rebuild from overwriting a newer one. */
+  version: number;
+  builtAt: string;
+}

@@ -1,0 +1,42 @@
+/**
+ * One telemetry record per proxied request, allowed or not: what the proxy emits into Kinesis and
+ * the aggregator turns into a request-log item and telemetry rollups. Header and query values that
+ * may carry secrets are already masked when the record is built; bodies are never recorded.
+ */
+export type ProxyDecision =
+  | 'allowed'
+  | 'denied'
+  | 'unauthenticated'
+  | 'rate_limited'
+  | 'inactive'
+  | 'bad_request'
+  | 'error';
+
+export interface TelemetryRecord {
+  /** Time-ordered id (ULID-like): its first 10 characters encode processedAt in ms. */
+  requestId: string;
+  /** ISO 8601 UTC, when the gateway received the request. */
+  processedAt: string;
+  clientId?: string;
+  proxyId: string;
+  proxyCredentialId?: string;
+  targetCredentialId?: string;
+  targetId?: string;
+  method: string;
+  /** Canonical path (what the rules saw and what was sent upstream). */
+  path: string;
+  /** Query string with secret-looking values masked. */
+  query: string;
+  /** Selected request headers, masked (`Bearer ****`). */
+  headers?: Record<string, string>;
+  status: number;
+  /** keygate-proxy-code answered, e.g. proxy-access-granted. */
+  proxyCode: string;
+  decision: ProxyDecision;
+  /** The deciding rule (absent when the defaults decided or no rule was evaluated). */
+  rule?: { ruleId: string; scope: string; effect: string; priority: number };
+  durations: { gatewayMs: number; upstreamMs?: number };
+  bytes: { in: number; out: number };
+  sourceIp?: string;
+  userAgent?: string;
+}
