@@ -126,41 +126,54 @@ export async function listRequests(
   const records: Item[] = [];
   let more = false;
   if (lower <= upper) {
-    const upperDay = Date.parse(requestIdTime(upper)!.toISOString().slice(0, 10));
+    const days: string[] = [];
+    const firstDay = Date.parse(new Date(from).toISOString().slice(0, 10));
     for (
-      let day = upperDay;
-      day >= Date.parse(new Date(from).toISOString().slice(0, 10));
+      let day = Date.parse(requestIdTime(upper)!.toISOString().slice(0, 10));
+      day >= firstDay;
       day -= 86_400_000
-    ) {
-      const dayKey = new Date(day).toISOString().slice(0, 10);
-      let startKey: Record<string, unknown> | undefined;
-      do {
-        const out = await table.ddb.send(
-          new QueryCommand({
-            TableName: table.tableName,
-            KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
-            ExpressionAttributeValues: {
-              ':pk': keys.requestLogPartition(proxyId, dayKey).pk,
-              ':lo': lower,
-              ':hi': upper,
-            },
-            ScanIndexForward: false,
-            ConsistentRead: true,
-            Limit: limit + 2 - records.length,
-            ExclusiveStartKey: startKey,
-          }),
-        );
-        for (const item of out.Items ?? []) {
-          if (item.sk === cursor || !isLive(item, nowSeconds)) continue;
-          if (records.length === limit) {
-            more = true;
-            break;
+    )
+      days.push(new Date(day).toISOString().slice(0, 10));
+    const queryDay = async (dayKey: string, want: number, startKey?: Record<string, unknown>) => {
+      const out = await table.ddb.send(
+        new QueryCommand({
+          TableName: table.tableName,
+          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
+          ExpressionAttributeValues: {
+            ':pk': keys.requestLogPartition(proxyId, dayKey).pk,
+            ':lo': lower,
+            ':hi': upper,
+          },
+          ScanIndexForward: false,
+          ConsistentRead: true,
+          Limit: want,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      return { items: out.Items ?? [], lastKey: out.LastEvaluatedKey };
+    };
+    // Day partitions are read a window at a time, in parallel, and consumed newest first: a sparse
+    // log over the whole retention period costs a dozen round trips, not ninety.
+    const WINDOW = 8;
+    outer: for (let w = 0; w < days.length; w += WINDOW) {
+      const want = limit + 2 - records.length;
+      const window = days.slice(w, w + WINDOW);
+      const pages = await Promise.all(window.map((d) => queryDay(d, want)));
+      for (const [i, first] of pages.entries()) {
+        let page: { items: Item[]; lastKey?: Record<string, unknown> } = first;
+        for (;;) {
+          for (const item of page.items) {
+            if (item.sk === cursor || !isLive(item, nowSeconds)) continue;
+            if (records.length === limit) {
+              more = true;
+              break outer;
+            }
+            records.push(item);
           }
-          records.push(item);
+          if (!page.lastKey) break;
+          page = await queryDay(window[i]!, limit + 2 - records.length, page.lastKey);
         }
-        startKey = out.LastEvaluatedKey;
-      } while (startKey && !more);
-      if (more) break;
+      }
     }
   }
 
