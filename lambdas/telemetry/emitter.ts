@@ -1,5 +1,6 @@
 import { type KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
 import { logger as defaultLogger } from '../shared/logger.ts';
+import { maskHeaders, maskQuery } from './masking.ts';
 import type { TelemetryRecord } from './record.ts';
 
 /**
@@ -60,17 +61,22 @@ function clip(s: string | undefined, max: number): string | undefined {
   return s === undefined || s.length <= max ? s : s.slice(0, max);
 }
 
-/** Bounds the free-text fields so a record always fits Kinesis and a DynamoDB item. */
+/**
+ * Bounds the free-text fields so a record always fits Kinesis and a DynamoDB item, and masks the
+ * query and headers once more (a no-op on masked values), so the stream never holds a secret even
+ * if a caller forgot to mask.
+ */
 function bounded(r: TelemetryRecord): TelemetryRecord {
   let headers: Record<string, string> | undefined;
   if (r.headers) {
     headers = {};
     for (const [k, v] of Object.entries(r.headers).slice(0, 64)) headers[k.slice(0, 128)] = v.slice(0, 1024);
+    headers = maskHeaders(headers);
   }
   return {
     ...r,
     path: clip(r.path, 4096)!,
-    query: clip(r.query, 4096)!,
+    query: maskQuery(clip(r.query, 4096)!),
     userAgent: clip(r.userAgent, 512),
     headers,
   };

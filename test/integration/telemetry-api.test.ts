@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { TableRef } from '../../lambdas/shared/deps.ts';
+import { logger } from '../../lambdas/shared/logger.ts';
 import { keys } from '../../lambdas/storage/keys.ts';
 import { deleteItem, putItem } from '../../lambdas/storage/table.ts';
 import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
@@ -65,18 +66,45 @@ describe('request log API over the local pipeline', () => {
       headers: maskHeaders(raw),
       query: maskQuery(`page=2&api_key=${secret}&token=${secret}`),
     });
+    // A forgetful caller: raw secrets in the record. The emitter and the aggregator mask again.
+    const unmasked = makeRecord({ clientId, proxyId, headers: raw, query: `api_key=${secret}` });
+    // Every log line goes through the one Powertools logger: record what it is asked to print.
+    const output: string[] = [];
+    const writes = (['debug', 'info', 'warn', 'error', 'critical'] as const).map((level) => {
+      const original = logger[level].bind(logger);
+      const spy = jest.spyOn(logger, level).mockImplementation(((...args: unknown[]) => {
+        output.push(JSON.stringify(args));
+        return (original as (...a: unknown[]) => void)(...args);
+      }) as never);
+      return () => spy.mockRestore();
+    });
     const started = Date.now();
-    emitter.emit(record);
-    await emitter.flush();
-    const res = await waitFor(
-      () => gw.api('GET', `/clients/${clientId}/proxies/${proxyId}/requests`),
-      (r) => r.body?.requests?.length === 1,
+    let res: Awaited<ReturnType<TestGateway['api']>>;
+    let elapsed: number;
+    try {
+      emitter.emit(record);
+      await emitter.flush();
+      res = await waitFor(
+        () => gw.api('GET', `/clients/${clientId}/proxies/${proxyId}/requests`),
+        (r) => r.body?.requests?.length === 1,
+      );
+      elapsed = Date.now() - started;
+      emitter.emit(unmasked);
+      await emitter.flush();
+      await gw.stack.telemetryPoller!.drain();
+    } finally {
+      for (const restore of writes) restore();
+    }
+    expect(output.join('')).not.toContain(secret);
+    const again = await gw.api(
+      'GET',
+      `/clients/${clientId}/proxies/${proxyId}/requests/${unmasked.requestId}`,
     );
-    const elapsed = Date.now() - started;
+    expect(again.body).toMatchObject({ query: 'api_key=****', headers: { authorization: 'Bearer ****' } });
+    expect(again.text).not.toContain(secret);
     expect(res.status).toBe(200);
     expect(elapsed).toBeLessThan(2000);
-    const got = res.body.requests[0];
-    expect(got).toMatchObject({
+    expect(res.body.requests[0]).toMatchObject({
       requestId: record.requestId,
       proxyId,
       clientId,
@@ -84,8 +112,8 @@ describe('request log API over the local pipeline', () => {
       query: 'page=2&api_key=****&token=****',
       headers: { authorization: 'Bearer ****', cookie: 'sid=****; theme=****', 'x-api-key': '****' },
     });
-    expect(got.pk).toBeUndefined();
-    expect(got.ttl).toBeUndefined();
+    expect(res.body.requests[0].pk).toBeUndefined();
+    expect(res.body.requests[0].ttl).toBeUndefined();
     const one = await gw.api('GET', `/clients/${clientId}/proxies/${proxyId}/requests/${record.requestId}`);
     expect(one.status).toBe(200);
     expect(one.body.requestId).toBe(record.requestId);
