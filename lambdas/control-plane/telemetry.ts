@@ -270,7 +270,42 @@ function starts(now: Date, interval: Interval, count: number): string[] {
   );
 }
 
-/** Telemetry of a client: every proxy of it, all cells, newest bucket first. */
+/** Anomaly flags of one proxy for the buckets `range` (oldest first), keyed by bucketStart. */
+async function proxyFlags(table: TableRef, proxyId: string, interval: Interval, range: string[]) {
+  const baseline = BASELINE_BUCKETS[interval];
+  const beforeFirst = new Date(Date.parse(range[0]!) - INTERVAL_MS[interval]);
+  const all = [...starts(beforeFirst, interval, baseline), ...range];
+  const [items, owner, paths] = await Promise.all([
+    readSeries([table], keys.telemetrySeries('PROXY', proxyId, interval).pk, all[0]!, all[all.length - 1]!),
+    getItem<{ firstSeenAt?: string }>(table, keys.proxyOwner(proxyId)),
+    queryPrefix<{ path: string; firstSeenAt: string }>(table, keys.proxyPaths(proxyId), { Limit: 5000 }),
+  ]);
+  const views = all.map((s) => bucketView(s, items.get(s)));
+  const flags = detectAnomalies({
+    interval,
+    series: views.map(
+      (v): BucketCounts => ({
+        bucketStart: v.bucketStart,
+        requests: v.requests,
+        denied: v.denied,
+        s4xx: v.status['4xx'],
+        s5xx: v.status['5xx'],
+      }),
+    ),
+    from: baseline,
+    proxyFirstSeenAt: owner?.firstSeenAt,
+    paths: paths.filter((p) => typeof p.firstSeenAt === 'string' && typeof p.path === 'string'),
+  });
+  return { views: views.slice(baseline), flags };
+}
+
+/** Proxies whose flags a client answer includes at most (each costs three reads). */
+const MAX_PROXIES_FLAGGED = 50;
+
+/**
+ * Telemetry of a client: every proxy of it, all cells, newest bucket first. Each bucket lists the
+ * anomaly flags of the client's proxies (each judged against its own baseline), with the proxyId.
+ */
 export async function clientTelemetry(
   deps: Deps,
   caller: Caller,
@@ -280,16 +315,40 @@ export async function clientTelemetry(
   const { interval, limit } = parseTelemetryQuery(rawQuery);
   await authorizeClient(deps, caller, clientId, 'user');
   const range = starts(deps.now(), interval, limit);
-  const items = await readSeries(
-    cellTables(deps),
-    keys.telemetrySeries('CLIENT', clientId, interval).pk,
-    range[0]!,
-    range[range.length - 1]!,
+  const tables = cellTables(deps);
+  const [items, proxies] = await Promise.all([
+    readSeries(
+      tables,
+      keys.telemetrySeries('CLIENT', clientId, interval).pk,
+      range[0]!,
+      range[range.length - 1]!,
+    ),
+    Promise.all(
+      tables.map(async (table) =>
+        (await queryPrefix<{ sk: string }>(table, keys.proxiesPrefix(clientId))).map((p) => ({
+          table,
+          proxyId: p.sk.slice('PROXY#'.length),
+        })),
+      ),
+    ).then((lists) => lists.flat()),
+  ]);
+  const flagged = proxies.slice(0, MAX_PROXIES_FLAGGED);
+  const perProxy = await Promise.all(
+    flagged.map(async (p) => ({
+      proxyId: p.proxyId,
+      ...(await proxyFlags(p.table, p.proxyId, interval, range)),
+    })),
   );
   return {
     clientId,
     interval,
-    buckets: range.map((s) => bucketView(s, items.get(s))).reverse(),
+    ...(proxies.length > flagged.length ? { anomaliesCoverProxies: flagged.length } : {}),
+    buckets: range
+      .map((s) => ({
+        ...bucketView(s, items.get(s)),
+        anomalies: perProxy.flatMap((p) => (p.flags.get(s) ?? []).map((f) => ({ proxyId: p.proxyId, ...f }))),
+      }))
+      .reverse(),
   };
 }
 
@@ -304,40 +363,11 @@ export async function proxyTelemetry(
   const { interval, limit } = parseTelemetryQuery(rawQuery);
   await authorizeClient(deps, caller, clientId, 'user');
   const table = await proxyTable(deps, clientId, proxyId);
-  const baseline = BASELINE_BUCKETS[interval];
-  const range = starts(deps.now(), interval, limit + baseline);
-  const [items, owner, paths] = await Promise.all([
-    readSeries(
-      [table],
-      keys.telemetrySeries('PROXY', proxyId, interval).pk,
-      range[0]!,
-      range[range.length - 1]!,
-    ),
-    getItem<{ firstSeenAt?: string }>(table, keys.proxyOwner(proxyId)),
-    queryPrefix<{ path: string; firstSeenAt: string }>(table, keys.proxyPaths(proxyId), { Limit: 5000 }),
-  ]);
-  const views = range.map((s) => bucketView(s, items.get(s)));
-  const counts: BucketCounts[] = views.map((v) => ({
-    bucketStart: v.bucketStart,
-    requests: v.requests,
-    denied: v.denied,
-    s4xx: v.status['4xx'],
-    s5xx: v.status['5xx'],
-  }));
-  const flags = detectAnomalies({
-    interval,
-    series: counts,
-    from: baseline,
-    proxyFirstSeenAt: owner?.firstSeenAt,
-    paths: paths.filter((p) => typeof p.firstSeenAt === 'string' && typeof p.path === 'string'),
-  });
+  const { views, flags } = await proxyFlags(table, proxyId, interval, starts(deps.now(), interval, limit));
   return {
     clientId,
     proxyId,
     interval,
-    buckets: views
-      .slice(baseline)
-      .map((v) => ({ ...v, anomalies: flags.get(v.bucketStart) ?? [] }))
-      .reverse(),
+    buckets: views.map((v) => ({ ...v, anomalies: flags.get(v.bucketStart) ?? [] })).reverse(),
   };
 }

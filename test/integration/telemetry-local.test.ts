@@ -60,6 +60,15 @@ describe('anomaly flags through the API', () => {
       const paths = flagged[0].anomalies.find((a: { type: string }) => a.type === 'first_seen_paths');
       expect(paths.paths).toEqual(['/admin/export']);
 
+      // The client's answer lists its proxies' flags, each with the proxyId.
+      const client = await gw.api('GET', `/clients/${clientId}/telemetry?interval=minute&limit=30`);
+      const clientFlags = client.body.buckets.flatMap(
+        (b: { anomalies: { proxyId: string; type: string }[] }) => b.anomalies,
+      );
+      expect(
+        clientFlags.map((f: { proxyId: string; type: string }) => `${f.proxyId}:${f.type}`).sort(),
+      ).toEqual([`${spiky}:first_seen_paths`, `${spiky}:request_spike`]);
+
       const calm = await gw.api(
         'GET',
         `/clients/${clientId}/proxies/${steady}/telemetry?interval=minute&limit=30`,
