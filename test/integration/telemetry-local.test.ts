@@ -8,6 +8,8 @@ import { getItem, putItem, queryPrefix } from '../../lambdas/storage/table.ts';
 import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter } from '../../lambdas/telemetry/emitter.ts';
 import { bucketStart } from '../../lambdas/telemetry/rollup.ts';
+import { startKinesisPoller } from '../../local/kinesis-poller.ts';
+import { ensureStream } from '../../local/provision.ts';
 import { startLocalStack } from '../../local/stack.ts';
 import { startTestGateway } from '../helpers/local.ts';
 import { eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
@@ -122,4 +124,66 @@ describe('local pipeline across restarts', () => {
     expect(bucket!.requests).toBe(8);
     await c.close();
   }, 30_000);
+});
+
+describe('local event source mapping (poller)', () => {
+  it('delivers Lambda-shaped events and resumes from the lowest reported failure', async () => {
+    const stack = await startLocalStack({ telemetryPoller: false });
+    const cell = Object.values(stack.deps.cells)[0]!;
+    const streamName = `poller-test-${Date.now()}`;
+    await ensureStream(cell.kinesis, streamName);
+    const emitter = createTelemetryEmitter({ kinesis: cell.kinesis, streamName });
+    const sent = Array.from({ length: 5 }, () => makeRecord());
+    for (const r of sent) {
+      emitter.emit(r);
+      await emitter.flush(); // one by one: one shard order = emit order
+    }
+    const seen: string[][] = [];
+    let failOnce = true;
+    const poller = startKinesisPoller({
+      kinesis: cell.kinesis,
+      streamName,
+      region: cell.region,
+      table: cell,
+      idleMs: 20,
+      handler: async (event) => {
+        for (const r of event.Records) {
+          expect(r).toMatchObject({
+            eventSource: 'aws:kinesis',
+            eventName: 'aws:kinesis:record',
+            eventVersion: '1.0',
+            awsRegion: cell.region,
+            eventSourceARN: expect.stringContaining(`:stream/${streamName}`),
+            kinesis: { kinesisSchemaVersion: '1.0', partitionKey: expect.any(String) },
+          });
+          expect(r.eventID).toBe(`${r.eventID.split(':')[0]}:${r.kinesis.sequenceNumber}`);
+          expect(typeof r.kinesis.approximateArrivalTimestamp).toBe('number');
+        }
+        const ids = event.Records.map(
+          (r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()).requestId,
+        );
+        seen.push(ids);
+        if (failOnce && event.Records.length >= 3) {
+          failOnce = false;
+          return { batchItemFailures: [{ itemIdentifier: event.Records[2]!.kinesis.sequenceNumber }] };
+        }
+        return { batchItemFailures: [] };
+      },
+    });
+    try {
+      await poller.drain(10_000);
+      const ids = sent.map((r) => r.requestId);
+      expect(seen[0]).toEqual(ids);
+      expect(seen.slice(1).flat()).toEqual(ids.slice(2));
+      expect(poller.stats()).toMatchObject({ delivered: 8, failedBatches: 1 });
+      const checkpoint = await getItem<{ sequenceNumber: string }>(
+        cell,
+        keys.streamCheckpoint(streamName, 'shardId-000000000000'),
+      );
+      expect(checkpoint?.sequenceNumber).toBeTruthy();
+    } finally {
+      await poller.close();
+      await stack.close();
+    }
+  });
 });
