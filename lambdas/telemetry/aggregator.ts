@@ -6,7 +6,7 @@ import type { Cell, Deps, TableRef } from '../shared/deps.ts';
 import { logger } from '../shared/logger.ts';
 import { type Interval, keys } from '../storage/keys.ts';
 import { isConditionFailure } from '../storage/table.ts';
-import { maskHeaders, maskQuery } from './masking.ts';
+import { maskHeaders, maskPath, maskQuery } from './masking.ts';
 import type { TelemetryRecord } from './record.ts';
 import { REQUEST_ID_PATTERN, requestIdTime } from './request-id.ts';
 import {
@@ -109,11 +109,10 @@ export interface AggregateResult {
 
 /** Module-scope caches (per Lambda container) so markers are written once per proxy/path and day. */
 const markerCache = new Set<string>();
-function rememberMarker(key: string): boolean {
-  if (markerCache.has(key)) return false;
+function rememberMarker(key: string): void {
+  if (markerCache.has(key)) return;
   if (markerCache.size > 50_000) markerCache.clear();
   markerCache.add(key);
-  return true;
 }
 
 function cellFor(deps: Deps, region: string | undefined): Cell | undefined {
@@ -137,6 +136,7 @@ function decode(deps: Deps, r: KinesisStreamRecord): Decoded | string {
   const record = parsed.data as TelemetryRecord;
   // Defence in depth: the proxy masks before emitting; masking again is a no-op on masked values.
   record.query = maskQuery(record.query);
+  record.path = maskPath(record.path);
   if (record.headers) record.headers = maskHeaders(record.headers);
   const shardId = r.eventID.includes(':') ? r.eventID.slice(0, r.eventID.indexOf(':')) : 'shard';
   return {

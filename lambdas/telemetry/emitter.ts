@@ -1,6 +1,6 @@
 import { type KinesisClient, PutRecordsCommand, type PutRecordsRequestEntry } from '@aws-sdk/client-kinesis';
 import { logger as defaultLogger } from '../shared/logger.ts';
-import { maskHeaders, maskQuery } from './masking.ts';
+import { maskHeaders, maskPath, maskQuery } from './masking.ts';
 import type { TelemetryRecord } from './record.ts';
 
 /**
@@ -75,7 +75,7 @@ function bounded(r: TelemetryRecord): TelemetryRecord {
   }
   return {
     ...r,
-    path: clip(r.path, 4096)!,
+    path: maskPath(clip(r.path, 4096)!),
     query: maskQuery(clip(r.query, 4096)!),
     userAgent: clip(r.userAgent, 512),
     headers,

@@ -119,3 +119,14 @@ function safeDecode(s: string): string {
     return s;
   }
 }
+
+/**
+ * Masks path segments that are themselves keys or JWTs (some APIs put the key in the path). The
+ * rest of the path is kept as the rules saw it.
+ */
+export function maskPath(path: string): string {
+  return path
+    .split('/')
+    .map((seg) => (SECRET_VALUE.test(safeDecode(seg)) ? MASK : seg))
+    .join('/');
+}

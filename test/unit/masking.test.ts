@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { MASK, maskHeaders, maskQuery } from '../../lambdas/telemetry/masking.ts';
+import { MASK, maskHeaders, maskPath, maskQuery } from '../../lambdas/telemetry/masking.ts';
 
 const SECRET = 'sUp3rS3cretV4lue0123456789abcdef';
 
@@ -114,5 +114,12 @@ describe('maskQuery', () => {
     expect(maskQuery(once)).toBe(once);
     const h = maskHeaders({ authorization: `Bearer ${SECRET}`, cookie: `a=${SECRET}` });
     expect(maskHeaders(h)).toEqual(h);
+  });
+});
+
+describe('maskPath', () => {
+  it('masks segments that are keys or JWTs and keeps the rest', () => {
+    expect(maskPath('/v1/keys/sk_live_0123456789abcdef/usage')).toBe(`/v1/keys/${MASK}/usage`);
+    expect(maskPath('/v2/inventory/items/42')).toBe('/v2/inventory/items/42');
   });
 });
