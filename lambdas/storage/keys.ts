@@ -17,6 +17,8 @@
  *  9. rules of a parent / one            pk CLIENT#<clientId>       sk RULE#<scope>#<parentId>#<ruleId>
  * 10. hot path: everything one proxied request needs, in one GetItem
  *                                        pk PROXY#<proxyId>         sk SNAPSHOT             data plane (materialised view)
+ * 10b. snapshot version counter (atomic ADD; orders concurrent rebuilds, see storage/snapshot.ts)
+ *                                        pk PROXY#<proxyId>         sk SNAPSEQ              Core API writes only
  * 11. rate-limit counters                pk PROXY#<proxyId>         sk LIMIT#<window>#<start> data plane (atomic ADD, ttl)
  * 12. request log by proxy and time     pk REQLOG#<proxyId>#<day>  sk <requestId>          aggregator writes, Core API reads;
  *     requestIds are time-ordered (ULID-like), so a time range is a key range and a requestId alone
@@ -63,6 +65,7 @@ export const keys = {
   }),
 
   proxySnapshot: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSHOT' }),
+  proxySnapshotSeq: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSEQ' }),
   rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
     pk: `PROXY#${proxyId}`,
     sk: `LIMIT#${window}#${windowStart}`,
