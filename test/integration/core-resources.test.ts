@@ -757,6 +757,50 @@ describe('credentials, targets, proxies and rules', () => {
     });
   });
 
+  describe('client deletion and the API document', () => {
+    it("deleting a client removes its proxies' snapshots and counters in every cell", async () => {
+      const other = (await gw.api('POST', '/clients', { body: { clientName: 'short-lived' } })).body.clientId;
+      const o = (path: string, body: unknown) => gw.api('POST', `/clients/${other}${path}`, { body });
+      const base = { credentialName: 'n', credentialRegion: 'eu-west-1' };
+      const pc = (await o('/credentials', { ...base, credentialType: 'proxy', credentialAuthType: 'apiKey' }))
+        .body;
+      const tc = (await o('/credentials', { ...base, credentialType: 'target', credentialAuthType: 'none' }))
+        .body;
+      const t = (
+        await o('/targets', {
+          targetName: 't',
+          targetBaseURL: 'https://a.example.com',
+          targetRegion: 'eu-west-1',
+        })
+      ).body;
+      const p = (
+        await o('/proxies', {
+          proxyName: 'p',
+          proxyRegion: 'eu-west-1',
+          proxyProxyCredentialId: pc.credentialId,
+          proxyTargetId: t.targetId,
+          proxyTargetCredentialId: tc.credentialId,
+        })
+      ).body;
+      const eu = gw.stack.deps.cells['eu-west-1']!;
+      expect(await readSnapshot(eu, p.proxyId)).toBeDefined();
+      expect((await gw.api('DELETE', `/clients/${other}`)).status).toBe(204);
+      expect(await readSnapshot(eu, p.proxyId)).toBeUndefined();
+      expect(await getItem(eu, keys.proxySnapshotSeq(p.proxyId))).toBeUndefined();
+    });
+
+    it('documents every new route in the OpenAPI document', async () => {
+      const doc = await gw.api('GET', '/openapi.json', { token: null });
+      for (const path of [
+        '/clients/{clientId}/credentials/{credentialId}',
+        '/clients/{clientId}/targets/{targetId}',
+        '/clients/{clientId}/proxies/{proxyId}/simulate',
+        '/clients/{clientId}/targets/{targetId}/rules/{ruleId}',
+      ])
+        expect(Object.keys(doc.body.paths)).toContain(path);
+    });
+  });
+
   describe('tenancy', () => {
     it('answers 404 to non-members and 403 to members without the admin role, on every new route', async () => {
       const { proxy: p, pc, t } = await proxy();
