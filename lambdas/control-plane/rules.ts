@@ -28,7 +28,12 @@ import { loadTarget } from './targets.ts';
  * parent, before answering. Every pattern is compiled at save time on RE2 (linear time, length
  * capped); one that does not compile is a 400 naming its field.
  */
-export const MAX_RULES_PER_PARENT = 50;
+/**
+ * Caps that keep a proxy's snapshot (four scopes of rules in one item) well under DynamoDB's 400 KB
+ * item limit: 4 scopes × 25 rules × 3.5 KB ≈ 350 KB at most. `notes` are not in the snapshot.
+ */
+export const MAX_RULES_PER_PARENT = 25;
+export const MAX_RULE_BYTES = 3500;
 
 function fieldError(field: string, message: string) {
   return new BadRequestError(`${field}: ${message}`, 'invalid_pattern', [{ field, message }]);
@@ -59,6 +64,14 @@ export function checkRulePatterns(rule: RuleInput) {
       throw fieldError(`body.body.${i}.jsonPath`, "supported: $, .name, ['name'], [n], [*]");
     if (check.matchValue) compile(`body.body.${i}.matchValue.pattern`, check.matchValue.pattern);
   });
+  const { notes: _notes, ...conditions } = rule;
+  const size = Buffer.byteLength(JSON.stringify(conditions), 'utf8');
+  if (size > MAX_RULE_BYTES)
+    throw new BadRequestError(
+      `body: a rule's conditions may take ${MAX_RULE_BYTES} bytes, this one takes ${size}; split it`,
+      'rule_too_large',
+      [{ field: 'body', message: 'rule too large' }],
+    );
 }
 
 interface Parent {

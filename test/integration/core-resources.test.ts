@@ -657,6 +657,14 @@ describe('credentials, targets, proxies and rules', () => {
       ],
       [{ ...allow, path: { pattern: '^/v2' } }, 'validation_failed', 'body.path'],
       [{ ...allow, surprise: 1 }, 'validation_failed', 'surprise'],
+      [
+        {
+          ...allow,
+          headerChecks: Array.from({ length: 5 }, () => ({ name: { pattern: 'a'.repeat(1000) } })),
+        },
+        'rule_too_large',
+        'body',
+      ],
     ];
     it('refuses bad rules with a 400 naming the field, on every parent', async () => {
       const { proxy: p, pc, t } = await proxy();
@@ -671,6 +679,12 @@ describe('credentials, targets, proxies and rules', () => {
           expect(res.body.message).toContain(field);
         }
       expect((await post('/credentials/nope/rules', allow)).status).toBe(404);
+      const many = await Promise.all(
+        Array.from({ length: 25 }, (_, i) => post(`/targets/${t.targetId}/rules`, { ...allow, priority: i })),
+      );
+      expect(many.every((r) => r.status === 201)).toBe(true);
+      const over = await post(`/targets/${t.targetId}/rules`, allow);
+      expect({ status: over.status, code: over.body.code }).toEqual({ status: 409, code: 'rule_limit' });
     });
 
     it('stores aliases canonically and keeps every scope of the snapshot exact on create, update and delete', async () => {
