@@ -1,6 +1,7 @@
 import type { Cell, Deps } from '../shared/deps.ts';
 import { BadRequestError } from '../shared/errors.ts';
-import type { Key } from '../storage/keys.ts';
+import type { ProxyItem } from '../storage/items.ts';
+import { type Key, keys } from '../storage/keys.ts';
 import { getItem, queryPrefix } from '../storage/table.ts';
 
 /**
@@ -45,5 +46,16 @@ export async function listInCells<T extends object>(
   const lists = await Promise.all(cells.map((cell) => queryPrefix<T>(cell, where)));
   return lists.flatMap((items, i) =>
     items.filter((it) => (it as Record<string, unknown>)[regionField] === cells[i]!.region),
+  );
+}
+
+/** The proxies of a cell that satisfy `uses` (which use a credential, either side, or a target). */
+export async function proxiesUsing(
+  cell: Cell,
+  clientId: string,
+  uses: (p: ProxyItem) => boolean,
+): Promise<ProxyItem[]> {
+  return (await queryPrefix<ProxyItem>(cell, keys.proxiesPrefix(clientId))).filter(
+    (p) => p.proxyRegion === cell.region && uses(p),
   );
 }

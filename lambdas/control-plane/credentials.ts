@@ -4,7 +4,7 @@ import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS } from '../crypto/key-streng
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
-import { BadRequestError, NotFoundError } from '../shared/errors.ts';
+import { NotFoundError } from '../shared/errors.ts';
 import { validate } from '../shared/http.ts';
 import type { CredentialItem, ProxyItem } from '../storage/items.ts';
 import { keys } from '../storage/keys.ts';
@@ -17,7 +17,7 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
-import { cellFor, findInCells, listInCells } from './cells.ts';
+import { cellFor, findInCells, listInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
 import {
@@ -26,6 +26,7 @@ import {
   type CredentialUpdate,
   credentialSecretSchemas,
 } from './schemas.ts';
+import { checkImmutable, fieldError } from './validation.ts';
 
 /**
  * Credentials: what a consumer presents to a proxy (`proxy`) and the vendor secret keygate injects
@@ -55,10 +56,6 @@ const RESERVED_HEADERS = new Set([
   'proxy-authorization',
   'proxy-connection',
 ]);
-
-function fieldError(field: string, message: string, code = 'validation_failed'): BadRequestError {
-  return new BadRequestError(`${field}: ${message}`, code, [{ field, message }]);
-}
 
 function checkExpiry(deps: Deps, expiresAt: string | null | undefined) {
   if (expiresAt && Date.parse(expiresAt) <= deps.now().getTime())
@@ -239,17 +236,6 @@ export async function loadCredential(deps: Deps, clientId: string, credentialId:
   return found;
 }
 
-/** Ids of the proxies of a cell that use a credential (either side) or a target. */
-export async function proxiesUsing(
-  cell: Cell,
-  clientId: string,
-  uses: (p: ProxyItem) => boolean,
-): Promise<ProxyItem[]> {
-  return (await queryPrefix<ProxyItem>(cell, keys.proxiesPrefix(clientId))).filter(
-    (p) => p.proxyRegion === cell.region && uses(p),
-  );
-}
-
 function usesCredential(credentialId: string) {
   return (p: ProxyItem) =>
     p.proxyProxyCredentialId === credentialId || p.proxyTargetCredentialId === credentialId;
@@ -312,12 +298,6 @@ export async function listCredentials(deps: Deps, caller: Caller, clientId: stri
 export async function getCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {
   await authorizeClient(deps, caller, clientId, 'user');
   return view((await loadCredential(deps, clientId, credentialId)).item);
-}
-
-/** A read-only field sent back with another value is a 400 (it cannot be changed). */
-export function checkImmutable(field: string, sent: unknown, stored: unknown) {
-  if (sent !== undefined && sent !== stored)
-    throw fieldError(`body.${field}`, 'cannot be changed', 'immutable_field');
 }
 
 /**

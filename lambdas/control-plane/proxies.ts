@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { canonicalRequest } from '../data-plane/canonical-path.ts';
 import { evaluateRules } from '../rules/evaluator.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
-import { BadRequestError, ConflictError, NotFoundError } from '../shared/errors.ts';
+import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { CredentialItem, ProxyItem, TargetItem } from '../storage/items.ts';
 import { keys } from '../storage/keys.ts';
 import { deleteSnapshot, readSnapshot, rebuildSnapshot } from '../storage/snapshot.ts';
@@ -16,9 +16,10 @@ import {
 } from '../storage/table.ts';
 import { cellFor, findInCells, listInCells } from './cells.ts';
 import { authorizeClient } from './clients.ts';
-import { checkImmutable } from './credentials.ts';
+
 import type { Caller } from './identity.ts';
 import type { ProxyCreate, ProxyUpdate, SimulateInput } from './schemas.ts';
+import { checkImmutable, fieldError } from './validation.ts';
 
 /**
  * Proxies wire a proxy credential, a target and a target credential together, in one region.
@@ -27,10 +28,6 @@ import type { ProxyCreate, ProxyUpdate, SimulateInput } from './schemas.ts';
  * the client's configuration. Every write rebuilds the proxy's hot-path snapshot before answering;
  * `PUT` of `proxyTargetCredentialId`/`proxyProxyCredentialId` is the zero-downtime rotation step.
  */
-function fieldError(field: string, message: string, code = 'validation_failed') {
-  return new BadRequestError(`${field}: ${message}`, code, [{ field, message }]);
-}
-
 function view(item: ProxyItem) {
   return publicView(item as unknown as Record<string, unknown>);
 }

@@ -15,8 +15,9 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
+import { proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
-import { loadCredential, proxiesUsing } from './credentials.ts';
+import { loadCredential } from './credentials.ts';
 import type { Caller } from './identity.ts';
 import { loadProxy } from './proxies.ts';
 import type { RuleInput } from './schemas.ts';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { canonicalizePath } from '../data-plane/canonical-path.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Deps } from '../shared/deps.ts';
-import { BadRequestError, ConflictError, NotFoundError } from '../shared/errors.ts';
+import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { ProxyItem, TargetItem } from '../storage/items.ts';
 import { keys } from '../storage/keys.ts';
 import { rebuildSnapshots } from '../storage/snapshot.ts';
@@ -14,11 +14,12 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
-import { cellFor, findInCells, listInCells } from './cells.ts';
+import { cellFor, findInCells, listInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
-import { checkImmutable, proxiesUsing } from './credentials.ts';
+
 import type { Caller } from './identity.ts';
 import type { TargetCreate, TargetUpdate } from './schemas.ts';
+import { checkImmutable, fieldError } from './validation.ts';
 
 /**
  * Targets: where a proxy's calls go. The base URL is checked when it is saved (https only, public
@@ -26,10 +27,6 @@ import type { TargetCreate, TargetUpdate } from './schemas.ts';
  * the data plane checks resolved addresses again at connect time. `targetRegion` is immutable.
  * A target still used by a proxy cannot be deleted (409): repoint or delete those proxies first.
  */
-function fieldError(field: string, message: string, code = 'validation_failed') {
-  return new BadRequestError(`${field}: ${message}`, code, [{ field, message }]);
-}
-
 function checkBaseUrl(deps: Deps, raw: string): string {
   const checked = checkTargetUrl(raw, deps.config.targetAllowlist);
   if (!checked.ok) throw fieldError('body.targetBaseURL', checked.reason, 'unsafe_url');
