@@ -45,6 +45,7 @@ async function checkReferences(
   clientId: string,
   region: string,
   refs: Pick<ProxyItem, 'proxyProxyCredentialId' | 'proxyTargetId' | 'proxyTargetCredentialId'>,
+  changed: (field: string) => boolean = () => true,
 ) {
   const [pc, target, tc] = await Promise.all([
     findInCells<CredentialItem>(
@@ -73,6 +74,7 @@ async function checkReferences(
     ],
   ];
   for (const [field, found, credentialType] of checks) {
+    if (!changed(field)) continue;
     if (!found) throw fieldError(`body.${field}`, 'no such resource in this client', 'unknown_reference');
     if (found.region !== region)
       throw fieldError(
@@ -169,7 +171,15 @@ export async function updateProxy(
     proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? item.proxyMaxRequestsPerDay,
     updatedAt: deps.now().toISOString(),
   };
-  await checkReferences(deps, clientId, item.proxyRegion, updated);
+  // Only references this PUT changes are checked: a proxy whose credential was revoked can still be
+  // renamed or deactivated, and is repaired by pointing it at a new credential.
+  await checkReferences(
+    deps,
+    clientId,
+    item.proxyRegion,
+    updated,
+    (field) => updated[field as keyof ProxyItem] !== item[field as keyof ProxyItem],
+  );
   const stored = { ...keys.proxy(clientId, proxyId), ...item, ...updated } as Record<string, unknown>;
   if (updated.proxyAlias === undefined) delete stored.proxyAlias;
   try {

@@ -590,6 +590,17 @@ describe('credentials, targets, proxies and rules', () => {
       });
       expect(wrong.body.code).toBe('wrong_credential_type');
 
+      // A proxy whose proxy credential was revoked can still be deactivated, then repaired.
+      await gw.api('DELETE', `/clients/${c}/credentials/${newPc.credentialId}`);
+      expect(
+        (await gw.api('PUT', `/clients/${c}/proxies/${p.proxyId}`, { body: { proxyActive: false } })).status,
+      ).toBe(200);
+      const repaired = await gw.api('PUT', `/clients/${c}/proxies/${p.proxyId}`, {
+        body: { proxyProxyCredentialId: pc.credentialId, proxyActive: true },
+      });
+      expect(repaired.status).toBe(200);
+      expect((await readSnapshot(cell(), p.proxyId))!.proxyCredential?.credentialId).toBe(pc.credentialId);
+
       const list = await gw.api('GET', `/clients/${c}/proxies`);
       expect(list.body.proxies.map((x: { proxyId: string }) => x.proxyId)).toContain(p.proxyId);
       expect((await gw.api('DELETE', `/clients/${c}/proxies/${p.proxyId}`)).status).toBe(204);
