@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sealSecret } from '../crypto/envelope.ts';
-import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS } from '../crypto/key-strength.ts';
+import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../crypto/key-strength.ts';
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
@@ -60,10 +60,6 @@ const RESERVED_HEADERS = new Set([
 function checkExpiry(deps: Deps, expiresAt: string | null | undefined) {
   if (expiresAt && Date.parse(expiresAt) <= deps.now().getTime())
     throw fieldError('body.expiresAt', 'must be in the future');
-}
-
-function readablePrefix(secret: string): string | undefined {
-  return /^[A-Za-z][A-Za-z0-9]{0,11}_(?:[A-Za-z0-9]{1,12}_)?/.exec(secret)?.[0];
 }
 
 /** The hint reads show: type, readable prefix and last four characters (long secrets only). */

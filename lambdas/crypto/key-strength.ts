@@ -9,6 +9,11 @@ const MIN_DISTINCT = 8;
 
 const PREFIX = /^[A-Za-z][A-Za-z0-9]{0,11}_(?:[A-Za-z0-9]{1,12}_)?/;
 
+/** The readable prefix of a key (`rr_live_`, `sk_`, `kg_test_`), if it has one. */
+export function readablePrefix(secret: string): string | undefined {
+  return PREFIX.exec(secret)?.[0];
+}
+
 function bitsPerChar(body: string): number {
   if (/^[0-9]+$/.test(body)) return Math.log2(10);
   if (/^[0-9a-f]+$/.test(body) || /^[0-9A-F]+$/.test(body)) return 4;
@@ -20,7 +25,7 @@ function bitsPerChar(body: string): number {
 
 /** Estimated bits of entropy of a secret, not counting a readable prefix. */
 export function estimateKeyBits(secret: string): number {
-  const prefix = PREFIX.exec(secret)?.[0] ?? '';
+  const prefix = readablePrefix(secret) ?? '';
   const body = secret.length - prefix.length >= 16 ? secret.slice(prefix.length) : secret;
   if (new Set(body).size < MIN_DISTINCT) return 0;
   return Math.floor(body.length * bitsPerChar(body));
