@@ -4,7 +4,7 @@ import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../c
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
-import { NotFoundError } from '../shared/errors.ts';
+import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import { validate } from '../shared/http.ts';
 import type { CredentialItem, ProxyItem } from '../storage/items.ts';
 import { keys } from '../storage/keys.ts';
@@ -237,6 +237,32 @@ function usesCredential(credentialId: string) {
     p.proxyProxyCredentialId === credentialId || p.proxyTargetCredentialId === credentialId;
 }
 
+/**
+ * Claims a proxy secret's hash for a credential in the client's home partition, so one key serves
+ * one identity: a supplied key another credential of this client already uses is a 409.
+ */
+async function claimSecretHash(deps: Deps, clientId: string, credentialId: string, hash: string | undefined) {
+  if (!hash) return;
+  try {
+    await putItem(
+      deps.home,
+      { ...keys.proxyKeyHash(clientId, hash), type: 'ProxyKeyHash', clientId, credentialId },
+      { ifAbsent: true },
+    );
+  } catch (error) {
+    if (isConditionFailure(error))
+      throw new ConflictError(
+        'body.credentialSecret: this secret is already used by another credential of this client; use one key per identity',
+        'duplicate_key',
+      );
+    throw error;
+  }
+}
+
+async function releaseSecretHash(deps: Deps, clientId: string, hash: string | undefined) {
+  if (hash) await deleteItem(deps.home, keys.proxyKeyHash(clientId, hash));
+}
+
 export async function createCredential(
   deps: Deps,
   caller: Caller,
@@ -272,16 +298,22 @@ export async function createCredential(
     createdAt: now,
     updatedAt: now,
   };
-  await putItem(
-    cell,
-    {
-      ...keys.credential(clientId, credentialId),
-      type: 'Credential',
-      ...keys.byRegion(item.credentialRegion, 'CREDENTIAL', clientId, credentialId),
-      ...item,
-    },
-    { ifAbsent: true },
-  );
+  await claimSecretHash(deps, clientId, credentialId, prepared.secretHash);
+  try {
+    await putItem(
+      cell,
+      {
+        ...keys.credential(clientId, credentialId),
+        type: 'Credential',
+        ...keys.byRegion(item.credentialRegion, 'CREDENTIAL', clientId, credentialId),
+        ...item,
+      },
+      { ifAbsent: true },
+    );
+  } catch (error) {
+    await releaseSecretHash(deps, clientId, prepared.secretHash).catch(() => undefined);
+    throw error;
+  }
   return prepared.generated ? { ...view(item), credentialSecret: prepared.generated } : view(item);
 }
 
@@ -338,15 +370,19 @@ export async function updateCredential(
     updated.sealedSecret = prepared.sealed;
     updated.secretUpdatedAt = now;
     generated = prepared.generated;
+    if (prepared.secretHash !== item.secretHash)
+      await claimSecretHash(deps, clientId, credentialId, prepared.secretHash);
   }
   const stored = { ...keys.credential(clientId, credentialId), ...item, ...updated } as Record<
     string,
     unknown
   >;
   if (updated.expiresAt === undefined) delete stored.expiresAt;
+  const hashChanged = updated.secretHash !== item.secretHash;
   try {
     await putItem(cell, stored as typeof stored & { pk: string; sk: string }, { ifExists: true });
   } catch (error) {
+    if (hashChanged) await releaseSecretHash(deps, clientId, updated.secretHash).catch(() => undefined);
     if (isConditionFailure(error)) throw new NotFoundError('Credential not found');
     throw error;
   }
@@ -357,6 +393,7 @@ export async function updateCredential(
     proxies.map((p) => p.proxyId),
     deps.now(),
   );
+  if (hashChanged) await releaseSecretHash(deps, clientId, item.secretHash);
   return generated ? { ...view(updated), credentialSecret: generated } : view(updated);
 }
 
@@ -366,7 +403,7 @@ export async function updateCredential(
  */
 export async function deleteCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {
   await authorizeClient(deps, caller, clientId, 'admin');
-  const { cell } = await loadCredential(deps, clientId, credentialId);
+  const { cell, item } = await loadCredential(deps, clientId, credentialId);
   await deleteItem(cell, keys.credential(clientId, credentialId));
   const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
   await rebuildSnapshots(
@@ -383,4 +420,5 @@ export async function deleteCredential(deps: Deps, caller: Caller, clientId: str
     cell,
     rules.map((r) => ({ pk: r.pk, sk: r.sk })),
   );
+  await releaseSecretHash(deps, clientId, item.secretHash);
 }

@@ -388,6 +388,44 @@ describe('credentials, targets, proxies and rules', () => {
         await credential(body);
     });
 
+    it('keeps one key per identity: a key another credential of the client uses is a 409 until freed', async () => {
+      const key = strong();
+      const body = { credentialType: 'proxy', credentialAuthType: 'apiKey', credentialSecret: { key } };
+      const first = await credential(body);
+      const dup = await post('/credentials', {
+        ...body,
+        credentialName: 'again',
+        credentialRegion: 'us-east-1',
+      });
+      expect({ status: dup.status, code: dup.body.code }).toEqual({ status: 409, code: 'duplicate_key' });
+      expect(dup.text).not.toContain(key);
+      const other = await credential({ credentialType: 'proxy', credentialAuthType: 'apiKey' });
+      const steal = await gw.api('PUT', `/clients/${c}/credentials/${other.credentialId}`, {
+        body: { credentialSecret: { key } },
+      });
+      expect(steal.status).toBe(409);
+      // Replacing the first credential's key frees the old one.
+      await gw.api('PUT', `/clients/${c}/credentials/${first.credentialId}`, {
+        body: { credentialSecret: {} },
+      });
+      expect(
+        (
+          await gw.api('PUT', `/clients/${c}/credentials/${other.credentialId}`, {
+            body: { credentialSecret: { key } },
+          })
+        ).status,
+      ).toBe(200);
+      expect((await gw.api('DELETE', `/clients/${c}/credentials/${other.credentialId}`)).status).toBe(204);
+      await credential(body);
+      // Another client may hold the same bytes (no cross-tenant oracle).
+      const elsewhere = (await gw.api('POST', '/clients', { body: { clientName: 'elsewhere' } })).body
+        .clientId;
+      const there = await gw.api('POST', `/clients/${elsewhere}/credentials`, {
+        body: { ...body, credentialName: 'x', credentialRegion: 'us-east-1' },
+      });
+      expect(there.status).toBe(201);
+    });
+
     it('updates in place: rename, expiry, secret replacement; immutable fields refused', async () => {
       const { proxy: p, pc } = await proxy();
       const got = await gw.api('GET', `/clients/${c}/credentials/${pc.credentialId}`);
