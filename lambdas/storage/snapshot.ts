@@ -33,6 +33,10 @@ import { getItem, isConditionFailure, queryPrefix } from './table.ts';
  *     no other writer can know the proxy yet. Every later rebuild requires the item to exist. After
  *     a proxy's snapshot is deleted, nothing can bring it back. Proxy creation then rebuilds once
  *     more after writing the proxy item, so a change that raced with the creation is not lost.
+ *  4. Callers find the proxies to rebuild with a strongly consistent query *after* their own write
+ *     (and a proxy write rebuilds its proxy after writing it): both sides write, then read, in the
+ *     same partition, so of two concurrent changes (a proxy repointed at a credential while the
+ *     credential changes) at least one rebuild sees both.
  */
 export type SnapshotRules = ProxySnapshot['rules'];
 
