@@ -1,14 +1,28 @@
+import type { RuleScope as ParentType } from '../storage/keys.ts';
 import * as clients from './clients.ts';
+import * as credentials from './credentials.ts';
 import * as identity from './identity.ts';
 import { buildOpenApi } from './openapi.ts';
+import * as proxies from './proxies.ts';
 import { type Route, route } from './router.ts';
+import * as rules from './rules.ts';
 import {
   clientConfigurationSchema,
   clientCreateSchema,
   clientUpdateSchema,
+  credentialCreateSchema,
+  credentialUpdateSchema,
+  proxyCreateSchema,
+  proxyUpdateSchema,
+  ruleCreateSchema,
+  ruleUpdateSchema,
+  simulateSchema,
+  targetCreateSchema,
+  targetUpdateSchema,
   tokenCreateSchema,
   userCreateSchema,
 } from './schemas.ts';
+import * as targets from './targets.ts';
 import * as telemetry from './telemetry.ts';
 
 /**
@@ -145,6 +159,200 @@ export const coreRoutes: Route[] = [
       telemetry.proxyTelemetry(deps, caller, params.clientId!, params.proxyId!, query),
   }),
 ];
+
+/** Credentials, targets and proxies: reads need a member, writes an admin of the client. */
+coreRoutes.push(
+  route({
+    method: 'POST',
+    path: '/clients/{clientId}/credentials',
+    tag: 'credentials',
+    summary: 'Create a credential; a generated proxy key is answered once, here',
+    status: 201,
+    body: credentialCreateSchema,
+    handle: ({ deps, caller, params, body }) =>
+      credentials.createCredential(deps, caller, params.clientId!, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/credentials',
+    tag: 'credentials',
+    summary: 'List credentials (never their secrets)',
+    handle: ({ deps, caller, params }) => credentials.listCredentials(deps, caller, params.clientId!),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/credentials/{credentialId}',
+    tag: 'credentials',
+    summary: 'Read a credential: settings and a hint, never the secret',
+    handle: ({ deps, caller, params }) =>
+      credentials.getCredential(deps, caller, params.clientId!, params.credentialId!),
+  }),
+  route({
+    method: 'PUT',
+    path: '/clients/{clientId}/credentials/{credentialId}',
+    tag: 'credentials',
+    summary: 'Rename, set or clear expiresAt, or replace the secret in place',
+    body: credentialUpdateSchema,
+    handle: ({ deps, caller, params, body }) =>
+      credentials.updateCredential(deps, caller, params.clientId!, params.credentialId!, body),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/clients/{clientId}/credentials/{credentialId}',
+    tag: 'credentials',
+    summary: 'Delete a credential: every proxy using it fails from the next request; logs stay',
+    status: 204,
+    handle: ({ deps, caller, params }) =>
+      credentials.deleteCredential(deps, caller, params.clientId!, params.credentialId!),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{clientId}/targets',
+    tag: 'targets',
+    summary: 'Create a target (https, public addresses only)',
+    status: 201,
+    body: targetCreateSchema,
+    handle: ({ deps, caller, params, body }) => targets.createTarget(deps, caller, params.clientId!, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/targets',
+    tag: 'targets',
+    summary: 'List targets',
+    handle: ({ deps, caller, params }) => targets.listTargets(deps, caller, params.clientId!),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/targets/{targetId}',
+    tag: 'targets',
+    summary: 'Read a target',
+    handle: ({ deps, caller, params }) => targets.getTarget(deps, caller, params.clientId!, params.targetId!),
+  }),
+  route({
+    method: 'PUT',
+    path: '/clients/{clientId}/targets/{targetId}',
+    tag: 'targets',
+    summary: 'Update a target (targetRegion is immutable)',
+    body: targetUpdateSchema,
+    handle: ({ deps, caller, params, body }) =>
+      targets.updateTarget(deps, caller, params.clientId!, params.targetId!, body),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/clients/{clientId}/targets/{targetId}',
+    tag: 'targets',
+    summary: 'Delete a target no proxy uses (409 while one does)',
+    status: 204,
+    handle: ({ deps, caller, params }) =>
+      targets.deleteTarget(deps, caller, params.clientId!, params.targetId!),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{clientId}/proxies',
+    tag: 'proxies',
+    summary: 'Create a proxy wiring a proxy credential, a target and a target credential',
+    status: 201,
+    body: proxyCreateSchema,
+    handle: ({ deps, caller, params, body }) => proxies.createProxy(deps, caller, params.clientId!, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/proxies',
+    tag: 'proxies',
+    summary: 'List proxies',
+    handle: ({ deps, caller, params }) => proxies.listProxies(deps, caller, params.clientId!),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/proxies/{proxyId}',
+    tag: 'proxies',
+    summary: 'Read a proxy',
+    handle: ({ deps, caller, params }) => proxies.getProxy(deps, caller, params.clientId!, params.proxyId!),
+  }),
+  route({
+    method: 'PUT',
+    path: '/clients/{clientId}/proxies/{proxyId}',
+    tag: 'proxies',
+    summary: 'Update a proxy; swapping a credential id is the zero-downtime rotation step',
+    body: proxyUpdateSchema,
+    handle: ({ deps, caller, params, body }) =>
+      proxies.updateProxy(deps, caller, params.clientId!, params.proxyId!, body),
+  }),
+  route({
+    method: 'DELETE',
+    path: '/clients/{clientId}/proxies/{proxyId}',
+    tag: 'proxies',
+    summary: 'Delete a proxy and its rules; request logs stay',
+    status: 204,
+    handle: ({ deps, caller, params }) =>
+      proxies.deleteProxy(deps, caller, params.clientId!, params.proxyId!),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{clientId}/proxies/{proxyId}/simulate',
+    tag: 'proxies',
+    summary: 'What the data plane would decide for a request, and why (same code, same snapshot)',
+    body: simulateSchema,
+    handle: ({ deps, caller, params, body }) =>
+      proxies.simulate(deps, caller, params.clientId!, params.proxyId!, body),
+  }),
+);
+
+/** Rules on each of the three parents: the same five routes under each. */
+const RULE_PARENTS: Array<[ParentType, string, string]> = [
+  ['credential', 'credentials', 'credentialId'],
+  ['target', 'targets', 'targetId'],
+  ['proxy', 'proxies', 'proxyId'],
+];
+for (const [parentType, segment, idParam] of RULE_PARENTS) {
+  const base = `/clients/{clientId}/${segment}/{${idParam}}/rules`;
+  coreRoutes.push(
+    route({
+      method: 'POST',
+      path: base,
+      tag: 'rules',
+      summary: `Add a rule to a ${parentType}`,
+      status: 201,
+      body: ruleCreateSchema,
+      handle: ({ deps, caller, params, body }) =>
+        rules.createRule(deps, caller, params.clientId!, parentType, params[idParam]!, body),
+    }),
+    route({
+      method: 'GET',
+      path: base,
+      tag: 'rules',
+      summary: `List the rules of a ${parentType}, by priority`,
+      handle: ({ deps, caller, params }) =>
+        rules.listRules(deps, caller, params.clientId!, parentType, params[idParam]!),
+    }),
+    route({
+      method: 'GET',
+      path: `${base}/{ruleId}`,
+      tag: 'rules',
+      summary: `Read a rule of a ${parentType}`,
+      handle: ({ deps, caller, params }) =>
+        rules.getRule(deps, caller, params.clientId!, parentType, params[idParam]!, params.ruleId!),
+    }),
+    route({
+      method: 'PUT',
+      path: `${base}/{ruleId}`,
+      tag: 'rules',
+      summary: `Replace a rule of a ${parentType}`,
+      body: ruleUpdateSchema,
+      handle: ({ deps, caller, params, body }) =>
+        rules.updateRule(deps, caller, params.clientId!, parentType, params[idParam]!, params.ruleId!, body),
+    }),
+    route({
+      method: 'DELETE',
+      path: `${base}/{ruleId}`,
+      tag: 'rules',
+      summary: `Delete a rule of a ${parentType}`,
+      status: 204,
+      handle: ({ deps, caller, params }) =>
+        rules.deleteRule(deps, caller, params.clientId!, parentType, params[idParam]!, params.ruleId!),
+    }),
+  );
+}
 
 coreRoutes.push(
   route({

@@ -195,7 +195,10 @@ export async function deleteClient(deps: Deps, caller: Caller, clientId: string)
     const proxies = await queryPrefix<Item>(cell, keys.proxiesPrefix(clientId));
     await deleteItems(
       cell,
-      proxies.map((p) => keys.proxySnapshot(String(p.proxyId))),
+      proxies.flatMap((p) => [
+        keys.proxySnapshot(String(p.proxyId)),
+        keys.proxySnapshotSeq(String(p.proxyId)),
+      ]),
     );
   }
   for (const table of [...Object.values(deps.cells), deps.home]) {

@@ -47,3 +47,277 @@ export const clientConfigurationSchema = z.strictObject({
     requestsPerDay: limit.optional(),
   }),
 });
+
+/* ---------------------------------------------------------------------------------------------
+ * Credentials, targets, proxies and rules.
+ * ------------------------------------------------------------------------------------------- */
+
+const id = z.string().min(1).max(64);
+const region = z.string().min(1).max(32);
+const effect = z.enum(['allow', 'deny']);
+const nullableTimestamp = isoTimestamp.nullable();
+/** RFC 9110 token: what a header name may be. */
+export const headerName = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
+const headerValue = z
+  .string()
+  .max(8192)
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
+  .regex(/^[^\u0000-\u0008\u000a-\u001f\u007f]*$/, 'header values must not contain control characters');
+const secretString = z.string().min(1).max(1024);
+/** Which prefix a generated proxy key gets: `kg_live_` (default) or `kg_test_`. */
+const keyEnvironment = z.enum(['live', 'test']);
+
+/**
+ * `credentialSecret` per `credentialAuthType`. Secret parts are write-only: they are sealed or
+ * hashed and never answered. Which fields apply to proxy or target credentials is checked in
+ * credentials.ts (e.g. `headerName` only means something on a target).
+ */
+export const credentialSecretSchemas = {
+  apiKey: z.strictObject({
+    key: secretString.optional(),
+    headerName: headerName.optional(),
+    queryParam: z.string().min(1).max(128).optional(),
+    keyEnvironment: keyEnvironment.optional(),
+  }),
+  bearer: z.strictObject({
+    token: secretString.optional(),
+    prefix: z.string().max(64).optional(),
+    keyEnvironment: keyEnvironment.optional(),
+  }),
+  basicAuth: z.strictObject({
+    username: z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[^:]*$/, 'a username must not contain ":"'),
+    password: secretString.optional(),
+    keyEnvironment: keyEnvironment.optional(),
+  }),
+  custom: z.strictObject({
+    headers: z.record(headerName, headerValue).refine((h) => Object.keys(h).length > 0, {
+      message: 'at least one header',
+    }),
+  }),
+  oauth2: z.strictObject({
+    tokenUrl: z.string().min(1).max(2048),
+    clientId: z.string().min(1).max(512),
+    clientSecret: secretString,
+    scope: z.string().max(1024).optional(),
+    audience: z.string().max(1024).optional(),
+  }),
+  none: z.strictObject({}),
+  jwtVerify: z.strictObject({
+    jwksUrl: z.string().min(1).max(2048).optional(),
+    secret: secretString.optional(),
+    issuer: z.string().min(1).max(1024).optional(),
+    audience: z.string().min(1).max(1024).optional(),
+  }),
+} as const;
+
+export const credentialAuthTypeSchema = z.enum([
+  'apiKey',
+  'key',
+  'bearer',
+  'basicAuth',
+  'custom',
+  'oauth2',
+  'none',
+  'jwtVerify',
+]);
+export type CredentialAuthType = z.infer<typeof credentialAuthTypeSchema>;
+
+const credentialCommon = {
+  credentialType: z.enum(['proxy', 'target']),
+  credentialName: name,
+  credentialRegion: region,
+  expiresAt: isoTimestamp.optional(),
+};
+
+export const credentialCreateSchema = z.discriminatedUnion('credentialAuthType', [
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal(['apiKey', 'key']),
+    credentialSecret: credentialSecretSchemas.apiKey.optional(),
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('bearer'),
+    credentialSecret: credentialSecretSchemas.bearer.optional(),
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('basicAuth'),
+    credentialSecret: credentialSecretSchemas.basicAuth,
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('custom'),
+    credentialSecret: credentialSecretSchemas.custom,
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('oauth2'),
+    credentialSecret: credentialSecretSchemas.oauth2,
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('none'),
+    credentialSecret: credentialSecretSchemas.none.optional(),
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('jwtVerify'),
+    credentialSecret: credentialSecretSchemas.jwtVerify,
+  }),
+]);
+export type CredentialCreate = z.infer<typeof credentialCreateSchema>;
+
+/**
+ * PUT of a credential: rename, set or clear `expiresAt`, or replace the secret in place (validated
+ * against the credential's type). Type, auth type and region are immutable; read-only fields of a
+ * GET answer may be sent back (a different value for an immutable one is a 400).
+ */
+export const credentialUpdateSchema = z.strictObject({
+  credentialName: name.optional(),
+  expiresAt: nullableTimestamp.optional(),
+  credentialSecret: z.record(z.string(), z.unknown()).optional(),
+  credentialId: z.string().optional(),
+  clientId: z.string().optional(),
+  credentialType: z.string().optional(),
+  credentialAuthType: z.string().optional(),
+  credentialRegion: z.string().optional(),
+  credentialSettings: z.unknown().optional(),
+  credentialSecretHint: z.unknown().optional(),
+  secretUpdatedAt: z.string().optional(),
+  createdAt: z.string().optional(),
+  updatedAt: z.string().optional(),
+});
+export type CredentialUpdate = z.infer<typeof credentialUpdateSchema>;
+
+export const targetCreateSchema = z.strictObject({
+  targetName: name,
+  targetBaseURL: z.string().min(1).max(2048),
+  targetTestPath: z.string().min(1).max(2048).optional(),
+  targetRegion: region,
+  targetDefaultRuleEffect: effect.optional(),
+});
+export type TargetCreate = z.infer<typeof targetCreateSchema>;
+
+export const targetUpdateSchema = z.strictObject({
+  targetName: name.optional(),
+  targetBaseURL: z.string().min(1).max(2048).optional(),
+  targetTestPath: z.string().min(1).max(2048).nullable().optional(),
+  targetRegion: region.optional(),
+  targetDefaultRuleEffect: effect.optional(),
+  targetId: z.string().optional(),
+  clientId: z.string().optional(),
+  createdAt: z.string().optional(),
+  updatedAt: z.string().optional(),
+});
+export type TargetUpdate = z.infer<typeof targetUpdateSchema>;
+
+const perMinute = z.number().int().min(1).max(1_000_000_000);
+const proxyAlias = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens');
+
+export const proxyCreateSchema = z.strictObject({
+  proxyName: name,
+  proxyAlias: proxyAlias.optional(),
+  proxyRegion: region,
+  proxyProxyCredentialId: id,
+  proxyTargetId: id,
+  proxyTargetCredentialId: id,
+  proxyDefaultRuleEffect: effect.optional(),
+  proxyActive: z.boolean().optional(),
+  proxyMaxRequestsPerMinute: perMinute.optional(),
+  proxyMaxRequestsPerDay: perMinute.optional(),
+});
+export type ProxyCreate = z.infer<typeof proxyCreateSchema>;
+
+export const proxyUpdateSchema = z.strictObject({
+  proxyName: name.optional(),
+  proxyAlias: proxyAlias.nullable().optional(),
+  proxyRegion: region.optional(),
+  proxyProxyCredentialId: id.optional(),
+  proxyTargetId: id.optional(),
+  proxyTargetCredentialId: id.optional(),
+  proxyDefaultRuleEffect: effect.optional(),
+  proxyActive: z.boolean().optional(),
+  proxyMaxRequestsPerMinute: perMinute.optional(),
+  proxyMaxRequestsPerDay: perMinute.optional(),
+  proxyId: z.string().optional(),
+  clientId: z.string().optional(),
+  createdAt: z.string().optional(),
+  updatedAt: z.string().optional(),
+});
+export type ProxyUpdate = z.infer<typeof proxyUpdateSchema>;
+
+/** `present`/`absent` are aliases, stored as `must_exist`/`must_not_exist`. */
+const presence = z
+  .enum(['must_exist', 'must_not_exist', 'present', 'absent'])
+  .transform((p) => (p === 'present' ? 'must_exist' : p === 'absent' ? 'must_not_exist' : p));
+const pattern = z.strictObject({ pattern: z.string().min(1) });
+const namedCheck = z.strictObject({
+  name: pattern,
+  value: pattern.optional(),
+  presence: presence.default('must_exist'),
+});
+export const ruleMethods = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+const ruleFields = {
+  effect,
+  priority: z.number().int().min(0).max(1000),
+  methods: z.array(ruleMethods).max(7).optional(),
+  path: z.strictObject({ path: pattern, presence: presence.default('must_exist') }).optional(),
+  headerChecks: z.array(namedCheck).max(20).optional(),
+  queryChecks: z.array(namedCheck).max(20).optional(),
+  body: z
+    .array(
+      z.strictObject({
+        jsonPath: z.string().min(1).max(256),
+        matchValue: pattern.optional(),
+        presence: presence.default('must_exist'),
+      }),
+    )
+    .max(20)
+    .optional(),
+  regexFlags: z.string().max(3).optional(),
+  notes: z.string().max(1000).optional(),
+};
+
+export const ruleCreateSchema = z.strictObject(ruleFields);
+export type RuleInput = z.infer<typeof ruleCreateSchema>;
+
+/** PUT replaces the rule's conditions whole; read-only fields of a GET answer may be sent back. */
+export const ruleUpdateSchema = z.strictObject({
+  ...ruleFields,
+  ruleId: z.string().optional(),
+  clientId: z.string().optional(),
+  parentType: z.string().optional(),
+  parentId: z.string().optional(),
+  createdAt: z.string().optional(),
+  updatedAt: z.string().optional(),
+});
+
+/**
+ * A request to simulate: what the data plane would decide for it, and why. `path` may carry a
+ * query after `?`; `query` adds parameters (an object of name → value or values, or a raw string).
+ * An object or array `body` is sent as JSON.
+ */
+export const simulateSchema = z.strictObject({
+  method: z.string().min(1).max(16),
+  path: z.string().min(1).max(8192),
+  headers: z.record(z.string().min(1).max(256), z.string().max(8192)).optional(),
+  query: z
+    .union([z.string().max(8192), z.record(z.string(), z.union([z.string(), z.array(z.string())]))])
+    .optional(),
+  body: z.unknown().optional(),
+});
+export type SimulateInput = z.infer<typeof simulateSchema>;

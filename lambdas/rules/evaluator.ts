@@ -43,15 +43,18 @@ function namedCheckHolds(
   return holds(check.presence, found);
 }
 
-/** Resolves a small JSONPath subset: `$`, `.name`, `['name']`, `[n]`, `[*]`. */
-export function resolveJsonPath(root: unknown, path: string): unknown[] {
+/**
+ * Splits a JSONPath of the supported subset (`$`, `.name`, `['name']`, `[n]`, `[*]`) into steps;
+ * undefined when the path is outside it (rule validation refuses such paths).
+ */
+export function parseJsonPath(path: string): Array<string | number | '*'> | undefined {
   const tokens: Array<string | number | '*'> = [];
   const re = /\.([A-Za-z_$][\w$-]*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]|\["((?:[^"\\]|\\.)*)"\]|\[\*\]|\.\*/y;
   let i = path.startsWith('$') ? 1 : 0;
   re.lastIndex = i;
   while (i < path.length) {
     const m = re.exec(path);
-    if (!m) return [];
+    if (!m) return undefined;
     if (m[1] !== undefined) tokens.push(m[1]);
     else if (m[2] !== undefined) tokens.push(Number(m[2]));
     else if (m[3] !== undefined) tokens.push(m[3]);
@@ -59,6 +62,13 @@ export function resolveJsonPath(root: unknown, path: string): unknown[] {
     else tokens.push('*');
     i = re.lastIndex;
   }
+  return tokens;
+}
+
+/** Resolves a small JSONPath subset: `$`, `.name`, `['name']`, `[n]`, `[*]`. */
+export function resolveJsonPath(root: unknown, path: string): unknown[] {
+  const tokens = parseJsonPath(path);
+  if (!tokens) return [];
   let current: unknown[] = [root];
   for (const t of tokens) {
     const next: unknown[] = [];

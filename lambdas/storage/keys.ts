@@ -15,8 +15,12 @@
  *  7. targets of a client / one          pk CLIENT#<clientId>       sk TARGET#<id>          targets routes
  *  8. proxies of a client / one          pk CLIENT#<clientId>       sk PROXY#<id>           proxies routes; "which proxies use X"
  *  9. rules of a parent / one            pk CLIENT#<clientId>       sk RULE#<scope>#<parentId>#<ruleId>
+ *  9b. proxy secrets in use by a client  pk CLIENT#<clientId>       sk PROXYKEY#<sha256>    home table; conditional put
+ *      keeps one key per identity (a supplied key already used by another credential is a 409)
  * 10. hot path: everything one proxied request needs, in one GetItem
  *                                        pk PROXY#<proxyId>         sk SNAPSHOT             data plane (materialised view)
+ * 10b. snapshot version counter (atomic ADD; orders concurrent rebuilds, see storage/snapshot.ts)
+ *                                        pk PROXY#<proxyId>         sk SNAPSEQ              Core API writes only
  * 11. rate-limit counters                pk PROXY#<proxyId>         sk LIMIT#<window>#<start> data plane (atomic ADD, ttl)
  * 12. request log by proxy and time     pk REQLOG#<proxyId>#<day>  sk <requestId>          aggregator writes, Core API reads;
  *     requestIds are time-ordered (ULID-like), so a time range is a key range and a requestId alone
@@ -69,7 +73,12 @@ export const keys = {
     skPrefix: `RULE#${scope}#${parentId}#`,
   }),
 
+  proxyKeyHash: (clientId: string, hash: string): Key => ({
+    pk: `CLIENT#${clientId}`,
+    sk: `PROXYKEY#${hash}`,
+  }),
   proxySnapshot: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSHOT' }),
+  proxySnapshotSeq: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSEQ' }),
   rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
     pk: `PROXY#${proxyId}`,
     sk: `LIMIT#${window}#${windowStart}`,

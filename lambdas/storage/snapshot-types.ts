@@ -16,7 +16,10 @@ export interface ProxyCredentialView {
   secretHash?: string;
   /** bearer: the prefix the consumer sends before the token. */
   prefix?: string;
-  /** jwtVerify: verification settings; a shared secret stays sealed. */
+  /**
+   * jwtVerify: verification settings; a shared secret stays sealed (the secret string itself, not
+   * JSON, under encryption context { clientId, credentialId }).
+   */
   jwt?: { jwksUrl?: string; sealedSecret?: SealedSecret; issuer?: string; audience?: string };
   expiresAt?: string;
 }
@@ -25,7 +28,13 @@ export interface TargetCredentialView {
   credentialId: string;
   /** apiKey | bearer | basicAuth | custom | oauth2 | none */
   credentialAuthType: string;
-  /** The whole credentialSecret object, JSON, envelope-encrypted under context {clientId, credentialId}. */
+  /**
+   * The whole credentialSecret object, JSON, envelope-encrypted under context {clientId, credentialId},
+   * with defaults applied by the Core API: apiKey `{ key, headerName }` (default `X-API-Key`) or
+   * `{ key, queryParam }`; bearer `{ token, prefix }` (default `Bearer `); basicAuth
+   * `{ username, password }`; custom `{ headers }`; oauth2 `{ tokenUrl, clientId, clientSecret,
+   * scope?, audience? }`; none `{}`.
+   */
   sealedSecret?: SealedSecret;
   expiresAt?: string;
 }

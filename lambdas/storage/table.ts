@@ -22,13 +22,24 @@ export async function getItem<T = Item>(table: TableRef, key: Key): Promise<T | 
   return out.Item as T | undefined;
 }
 
-/** Puts an item; with `ifAbsent`, fails with ConditionalCheckFailedException when the key exists. */
-export async function putItem(table: TableRef, item: Key & Item, options: { ifAbsent?: boolean } = {}) {
+/**
+ * Puts an item; with `ifAbsent` (`ifExists`), fails with ConditionalCheckFailedException when the
+ * key exists (does not exist).
+ */
+export async function putItem(
+  table: TableRef,
+  item: Key & Item,
+  options: { ifAbsent?: boolean; ifExists?: boolean } = {},
+) {
   await table.ddb.send(
     new PutCommand({
       TableName: table.tableName,
       Item: item,
-      ConditionExpression: options.ifAbsent ? 'attribute_not_exists(pk)' : undefined,
+      ConditionExpression: options.ifAbsent
+        ? 'attribute_not_exists(pk)'
+        : options.ifExists
+          ? 'attribute_exists(pk)'
+          : undefined,
     }),
   );
 }

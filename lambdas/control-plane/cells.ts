@@ -1,0 +1,61 @@
+import type { Cell, Deps } from '../shared/deps.ts';
+import { BadRequestError } from '../shared/errors.ts';
+import type { ProxyItem } from '../storage/items.ts';
+import { type Key, keys } from '../storage/keys.ts';
+import { getItem, queryPrefix } from '../storage/table.ts';
+
+/**
+ * Data residency: a credential, target or proxy (and its rules) lives in the table of the cell of
+ * its region. Finding one by id means asking the client's partition of every served cell, in
+ * parallel (a deployment serves few regions). Locally all regions share one table, so an item is
+ * only taken from the cell its own region names.
+ */
+export function cellFor(deps: Deps, region: string, field: string): Cell {
+  const cell = deps.cells[region];
+  if (!cell)
+    throw new BadRequestError(
+      `${field}: region ${JSON.stringify(region)} is not served by this deployment (served: ${Object.keys(deps.cells).join(', ')})`,
+      'unknown_region',
+    );
+  return cell;
+}
+
+/** Finds an item by key in whichever cell holds it (the one its `regionField` names). */
+export async function findInCells<T extends object>(
+  deps: Deps,
+  key: Key,
+  regionField: keyof T & string,
+): Promise<{ item: T; cell: Cell } | undefined> {
+  const cells = Object.values(deps.cells);
+  const found = await Promise.all(cells.map((cell) => getItem<T>(cell, key)));
+  for (let i = 0; i < cells.length; i++) {
+    const item = found[i];
+    const cell = cells[i]!;
+    if (item && (item as Record<string, unknown>)[regionField] === cell.region) return { item, cell };
+  }
+  return undefined;
+}
+
+/** Every item under a key prefix of the client's partition, across all cells. */
+export async function listInCells<T extends object>(
+  deps: Deps,
+  where: { pk: string; skPrefix?: string },
+  regionField: keyof T & string,
+): Promise<T[]> {
+  const cells = Object.values(deps.cells);
+  const lists = await Promise.all(cells.map((cell) => queryPrefix<T>(cell, where)));
+  return lists.flatMap((items, i) =>
+    items.filter((it) => (it as Record<string, unknown>)[regionField] === cells[i]!.region),
+  );
+}
+
+/** The proxies of a cell that satisfy `uses` (which use a credential, either side, or a target). */
+export async function proxiesUsing(
+  cell: Cell,
+  clientId: string,
+  uses: (p: ProxyItem) => boolean,
+): Promise<ProxyItem[]> {
+  return (await queryPrefix<ProxyItem>(cell, keys.proxiesPrefix(clientId))).filter(
+    (p) => p.proxyRegion === cell.region && uses(p),
+  );
+}

@@ -1,0 +1,299 @@
+import { randomUUID } from 'node:crypto';
+import { canonicalRequest } from '../data-plane/canonical-path.ts';
+import { evaluateRules } from '../rules/evaluator.ts';
+import type { Cell, Deps } from '../shared/deps.ts';
+import { ConflictError, NotFoundError } from '../shared/errors.ts';
+import type { CredentialItem, ProxyItem, TargetItem } from '../storage/items.ts';
+import { keys } from '../storage/keys.ts';
+import { deleteSnapshot, readSnapshot, rebuildSnapshot } from '../storage/snapshot.ts';
+import {
+  deleteItem,
+  deleteItems,
+  isConditionFailure,
+  publicView,
+  putItem,
+  queryPrefix,
+} from '../storage/table.ts';
+import { cellFor, findInCells, listInCells } from './cells.ts';
+import { authorizeClient } from './clients.ts';
+
+import type { Caller } from './identity.ts';
+import type { ProxyCreate, ProxyUpdate, SimulateInput } from './schemas.ts';
+import { checkImmutable, fieldError } from './validation.ts';
+
+/**
+ * Proxies wire a proxy credential, a target and a target credential together, in one region.
+ * References are checked on every write: they exist in this client, live in the proxy's region,
+ * and are of the right kind (a target credential is never a proxy credential). Limits default to
+ * the client's configuration. Every write rebuilds the proxy's hot-path snapshot before answering;
+ * `PUT` of `proxyTargetCredentialId`/`proxyProxyCredentialId` is the zero-downtime rotation step.
+ */
+function view(item: ProxyItem) {
+  return publicView(item as unknown as Record<string, unknown>);
+}
+
+/** Loads a proxy of the client from whichever cell holds it, or 404. */
+export async function loadProxy(deps: Deps, clientId: string, proxyId: string) {
+  const found = await findInCells<ProxyItem>(deps, keys.proxy(clientId, proxyId), 'proxyRegion');
+  if (!found) throw new NotFoundError('Proxy not found');
+  return found;
+}
+
+/** Checks the three references of a proxy (all in this client and in the proxy's region). */
+async function checkReferences(
+  deps: Deps,
+  clientId: string,
+  region: string,
+  refs: Pick<ProxyItem, 'proxyProxyCredentialId' | 'proxyTargetId' | 'proxyTargetCredentialId'>,
+  changed: (field: string) => boolean = () => true,
+) {
+  const [pc, target, tc] = await Promise.all([
+    findInCells<CredentialItem>(
+      deps,
+      keys.credential(clientId, refs.proxyProxyCredentialId),
+      'credentialRegion',
+    ),
+    findInCells<TargetItem>(deps, keys.target(clientId, refs.proxyTargetId), 'targetRegion'),
+    findInCells<CredentialItem>(
+      deps,
+      keys.credential(clientId, refs.proxyTargetCredentialId),
+      'credentialRegion',
+    ),
+  ]);
+  const checks: Array<[string, { region: string; credentialType?: string } | undefined, string?]> = [
+    [
+      'proxyProxyCredentialId',
+      pc && { region: pc.item.credentialRegion, credentialType: pc.item.credentialType },
+      'proxy',
+    ],
+    ['proxyTargetId', target && { region: target.item.targetRegion }],
+    [
+      'proxyTargetCredentialId',
+      tc && { region: tc.item.credentialRegion, credentialType: tc.item.credentialType },
+      'target',
+    ],
+  ];
+  for (const [field, found, credentialType] of checks) {
+    if (!changed(field)) continue;
+    if (!found) throw fieldError(`body.${field}`, 'no such resource in this client', 'unknown_reference');
+    if (found.region !== region)
+      throw fieldError(
+        `body.${field}`,
+        `lives in ${found.region}, not in the proxy's region ${region}`,
+        'region_mismatch',
+      );
+    if (credentialType && found.credentialType !== credentialType)
+      throw fieldError(
+        `body.${field}`,
+        `must be a ${credentialType} credential, not a ${found.credentialType} credential`,
+        'wrong_credential_type',
+      );
+  }
+}
+
+export async function createProxy(deps: Deps, caller: Caller, clientId: string, input: ProxyCreate) {
+  const client = await authorizeClient(deps, caller, clientId, 'admin');
+  const cell = cellFor(deps, input.proxyRegion, 'body.proxyRegion');
+  await checkReferences(deps, clientId, input.proxyRegion, input);
+  const now = deps.now().toISOString();
+  const limits = client.configuration.limits;
+  const item: ProxyItem = {
+    proxyId: randomUUID(),
+    clientId,
+    proxyName: input.proxyName,
+    proxyAlias: input.proxyAlias,
+    proxyRegion: input.proxyRegion,
+    proxyProxyCredentialId: input.proxyProxyCredentialId,
+    proxyTargetId: input.proxyTargetId,
+    proxyTargetCredentialId: input.proxyTargetCredentialId,
+    proxyDefaultRuleEffect: input.proxyDefaultRuleEffect ?? 'deny',
+    proxyActive: input.proxyActive ?? true,
+    proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? limits.requestsPerMinute,
+    proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? limits.requestsPerDay,
+    createdAt: now,
+    updatedAt: now,
+  };
+  // The first build creates the snapshot item before the proxy item exists (see storage/snapshot.ts).
+  await rebuildSnapshot(cell, clientId, item.proxyId, deps.now(), item);
+  try {
+    await putItem(
+      cell,
+      {
+        ...keys.proxy(clientId, item.proxyId),
+        type: 'Proxy',
+        ...keys.byRegion(item.proxyRegion, 'PROXY', clientId, item.proxyId),
+        ...item,
+      },
+      { ifAbsent: true },
+    );
+  } catch (error) {
+    await deleteSnapshot(cell, item.proxyId).catch(() => undefined);
+    throw error;
+  }
+  // A change to a credential, target or rule that raced with this creation is picked up here.
+  await rebuildSnapshot(cell, clientId, item.proxyId, deps.now());
+  return view(item);
+}
+
+export async function listProxies(deps: Deps, caller: Caller, clientId: string) {
+  await authorizeClient(deps, caller, clientId, 'user');
+  const items = await listInCells<ProxyItem>(deps, keys.proxiesPrefix(clientId), 'proxyRegion');
+  return { proxies: items.map(view) };
+}
+
+export async function getProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {
+  await authorizeClient(deps, caller, clientId, 'user');
+  return view((await loadProxy(deps, clientId, proxyId)).item);
+}
+
+export async function updateProxy(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  proxyId: string,
+  input: ProxyUpdate,
+) {
+  await authorizeClient(deps, caller, clientId, 'admin');
+  const { item, cell } = await loadProxy(deps, clientId, proxyId);
+  checkImmutable('proxyId', input.proxyId, item.proxyId);
+  checkImmutable('clientId', input.clientId, item.clientId);
+  checkImmutable('proxyRegion', input.proxyRegion, item.proxyRegion);
+  const updated: ProxyItem = {
+    ...item,
+    proxyName: input.proxyName ?? item.proxyName,
+    proxyAlias: input.proxyAlias === null ? undefined : (input.proxyAlias ?? item.proxyAlias),
+    proxyProxyCredentialId: input.proxyProxyCredentialId ?? item.proxyProxyCredentialId,
+    proxyTargetId: input.proxyTargetId ?? item.proxyTargetId,
+    proxyTargetCredentialId: input.proxyTargetCredentialId ?? item.proxyTargetCredentialId,
+    proxyDefaultRuleEffect: input.proxyDefaultRuleEffect ?? item.proxyDefaultRuleEffect,
+    proxyActive: input.proxyActive ?? item.proxyActive,
+    proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? item.proxyMaxRequestsPerMinute,
+    proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? item.proxyMaxRequestsPerDay,
+    updatedAt: deps.now().toISOString(),
+  };
+  // Only references this PUT changes are checked: a proxy whose credential was revoked can still be
+  // renamed or deactivated, and is repaired by pointing it at a new credential.
+  await checkReferences(
+    deps,
+    clientId,
+    item.proxyRegion,
+    updated,
+    (field) => updated[field as keyof ProxyItem] !== item[field as keyof ProxyItem],
+  );
+  const stored = { ...keys.proxy(clientId, proxyId), ...item, ...updated } as Record<string, unknown>;
+  if (updated.proxyAlias === undefined) delete stored.proxyAlias;
+  try {
+    await putItem(cell, stored as typeof stored & { pk: string; sk: string }, { ifExists: true });
+  } catch (error) {
+    if (isConditionFailure(error)) throw new NotFoundError('Proxy not found');
+    throw error;
+  }
+  await rebuildSnapshot(cell, clientId, proxyId, deps.now());
+  return view(updated);
+}
+
+/** Deletes a proxy: its item, then its snapshot (the data plane answers 401 from then on), then its rules. */
+export async function deleteProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {
+  await authorizeClient(deps, caller, clientId, 'admin');
+  const { cell } = await loadProxy(deps, clientId, proxyId);
+  await deleteItem(cell, keys.proxy(clientId, proxyId));
+  await deleteSnapshot(cell, proxyId);
+  const rules = await queryPrefix<{ pk: string; sk: string }>(
+    cell,
+    keys.rulesPrefix(clientId, 'proxy', proxyId),
+  );
+  await deleteItems(
+    cell,
+    rules.map((r) => ({ pk: r.pk, sk: r.sk })),
+  );
+}
+
+function encodeQuery(query: SimulateInput['query']): string {
+  if (query === undefined) return '';
+  if (typeof query === 'string') return query.replace(/^\?/, '');
+  const parts: string[] = [];
+  for (const [name, value] of Object.entries(query))
+    for (const v of Array.isArray(value) ? value : [value])
+      parts.push(`${encodeURIComponent(name)}=${encodeURIComponent(v)}`);
+  return parts.join('&');
+}
+
+function credentialState(view: { expiresAt?: string } | undefined, now: Date) {
+  if (!view) return 'missing';
+  if (view.expiresAt && Date.parse(view.expiresAt) <= now.getTime()) return 'expired';
+  return 'ok';
+}
+
+/**
+ * What the data plane would decide for a request on this proxy, and why: the same canonical
+ * request builder and the same evaluator, on the proxy's current snapshot (the very item the data
+ * plane reads). A path the data plane would refuse is answered with its 400 reason.
+ */
+export async function simulate(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  proxyId: string,
+  input: SimulateInput,
+) {
+  await authorizeClient(deps, caller, clientId, 'user');
+  const { cell } = await loadProxy(deps, clientId, proxyId);
+  const snapshot = await snapshotOf(cell, proxyId);
+  const q = input.path.indexOf('?');
+  const rawPath = q >= 0 ? input.path.slice(0, q) : input.path;
+  const rawQuery = [q >= 0 ? input.path.slice(q + 1) : '', encodeQuery(input.query)]
+    .filter(Boolean)
+    .join('&');
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(input.headers ?? {})) headers[name.toLowerCase()] = value;
+  let body: string | undefined;
+  if (typeof input.body === 'string') body = input.body;
+  else if (input.body !== undefined) {
+    body = JSON.stringify(input.body);
+    headers['content-type'] ??= 'application/json';
+  }
+  const now = deps.now();
+  const common = {
+    proxyId,
+    proxyActive: snapshot.proxyActive,
+    credentials: {
+      proxyCredential: credentialState(snapshot.proxyCredential, now),
+      targetCredential: credentialState(snapshot.targetCredential, now),
+    },
+    defaults: {
+      proxyDefault: snapshot.proxyDefaultRuleEffect,
+      targetDefault: snapshot.target.targetDefaultRuleEffect,
+    },
+    snapshotVersion: snapshot.version,
+  };
+  const canonical = canonicalRequest({ method: input.method, rawPath, rawQuery, headers, body });
+  if (!canonical.ok) {
+    return { decision: 'deny', reason: 'invalid_request', status: 400, message: canonical.reason, ...common };
+  }
+  const decision = evaluateRules(canonical.value, snapshot.rules, {
+    proxyDefault: snapshot.proxyDefaultRuleEffect,
+    targetDefault: snapshot.target.targetDefaultRuleEffect,
+  });
+  const rule =
+    decision.reason === 'rule'
+      ? { scope: decision.scope, ...snapshot.rules[decision.scope].find((r) => r.ruleId === decision.ruleId) }
+      : undefined;
+  return {
+    decision: decision.effect,
+    reason: decision.reason,
+    ...(decision.effect === 'deny' ? { status: 403 } : {}),
+    rule,
+    canonical: {
+      method: canonical.value.method,
+      path: canonical.value.path,
+      query: canonical.value.query,
+    },
+    ...common,
+  };
+}
+
+async function snapshotOf(cell: Cell, proxyId: string) {
+  const snapshot = await readSnapshot(cell, proxyId);
+  if (!snapshot) throw new ConflictError('The proxy has no snapshot yet; try again', 'snapshot_missing');
+  return snapshot;
+}

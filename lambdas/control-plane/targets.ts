@@ -1,0 +1,166 @@
+import { randomUUID } from 'node:crypto';
+import { canonicalizePath } from '../data-plane/canonical-path.ts';
+import { checkTargetUrl } from '../net/target-url.ts';
+import type { Deps } from '../shared/deps.ts';
+import { ConflictError, NotFoundError } from '../shared/errors.ts';
+import type { ProxyItem, TargetItem } from '../storage/items.ts';
+import { keys } from '../storage/keys.ts';
+import { rebuildSnapshots } from '../storage/snapshot.ts';
+import {
+  deleteItem,
+  deleteItems,
+  isConditionFailure,
+  publicView,
+  putItem,
+  queryPrefix,
+} from '../storage/table.ts';
+import { cellFor, findInCells, listInCells, proxiesUsing } from './cells.ts';
+import { authorizeClient } from './clients.ts';
+
+import type { Caller } from './identity.ts';
+import type { TargetCreate, TargetUpdate } from './schemas.ts';
+import { checkImmutable, fieldError } from './validation.ts';
+
+/**
+ * Targets: where a proxy's calls go. The base URL is checked when it is saved (https only, public
+ * addresses and names only, see net/target-url.ts) and stored normalised without a trailing `/`;
+ * the data plane checks resolved addresses again at connect time. `targetRegion` is immutable.
+ * A target still used by a proxy cannot be deleted (409): repoint or delete those proxies first.
+ */
+function checkBaseUrl(deps: Deps, raw: string): string {
+  const checked = checkTargetUrl(raw, deps.config.targetAllowlist);
+  if (!checked.ok) throw fieldError('body.targetBaseURL', checked.reason, 'unsafe_url');
+  if (checked.url.search) throw fieldError('body.targetBaseURL', 'a base URL has no query', 'unsafe_url');
+  return checked.normalized;
+}
+
+function checkTestPath(path: string): string {
+  const canonical = canonicalizePath(path);
+  if (!path.startsWith('/') || !canonical.ok)
+    throw fieldError('body.targetTestPath', canonical.ok ? 'must start with "/"' : canonical.reason);
+  return path;
+}
+
+function view(item: TargetItem) {
+  return publicView(item as unknown as Record<string, unknown>);
+}
+
+/** Loads a target of the client from whichever cell holds it, or 404. */
+export async function loadTarget(deps: Deps, clientId: string, targetId: string) {
+  const found = await findInCells<TargetItem>(deps, keys.target(clientId, targetId), 'targetRegion');
+  if (!found) throw new NotFoundError('Target not found');
+  return found;
+}
+
+const usesTarget = (targetId: string) => (p: ProxyItem) => p.proxyTargetId === targetId;
+
+export async function createTarget(deps: Deps, caller: Caller, clientId: string, input: TargetCreate) {
+  await authorizeClient(deps, caller, clientId, 'admin');
+  const cell = cellFor(deps, input.targetRegion, 'body.targetRegion');
+  const now = deps.now().toISOString();
+  const item: TargetItem = {
+    targetId: randomUUID(),
+    clientId,
+    targetName: input.targetName,
+    targetBaseURL: checkBaseUrl(deps, input.targetBaseURL),
+    targetTestPath: input.targetTestPath === undefined ? undefined : checkTestPath(input.targetTestPath),
+    targetRegion: input.targetRegion,
+    targetDefaultRuleEffect: input.targetDefaultRuleEffect ?? 'deny',
+    createdAt: now,
+    updatedAt: now,
+  };
+  await putItem(
+    cell,
+    {
+      ...keys.target(clientId, item.targetId),
+      type: 'Target',
+      ...keys.byRegion(item.targetRegion, 'TARGET', clientId, item.targetId),
+      ...item,
+    },
+    { ifAbsent: true },
+  );
+  return view(item);
+}
+
+export async function listTargets(deps: Deps, caller: Caller, clientId: string) {
+  await authorizeClient(deps, caller, clientId, 'user');
+  const items = await listInCells<TargetItem>(deps, keys.targetsPrefix(clientId), 'targetRegion');
+  return { targets: items.map(view) };
+}
+
+export async function getTarget(deps: Deps, caller: Caller, clientId: string, targetId: string) {
+  await authorizeClient(deps, caller, clientId, 'user');
+  return view((await loadTarget(deps, clientId, targetId)).item);
+}
+
+export async function updateTarget(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  targetId: string,
+  input: TargetUpdate,
+) {
+  await authorizeClient(deps, caller, clientId, 'admin');
+  const { item, cell } = await loadTarget(deps, clientId, targetId);
+  checkImmutable('targetId', input.targetId, item.targetId);
+  checkImmutable('clientId', input.clientId, item.clientId);
+  checkImmutable('targetRegion', input.targetRegion, item.targetRegion);
+  const updated: TargetItem = {
+    ...item,
+    targetName: input.targetName ?? item.targetName,
+    targetBaseURL:
+      input.targetBaseURL === undefined ? item.targetBaseURL : checkBaseUrl(deps, input.targetBaseURL),
+    targetTestPath:
+      input.targetTestPath === null
+        ? undefined
+        : input.targetTestPath === undefined
+          ? item.targetTestPath
+          : checkTestPath(input.targetTestPath),
+    targetDefaultRuleEffect: input.targetDefaultRuleEffect ?? item.targetDefaultRuleEffect,
+    updatedAt: deps.now().toISOString(),
+  };
+  const stored = { ...keys.target(clientId, targetId), ...item, ...updated } as Record<string, unknown>;
+  if (updated.targetTestPath === undefined) delete stored.targetTestPath;
+  try {
+    await putItem(cell, stored as typeof stored & { pk: string; sk: string }, { ifExists: true });
+  } catch (error) {
+    if (isConditionFailure(error)) throw new NotFoundError('Target not found');
+    throw error;
+  }
+  const proxies = await proxiesUsing(cell, clientId, usesTarget(targetId));
+  await rebuildSnapshots(
+    cell,
+    clientId,
+    proxies.map((p) => p.proxyId),
+    deps.now(),
+  );
+  return view(updated);
+}
+
+export async function deleteTarget(deps: Deps, caller: Caller, clientId: string, targetId: string) {
+  await authorizeClient(deps, caller, clientId, 'admin');
+  const { cell } = await loadTarget(deps, clientId, targetId);
+  const users = await proxiesUsing(cell, clientId, usesTarget(targetId));
+  if (users.length > 0)
+    throw new ConflictError(
+      `Target is used by proxies ${users.map((p) => p.proxyId).join(', ')}; repoint or delete them first`,
+      'target_in_use',
+    );
+  await deleteItem(cell, keys.target(clientId, targetId));
+  // A proxy created concurrently with this delete would be left without a target: serve nothing.
+  const late = await proxiesUsing(cell, clientId, usesTarget(targetId));
+  await rebuildSnapshots(
+    cell,
+    clientId,
+    late.map((p) => p.proxyId),
+    deps.now(),
+  );
+  const rules = await queryPrefix<{ pk: string; sk: string }>(
+    cell,
+    keys.rulesPrefix(clientId, 'target', targetId),
+  );
+  await deleteItems(
+    cell,
+    rules.map((r) => ({ pk: r.pk, sk: r.sk })),
+  );
+}

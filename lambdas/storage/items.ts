@@ -1,0 +1,71 @@
+import type { SealedSecret } from '../crypto/envelope.ts';
+import type { Effect, Rule } from '../rules/types.ts';
+import type { RuleScope as ParentType } from './keys.ts';
+
+/**
+ * Stored shapes of the Core API's resources in a cell table (keys in keys.ts). The control plane
+ * writes them; the snapshot builder (snapshot.ts) reads them.
+ */
+export interface CredentialItem {
+  credentialId: string;
+  clientId: string;
+  credentialType: 'proxy' | 'target';
+  /** As the user spelled it (`key` stays `key`); snapshots carry the normalised `apiKey`. */
+  credentialAuthType: string;
+  credentialName: string;
+  credentialRegion: string;
+  expiresAt?: string;
+  /** The non-secret parts of credentialSecret (header name, prefix, token URL, JWKS URL…). */
+  credentialSettings: Record<string, unknown>;
+  /** What may be shown of the secret: its kind, readable prefix and last four characters. */
+  credentialSecretHint?: { type: string; prefix?: string; last4?: string };
+  /** Proxy credentials: SHA-256 hex of what the consumer presents. */
+  secretHash?: string;
+  /** Target credentials: the whole credentialSecret, sealed; jwtVerify: the shared secret, sealed. */
+  sealedSecret?: SealedSecret;
+  secretUpdatedAt: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface TargetItem {
+  targetId: string;
+  clientId: string;
+  targetName: string;
+  targetBaseURL: string;
+  targetTestPath?: string;
+  targetRegion: string;
+  targetDefaultRuleEffect: Effect;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ProxyItem {
+  proxyId: string;
+  clientId: string;
+  proxyName: string;
+  proxyAlias?: string;
+  proxyRegion: string;
+  proxyProxyCredentialId: string;
+  proxyTargetId: string;
+  proxyTargetCredentialId: string;
+  proxyDefaultRuleEffect: Effect;
+  proxyActive: boolean;
+  proxyMaxRequestsPerMinute: number;
+  proxyMaxRequestsPerDay: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface RuleItem extends Rule {
+  clientId: string;
+  parentType: ParentType;
+  parentId: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** `key` is an alias of `apiKey`. */
+export function normalizeAuthType(authType: string): string {
+  return authType === 'key' ? 'apiKey' : authType;
+}
