@@ -1,0 +1,50 @@
+import { describe, expect, it } from '@jest/globals';
+import { App } from 'aws-cdk-lib';
+import { configFromEnv } from '../../lambdas/shared/config.ts';
+import { cellNames, cellsEnvironment, coreApiRoleName, parseRegions } from '../../lib/cell-names.ts';
+import { buildKeygateApp } from '../../lib/keygate-app.ts';
+
+describe('cell names', () => {
+  it('are deterministic per region', () => {
+    expect(cellNames('eu-west-1')).toEqual({
+      region: 'eu-west-1',
+      tableName: 'keygate-eu-west-1',
+      keyAlias: 'alias/keygate-eu-west-1',
+      streamName: 'keygate-telemetry-eu-west-1',
+    });
+    expect(coreApiRoleName('us-east-1')).toBe('keygate-core-api-us-east-1');
+  });
+
+  it('KEYGATE_CELLS is what configFromEnv reads', () => {
+    const config = configFromEnv({
+      AWS_REGION: 'us-east-1',
+      KEYGATE_TABLE_NAME: 'keygate-us-east-1',
+      KEYGATE_CELLS: cellsEnvironment(['us-east-1', 'ap-southeast-2']),
+    });
+    expect(config.cells['ap-southeast-2']).toEqual({
+      region: 'ap-southeast-2',
+      tableName: 'keygate-ap-southeast-2',
+      kmsKeyId: 'alias/keygate-ap-southeast-2',
+      streamName: 'keygate-telemetry-ap-southeast-2',
+    });
+  });
+
+  it('regions come from context, first is home, and mistakes fail the synth', () => {
+    expect(parseRegions(' us-east-1, eu-west-1 ')).toEqual(['us-east-1', 'eu-west-1']);
+    expect(parseRegions(['us-gov-west-1'])).toEqual(['us-gov-west-1']);
+    expect(() => parseRegions('')).toThrow(/No regions/);
+    expect(() => parseRegions('us-east-1,US-EAST-1')).toThrow(/Not a region/);
+    expect(() => parseRegions('us-east-1,us-east-1')).toThrow(/twice/);
+    expect(() => parseRegions('eu-west-1;us-east-1')).toThrow(/Not a region/);
+  });
+
+  it('bad context values fail the synth with a readable message', () => {
+    const build = (context: Record<string, string>) => () =>
+      buildKeygateApp(new App({ context: { 'aws:cdk:bundling-stacks': [], ...context } }), {
+        compliance: false,
+      });
+    expect(build({ proxyRateLimit: '-5' })).toThrow(/proxyRateLimit/);
+    expect(build({ logRetentionDays: '42' })).toThrow(/logRetentionDays/);
+    expect(build({ apiDomain: 'api.example.com' })).toThrow(/apiCertificateArn/);
+  });
+});
