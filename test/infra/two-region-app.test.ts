@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
+import { measureBundle, PROXY_BUDGET_BYTES, PROXY_ENTRY } from '../../bench/bundle-size.ts';
 import { configFromEnv } from '../../lambdas/shared/config.ts';
 import { resourcesOf, statementsOfRole, synthKeygate } from './synth.ts';
 
@@ -113,5 +114,16 @@ describe('two-region app', () => {
     const sizes = assets.map((a) => readFileSync(join(assembly.directory, a, 'index.mjs')).length);
     // The proxy and the Core API carry the SDK clients (hundreds of KB); the placeholder aggregator is tiny.
     expect(Math.max(...sizes)).toBeGreaterThan(200_000);
+  });
+
+  it('the bundle-size benchmark measures exactly what the construct deploys, within budget', async () => {
+    const [, proxy] = resourcesOf(euTemplate, 'AWS::Lambda::Function').find(
+      ([, f]) => f.Properties.Description === 'regional proxy (data plane)',
+    )!;
+    const hash = String(proxy.Properties.Code.S3Key).replace(/\.zip$/, '');
+    const deployed = readFileSync(join(assembly.directory, `asset.${hash}`, 'index.mjs')).length;
+    const report = await measureBundle(PROXY_ENTRY, PROXY_BUDGET_BYTES);
+    expect(report.bytes).toBe(deployed);
+    expect(report.bytes).toBeLessThanOrEqual(PROXY_BUDGET_BYTES);
   });
 });
