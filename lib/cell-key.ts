@@ -164,7 +164,7 @@ export class CellKey extends Construct {
     };
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
-        sid: `OpenTargetSecrets${fn.node.id}`,
+        sid: `OpenTargetSecrets${fn.node.scope!.node.id}`,
         principals: [fn.role!],
         resources: ['*'],
         ...statement,

@@ -91,7 +91,6 @@ export class HttpGateway extends Construct {
       stageName: '$default',
       autoDeploy: true,
       throttle: props.throttle,
-      detailedMetricsEnabled: true,
       accessLogSettings: {
         destination: new apigwv2.LogGroupLogDestination(this.accessLogs),
         format: apigw.AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),

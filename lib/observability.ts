@@ -232,6 +232,7 @@ export class Observability extends Construct {
 
   private alarm(id: string, metric: cloudwatch.IMetric, threshold: number, description: string): void {
     const alarm = new cloudwatch.Alarm(this, id, {
+      alarmName: `keygate-${Stack.of(this).region}-${id}`,
       metric,
       threshold,
       evaluationPeriods: 1,

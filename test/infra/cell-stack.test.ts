@@ -91,7 +91,7 @@ describe('cell key', () => {
     );
     expect(direct.map((s) => [s.Sid, s.Action])).toEqual([
       ['CoreApiSealsTargetSecrets', 'kms:GenerateDataKey'],
-      ['OpenTargetSecretsFunction', 'kms:Decrypt'],
+      ['OpenTargetSecretsProxy', 'kms:Decrypt'],
     ]);
     for (const s of direct) {
       expect(s.Condition['ForAllValues:StringEquals']['kms:EncryptionContextKeys']).toEqual([
@@ -346,6 +346,7 @@ describe('observability', () => {
       expect(names.some((n) => n.startsWith(`Observability${required}`))).toBe(true);
     }
     for (const [, alarm] of alarms) {
+      expect(alarm.Properties.AlarmName).toMatch(/^keygate-us-east-1-\w+$/);
       expect(alarm.Properties.AlarmActions).toEqual([topicRef]);
       expect(alarm.Properties.TreatMissingData).toBe('notBreaching');
     }
