@@ -17,6 +17,7 @@ import { DEFAULT_THRESHOLDS } from './observability.ts';
  * | `logRetentionDays` | `365` | CloudWatch Logs retention of functions and access logs |
  * | `proxyRateLimit` / `proxyBurstLimit` | `1000` / `2000` | proxy stage throttling (per cell) |
  * | `apiRateLimit` / `apiBurstLimit` | `50` / `100` | Core API stage throttling |
+ * | `alarm5xxPercent`, `alarmDeniedPer5Minutes`, `alarmIteratorAgeSeconds` | 5, 100, 300 | alarm thresholds |
  * | `apiDomain`, `apiCertificateArn` | — | custom domain of the Core API |
  * | `proxyDomain.<region>`, `proxyCertificateArn.<region>` | — | custom domain of a cell's proxy |
  *
@@ -53,7 +54,11 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
     requestLogRetentionDays: number('requestLogRetentionDays', 90),
     proxyThrottle: { rateLimit: number('proxyRateLimit', 1000), burstLimit: number('proxyBurstLimit', 2000) },
     apiThrottle: { rateLimit: number('apiRateLimit', 50), burstLimit: number('apiBurstLimit', 100) },
-    thresholds: DEFAULT_THRESHOLDS,
+    thresholds: {
+      serverErrorPercent: number('alarm5xxPercent', DEFAULT_THRESHOLDS.serverErrorPercent),
+      deniedPer5Minutes: number('alarmDeniedPer5Minutes', DEFAULT_THRESHOLDS.deniedPer5Minutes),
+      iteratorAgeSeconds: number('alarmIteratorAgeSeconds', DEFAULT_THRESHOLDS.iteratorAgeSeconds),
+    },
     alarmEmails: (context('alarmEmails') ?? '')
       .split(',')
       .map((e) => e.trim())

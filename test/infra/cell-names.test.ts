@@ -3,6 +3,7 @@ import { App } from 'aws-cdk-lib';
 import { configFromEnv } from '../../lambdas/shared/config.ts';
 import { cellNames, cellsEnvironment, coreApiRoleName, parseRegions } from '../../lib/cell-names.ts';
 import { buildKeygateApp } from '../../lib/keygate-app.ts';
+import { synthKeygate } from './synth.ts';
 
 describe('cell names', () => {
   it('are deterministic per region', () => {
@@ -46,5 +47,35 @@ describe('cell names', () => {
     expect(build({ proxyRateLimit: '-5' })).toThrow(/proxyRateLimit/);
     expect(build({ logRetentionDays: '42' })).toThrow(/logRetentionDays/);
     expect(build({ apiDomain: 'api.example.com' })).toThrow(/apiCertificateArn/);
+  });
+});
+
+describe('custom domains and thresholds from context', () => {
+  it('maps the domains, switches the execute-api endpoints off and passes the compliance packs', () => {
+    const cert = 'arn:aws:acm:us-east-1:111111111111:certificate/abc';
+    const { templates } = synthKeygate({
+      regions: 'us-east-1',
+      apiDomain: 'api.example.com',
+      apiCertificateArn: cert,
+      'proxyDomain.us-east-1': 'proxy.example.com',
+      'proxyCertificateArn.us-east-1': cert,
+      alarmDeniedPer5Minutes: '7',
+    });
+    const t = templates[0]!;
+    t.resourceCountIs('AWS::ApiGatewayV2::DomainName', 2);
+    t.hasResourceProperties('AWS::ApiGatewayV2::DomainName', {
+      DomainName: 'proxy.example.com',
+      DomainNameConfigurations: [
+        { CertificateArn: cert, EndpointType: 'REGIONAL', SecurityPolicy: 'TLS_1_2' },
+      ],
+    });
+    t.resourceCountIs('AWS::ApiGatewayV2::ApiMapping', 2);
+    for (const api of Object.values(t.findResources('AWS::ApiGatewayV2::Api'))) {
+      expect(api.Properties.DisableExecuteApiEndpoint).toBe(true);
+    }
+    const denied = Object.entries(t.findResources('AWS::CloudWatch::Alarm')).find(([id]) =>
+      id.includes('DeniedSurge'),
+    )!;
+    expect(denied[1].Properties.Threshold).toBe(7);
   });
 });
