@@ -44,7 +44,8 @@ export function parseRegions(raw: unknown): string[] {
     .split(',')
     .map((r) => r.trim())
     .filter((r) => r.length > 0);
-  if (regions.length === 0) throw new Error('No regions: pass -c regions=us-east-1[,eu-west-1,…]');
+  if (regions.length === 0)
+    throw new Error('No regions: give a comma-separated list, e.g. us-east-1,eu-west-1 (cdk: -c regions=…)');
   for (const region of regions) {
     if (!REGION.test(region)) throw new Error(`Not a region name: "${region}"`);
   }
