@@ -48,7 +48,7 @@ export interface KeygateFunctionProps {
  * A keygate Lambda function with the defaults built in: Node.js 22 on arm64, ESM bundle with the
  * SDK bundled, active tracing, JSON logs into an explicit, encrypted log group with retention, and an
  * own role that starts with nothing but writing its logs. Rights come from the grant helpers of the
- * cell constructs (`CellTable`, `CellKey`, `TelemetryStream`), which also record the cell in
+ * cell constructs (`CellTable`, `CellKey`, `TelemetryPipeline`), which also record the cell in
  * `KEYGATE_CELLS` — the setting and the right always arrive together.
  */
 export class KeygateFunction extends NodejsFunction {
@@ -67,7 +67,7 @@ export class KeygateFunction extends NodejsFunction {
     const role = new iam.Role(scope, `${id}Role`, {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       roleName: props.roleName,
-      description: `keygate ${id}: ${props.description}`,
+      description: `keygate: ${props.description}`,
     });
     super(scope, id, {
       entry: `${projectRoot}${props.entry}`,
@@ -84,7 +84,8 @@ export class KeygateFunction extends NodejsFunction {
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
-      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      // Platform REPORT lines carry max memory used: what sizing the proxy needs.
+      systemLogLevelV2: lambda.SystemLogLevel.INFO,
       bundling: { ...bundlingDefaults, mainFields: [...bundlingDefaults.mainFields] },
       environment: {
         POWERTOOLS_SERVICE_NAME: 'keygate',
