@@ -67,6 +67,7 @@ export class CellStack extends Stack {
         table: this.table,
         key: this.key,
         logRetention: settings.logRetention,
+        requestLogRetentionDays: settings.requestLogRetentionDays,
         throttle: settings.apiThrottle,
         customDomain: settings.apiDomain,
       });

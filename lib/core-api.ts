@@ -16,6 +16,8 @@ export interface CoreApiProps {
   table: CellTable;
   key: CellKey;
   logRetention: logs.RetentionDays;
+  /** Same value the aggregator writes with, so request-log queries agree with the TTL. */
+  requestLogRetentionDays: number;
   throttle: { rateLimit: number; burstLimit: number };
   customDomain?: CustomDomain;
 }
@@ -43,6 +45,7 @@ export class CoreApi extends Construct {
       timeout: Duration.seconds(10),
       // Cells in other regions name this role in their key policies.
       roleName: coreApiRoleName(homeRegion),
+      environment: { KEYGATE_REQUEST_LOG_RETENTION_DAYS: String(props.requestLogRetentionDays) },
     });
     this.fn.useHomeTable(props.table.table.tableName);
     for (const region of props.regions) {

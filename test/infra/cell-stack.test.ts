@@ -159,8 +159,9 @@ describe('functions', () => {
     }
   });
 
-  it('the aggregator gets the request-log retention', () => {
+  it('the aggregator and the Core API get the same request-log retention', () => {
     expect(aggregator.Properties.Environment.Variables.KEYGATE_REQUEST_LOG_RETENTION_DAYS).toBe('90');
+    expect(core.Properties.Environment.Variables.KEYGATE_REQUEST_LOG_RETENTION_DAYS).toBe('90');
   });
 });
 
