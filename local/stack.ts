@@ -2,8 +2,10 @@ import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler } from '../lambdas/data-plane/proxy-api.ts';
 import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
+import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
 import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
 import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
+import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
 import { LOCAL_KEY_ID } from './kms-server.ts';
 import { ensureStream, ensureTable } from './provision.ts';
 
@@ -20,6 +22,8 @@ export interface LocalStackOptions {
   regions?: string[];
   targetAllowlist?: string[];
   tableName?: string;
+  /** Run the telemetry aggregator on the embedded stream (default true; tests may turn it off). */
+  telemetryPoller?: boolean;
 }
 
 export interface LocalStack {
@@ -27,6 +31,8 @@ export interface LocalStack {
   proxyUrl: string;
   deps: Deps;
   services: EmbeddedServices;
+  /** The local event source mapping feeding the telemetry aggregator (absent when turned off). */
+  telemetryPoller?: KinesisPoller;
   close(): Promise<void>;
 }
 
@@ -54,6 +60,7 @@ export function localConfig(options: LocalStackOptions): Config {
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const services = await startEmbeddedServices(options.dataDir);
   const fronts: HttpFront[] = [];
+  let poller: KinesisPoller | undefined;
   try {
     const config = localConfig(options);
     const deps = createDeps(config, {
@@ -65,6 +72,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await ensureTable(deps.home.ddb, config.homeTableName);
     const firstCell = Object.values(deps.cells)[0]!;
     await ensureStream(firstCell.kinesis, firstCell.streamName!);
+    if (options.telemetryPoller !== false) {
+      poller = startKinesisPoller({
+        kinesis: firstCell.kinesis,
+        streamName: firstCell.streamName!,
+        region: firstCell.region,
+        table: firstCell,
+        handler: createAggregatorHandler(deps),
+      });
+    }
 
     const api = await startHttpFront({
       port: options.apiPort ?? 0,
@@ -83,8 +99,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       proxyUrl: proxy.url,
       deps,
       services,
+      telemetryPoller: poller,
       close: async () => {
         await Promise.all(fronts.map((f) => f.close()));
+        await poller?.close();
         for (const cell of Object.values(deps.cells)) {
           cell.ddb.destroy();
           cell.kms.destroy();
@@ -96,6 +114,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     };
   } catch (error) {
     await Promise.all(fronts.map((f) => f.close()));
+    await poller?.close();
     await services.close();
     throw error;
   }

@@ -9,6 +9,7 @@ import {
   tokenCreateSchema,
   userCreateSchema,
 } from './schemas.ts';
+import * as telemetry from './telemetry.ts';
 
 /**
  * Every Core API route, in one table. Domain modules do the work; this file only wires paths to
@@ -108,6 +109,40 @@ export const coreRoutes: Route[] = [
     summary: 'Set client limits; they are the defaults of new proxies',
     body: clientConfigurationSchema,
     handle: ({ deps, caller, params, body }) => clients.configureClient(deps, caller, params.clientId!, body),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/proxies/{proxyId}/requests',
+    tag: 'telemetry',
+    summary:
+      'Request log of a proxy, newest first (processedAfter, processedBefore ISO 8601; limit ≤ 1000; nextToken)',
+    handle: ({ deps, caller, params, query }) =>
+      telemetry.listRequests(deps, caller, params.clientId!, params.proxyId!, query),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/proxies/{proxyId}/requests/{requestId}',
+    tag: 'telemetry',
+    summary: 'One request-log record',
+    handle: ({ deps, caller, params }) =>
+      telemetry.getRequest(deps, caller, params.clientId!, params.proxyId!, params.requestId!),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/telemetry',
+    tag: 'telemetry',
+    summary: 'Telemetry buckets of a client, newest first (interval=minute|hour|day, limit)',
+    handle: ({ deps, caller, params, query }) =>
+      telemetry.clientTelemetry(deps, caller, params.clientId!, query),
+  }),
+  route({
+    method: 'GET',
+    path: '/clients/{clientId}/proxies/{proxyId}/telemetry',
+    tag: 'telemetry',
+    summary:
+      'Telemetry buckets of a proxy with anomaly flags, newest first (interval=minute|hour|day, limit)',
+    handle: ({ deps, caller, params, query }) =>
+      telemetry.proxyTelemetry(deps, caller, params.clientId!, params.proxyId!, query),
   }),
 ];
 

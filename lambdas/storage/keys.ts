@@ -24,8 +24,15 @@
  * 13. telemetry buckets                  pk TELEMETRY#<scope>#<id>#<interval>  sk <bucketStart ISO>
  *                                        scope CLIENT|PROXY, interval minute|hour|day; ttl per interval
  * 14. aggregator idempotency marks       pk SEEN#<requestId>        sk SEEN                 conditional put, ttl
+ *     (unused by the aggregator, which keeps per-shard sequence watermarks on the bucket items instead:
+ *     `wm_<shardId>` attributes of pattern 13, see lambdas/telemetry/aggregator.ts)
  * 15. one-off markers (bootstrap)        pk META#<name>             sk META
  * 16. resources by region (GSI gsi1)     gsi1pk REGION#<region>#<entity>  gsi1sk <clientId>#<id>  operational listing per cell
+ * 17. telemetry owner of a proxy         pk PROXYOWNER#<proxyId>    sk OWNER                aggregator writes {clientId, firstSeenAt};
+ *     request-log/telemetry reads check it, so a deleted proxy's records stay readable to its client
+ * 18. paths seen on a proxy              pk PROXYPATH#<proxyId>     sk <path template>      aggregator (if_not_exists firstSeenAt),
+ *                                                                                         anomaly "first-seen path"
+ * 19. local Kinesis poller checkpoints   pk CHECKPOINT#<stream>     sk <shardId>            local mode only (ESM stand-in)
  */
 
 export type Key = { pk: string; sk: string };
@@ -79,6 +86,16 @@ export const keys = {
   }),
   telemetrySeries: (scope: 'CLIENT' | 'PROXY', id: string, interval: Interval) => ({
     pk: `TELEMETRY#${scope}#${id}#${interval}`,
+  }),
+  proxyOwner: (proxyId: string): Key => ({ pk: `PROXYOWNER#${proxyId}`, sk: 'OWNER' }),
+  proxyPath: (proxyId: string, pathTemplate: string): Key => ({
+    pk: `PROXYPATH#${proxyId}`,
+    sk: pathTemplate,
+  }),
+  proxyPaths: (proxyId: string) => ({ pk: `PROXYPATH#${proxyId}` }),
+  streamCheckpoint: (streamName: string, shardId: string): Key => ({
+    pk: `CHECKPOINT#${streamName}`,
+    sk: shardId,
   }),
   seen: (requestId: string): Key => ({ pk: `SEEN#${requestId}`, sk: 'SEEN' }),
   meta: (name: string): Key => ({ pk: `META#${name}`, sk: 'META' }),

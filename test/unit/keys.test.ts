@@ -37,6 +37,16 @@ describe('single-table key builders', () => {
     });
   });
 
+  it('keys the telemetry markers and the local poller checkpoints', () => {
+    expect(keys.proxyOwner('p1')).toEqual({ pk: 'PROXYOWNER#p1', sk: 'OWNER' });
+    expect(keys.proxyPath('p1', '/v2/items/{id}')).toEqual({ pk: 'PROXYPATH#p1', sk: '/v2/items/{id}' });
+    expect(keys.proxyPaths('p1')).toEqual({ pk: 'PROXYPATH#p1' });
+    expect(keys.streamCheckpoint('s', 'shardId-000000000000')).toEqual({
+      pk: 'CHECKPOINT#s',
+      sk: 'shardId-000000000000',
+    });
+  });
+
   it('builds the GetItem input the hot path sends', () => {
     const cmd = new GetCommand({ TableName: 'kg', Key: keys.proxySnapshot('p9'), ConsistentRead: true });
     expect(cmd.input).toEqual({

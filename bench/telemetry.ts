@@ -1,0 +1,310 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { createDocumentClient } from '../lambdas/storage/dynamodb-client.ts';
+import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
+import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
+import { createKinesisClient } from '../lambdas/telemetry/kinesis-client.ts';
+import { maskHeaders, maskQuery } from '../lambdas/telemetry/masking.ts';
+import type { TelemetryRecord } from '../lambdas/telemetry/record.ts';
+import { newRequestId } from '../lambdas/telemetry/request-id.ts';
+import { toKinesisEvent } from '../local/kinesis-poller.ts';
+import { ensureStream } from '../local/provision.ts';
+import { startLocalStack } from '../local/stack.ts';
+
+/**
+ * Telemetry benchmark (standalone: `node bench/telemetry.ts`). Measures, on the embedded services:
+ *  1. the emitter's cost on the request path: the same request handler with telemetry off and on,
+ *     in the same process, in-process and over loopback HTTP (flush after the answer is written);
+ *  2. the aggregator: records per second through the handler, and DynamoDB writes per record.
+ * It prints figures; it asserts nothing (speed is never asserted in tests).
+ */
+
+const HEADERS = {
+  authorization: 'Bearer kg_live_0123456789abcdefghijABCDEFGHIJ012345',
+  'x-api-key': 'sk_live_0123456789abcdef',
+  accept: 'application/json',
+  'user-agent': 'inventory-service/1.0',
+  cookie: 'sid=abcdef; theme=dark',
+};
+
+function percentile(sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+}
+
+function summary(samples: number[]) {
+  const s = [...samples].sort((a, b) => a - b);
+  return { p50: percentile(s, 0.5), p95: percentile(s, 0.95), p99: percentile(s, 0.99) };
+}
+
+const fmt = (ms: number) => `${(ms * 1000).toFixed(1)} µs`;
+
+/** What a proxied request does around telemetry: mask, build the record, build the answer. */
+function handle(emitter: TelemetryEmitter | undefined, i: number): string {
+  const started = performance.now();
+  const body = JSON.stringify({ items: [{ id: i, name: 'widget', stock: 12 }] });
+  if (emitter) {
+    const record: TelemetryRecord = {
+      requestId: newRequestId(),
+      processedAt: new Date().toISOString(),
+      clientId: 'bench-client',
+      proxyId: 'bench-proxy',
+      proxyCredentialId: 'pc',
+      targetCredentialId: 'tc',
+      method: 'GET',
+      path: `/v2/inventory/${i}`,
+      query: maskQuery(`page=${i}&api_key=secret`),
+      headers: maskHeaders(HEADERS),
+      status: 200,
+      proxyCode: 'proxy-access-granted',
+      decision: 'allowed',
+      durations: { gatewayMs: performance.now() - started, upstreamMs: 1 },
+      bytes: { in: 0, out: body.length },
+      sourceIp: '127.0.0.1',
+      userAgent: HEADERS['user-agent'],
+    };
+    emitter.emit(record);
+  }
+  return body;
+}
+
+async function inProcess(emitter: TelemetryEmitter, rounds: number) {
+  const off: number[] = [];
+  const on: number[] = [];
+  for (let warm = 0; warm < 2000; warm++) handle(emitter, warm);
+  await emitter.flush();
+  // Interleaved blocks, so drift (GC, JIT, CPU frequency) hits both sides alike.
+  for (let block = 0; block < rounds / 500; block++) {
+    for (const [list, e] of [
+      [off, undefined],
+      [on, emitter],
+    ] as const) {
+      for (let i = 0; i < 500; i++) {
+        const t = performance.now();
+        handle(e, i);
+        list.push(performance.now() - t);
+      }
+      await emitter.flush(); // after the answers: not on their path
+    }
+  }
+  return { off: summary(off), on: summary(on) };
+}
+
+type Mode = 'off' | 'flush-after-each-answer' | 'batched-flush';
+
+/**
+ * Loopback HTTP round trips of one handler, telemetry off and on. Kinesis runs in a child process
+ * here (as it is remote in AWS), so the figure is the proxy process's own cost. Two ways to flush:
+ * after each answer is written, and batched (autoFlushMs: one PutRecords per 50 ms of traffic).
+ */
+async function overHttp(kinesisEndpoint: string, rounds: number) {
+  const kinesis = createKinesisClient({
+    region: 'us-east-1',
+    endpoint: kinesisEndpoint,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  });
+  await ensureStream(kinesis, 'bench-telemetry');
+  const emitters: Record<Exclude<Mode, 'off'>, TelemetryEmitter> = {
+    'flush-after-each-answer': createTelemetryEmitter({ kinesis, streamName: 'bench-telemetry' }),
+    'batched-flush': createTelemetryEmitter({ kinesis, streamName: 'bench-telemetry', autoFlushMs: 50 }),
+  };
+  let mode: Mode = 'off';
+  const server = createServer((req, res) => {
+    const emitter = mode === 'off' ? undefined : emitters[mode];
+    const body = handle(emitter, 1);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(body);
+    // The after-response flush: the answer is already written when it starts.
+    if (mode === 'flush-after-each-answer') res.once('finish', () => void emitter!.flush());
+    req.resume();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const call = () =>
+    new Promise<number>((resolve, reject) => {
+      const t = performance.now();
+      const req = request({ host: '127.0.0.1', port, path: '/api/p/v2/inventory', agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(performance.now() - t));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  for (let i = 0; i < 300; i++) await call();
+  const samples: Record<Mode, number[]> = { off: [], 'flush-after-each-answer': [], 'batched-flush': [] };
+  for (let block = 0; block < rounds / 200; block++) {
+    for (const m of Object.keys(samples) as Mode[]) {
+      mode = m;
+      for (let i = 0; i < 200; i++) samples[m].push(await call());
+      await Promise.all(Object.values(emitters).map((e) => e.flush()));
+    }
+  }
+  agent.destroy();
+  server.close();
+  kinesis.destroy();
+  return {
+    results: Object.fromEntries(Object.entries(samples).map(([m, v]) => [m, summary(v)])) as Record<
+      Mode,
+      ReturnType<typeof summary>
+    >,
+    stats: Object.fromEntries(Object.entries(emitters).map(([m, e]) => [m, e.stats()])),
+  };
+}
+
+/** kinesalite in a child process: a Kinesis that does not share the proxy's event loop. */
+async function remoteKinesis() {
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      "import k from 'kinesalite'; const s = k({ createStreamMs: 0 }); s.listen(0, '127.0.0.1', () => console.log(s.address().port));",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const [chunk] = (await once(child.stdout!, 'data')) as [Buffer];
+  return { endpoint: `http://127.0.0.1:${chunk.toString().trim()}`, stop: () => child.kill() };
+}
+
+function countingClient(endpoint: string) {
+  const ddb = createDocumentClient({
+    region: 'us-east-1',
+    endpoint,
+    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  }) as DynamoDBDocumentClient;
+  const counts = { writes: 0, reads: 0 };
+  ddb.middlewareStack.add(
+    (next) => async (args) => {
+      const input = args.input as {
+        RequestItems?: Record<string, unknown[]>;
+        UpdateExpression?: string;
+        Item?: unknown;
+      };
+      if (input.RequestItems)
+        for (const list of Object.values(input.RequestItems)) counts.writes += list.length;
+      else if (input.UpdateExpression || input.Item) counts.writes++;
+      else counts.reads++;
+      return next(args);
+    },
+    { step: 'initialize', name: 'countWrites' },
+  );
+  return { ddb, counts };
+}
+
+async function aggregator(
+  stack: Awaited<ReturnType<typeof startLocalStack>>,
+  label: string,
+  total: number,
+  proxies: number,
+) {
+  const cell = Object.values(stack.deps.cells)[0]!;
+  const { ddb, counts } = countingClient(stack.services.dynamodbEndpoint);
+  const deps = {
+    ...stack.deps,
+    cells: Object.fromEntries(Object.keys(stack.deps.cells).map((r) => [r, { ...cell, ddb }])),
+  };
+  const handler = createAggregatorHandler(deps);
+  const start = Date.now() - 10 * 60_000;
+  const records = Array.from({ length: total }, (_, i) => {
+    const at = new Date(start + Math.floor((i / total) * 10 * 60_000));
+    const r: TelemetryRecord = {
+      requestId: newRequestId(at),
+      processedAt: at.toISOString(),
+      clientId: `bench-${label}-client`,
+      proxyId: `bench-${label}-proxy-${i % proxies}`,
+      method: 'GET',
+      path: `/v2/inventory/${i % 20}`,
+      query: 'page=1',
+      status: i % 50 === 0 ? 500 : 200,
+      proxyCode: 'proxy-access-granted',
+      decision: 'allowed',
+      durations: { gatewayMs: 1 + (i % 7), upstreamMs: 20 + (i % 30) },
+      bytes: { in: 100, out: 1000 },
+    };
+    return {
+      SequenceNumber: `4960${String(i + 1).padStart(52, '0')}`,
+      PartitionKey: r.requestId,
+      Data: Buffer.from(JSON.stringify(r)),
+      ApproximateArrivalTimestamp: at,
+    };
+  });
+  const t = performance.now();
+  for (let i = 0; i < records.length; i += 100) {
+    const event = toKinesisEvent(records.slice(i, i + 100), 'shardId-000000000000', {
+      streamName: 'keygate-telemetry',
+      region: cell.region,
+    });
+    const out = await handler(event);
+    if (out.batchItemFailures.length > 0) throw new Error('aggregator reported failures in the benchmark');
+  }
+  const seconds = (performance.now() - t) / 1000;
+  ddb.destroy();
+  return { recordsPerSecond: Math.round(total / seconds), writesPerRecord: counts.writes / total };
+}
+
+export async function main() {
+  const stack = await startLocalStack({ telemetryPoller: false });
+  try {
+    const cell = Object.values(stack.deps.cells)[0]!;
+    const emitter = createTelemetryEmitter({ kinesis: cell.kinesis, streamName: cell.streamName! });
+
+    const inproc = await inProcess(emitter, 20_000);
+    console.log(
+      'Emitter cost on the request path (in process, per request; same handler, telemetry off vs on)',
+    );
+    console.log(`  off p50 ${fmt(inproc.off.p50)}  p95 ${fmt(inproc.off.p95)}  p99 ${fmt(inproc.off.p99)}`);
+    console.log(`  on  p50 ${fmt(inproc.on.p50)}  p95 ${fmt(inproc.on.p95)}  p99 ${fmt(inproc.on.p99)}`);
+    console.log(
+      `  added at p50 ${fmt(inproc.on.p50 - inproc.off.p50)} (masking + record + emit), ratio ${(inproc.on.p50 / inproc.off.p50).toFixed(2)}`,
+    );
+
+    const remote = await remoteKinesis();
+    try {
+      const http = await overHttp(remote.endpoint, 4000);
+      console.log('Loopback HTTP round trip, Kinesis in another process (µs; same handler)');
+      const off = http.results.off;
+      for (const [m, r] of Object.entries(http.results)) {
+        console.log(
+          `  ${m.padEnd(24)} p50 ${fmt(r.p50)}  p95 ${fmt(r.p95)}  p99 ${fmt(r.p99)}  Δp50 ${fmt(r.p50 - off.p50)}  ratio ${(r.p50 / off.p50).toFixed(2)}`,
+        );
+      }
+      for (const [m, st] of Object.entries(http.stats))
+        console.log(
+          `  ${m}: emitted ${st.emitted}, delivered ${st.delivered}, retried ${st.retried}, dropped ${st.dropped}`,
+        );
+    } finally {
+      remote.stop();
+    }
+
+    // Flush itself (what an after-response hook or a buffered Lambda would wait for).
+    const flushTimes: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      handle(emitter, i);
+      const t = performance.now();
+      await emitter.flush();
+      flushTimes.push(performance.now() - t);
+    }
+    const f = summary(flushTimes);
+    console.log(`One-record flush to the embedded Kinesis: p50 ${fmt(f.p50)}  p95 ${fmt(f.p95)}`);
+
+    console.log('Aggregator (batches of 100, embedded DynamoDB)');
+    for (const [label, total, proxies] of [
+      ['one-proxy', 5000, 1],
+      ['50-proxies', 5000, 50],
+    ] as const) {
+      const a = await aggregator(stack, label, total, proxies);
+      console.log(
+        `  ${label}: ${a.recordsPerSecond} records/s, ${a.writesPerRecord.toFixed(3)} DynamoDB writes per record`,
+      );
+    }
+  } finally {
+    await stack.close();
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();

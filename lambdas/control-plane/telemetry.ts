@@ -1,0 +1,373 @@
+import { QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
+import type { Deps, TableRef } from '../shared/deps.ts';
+import { BadRequestError, NotFoundError } from '../shared/errors.ts';
+import { validate } from '../shared/http.ts';
+import { type Interval, keys } from '../storage/keys.ts';
+import { getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
+import { BASELINE_BUCKETS, type BucketCounts, detectAnomalies } from '../telemetry/anomalies.ts';
+import {
+  REQUEST_ID_PATTERN,
+  requestIdLowerBound,
+  requestIdTime,
+  requestIdUpperBound,
+} from '../telemetry/request-id.ts';
+import { bucketStart, bucketView, INTERVAL_MS } from '../telemetry/rollup.ts';
+import { authorizeClient } from './clients.ts';
+import type { Caller } from './identity.ts';
+
+/**
+ * The read side of telemetry: the request log of a proxy and the telemetry buckets of a client or
+ * a proxy. Tenancy: the caller must be a member of the client (else 404), and the proxy must be the
+ * client's — either its Core API item exists in a cell table, or, once the proxy is deleted, the
+ * owner marker the aggregator wrote from the gateway's own records says so. A deleted proxy's (or
+ * credential's) records therefore stay readable by its client until they age out (90 days by
+ * default): deleting a proxy stops its traffic, not its audit trail. Deleting the client ends
+ * access to all of it.
+ */
+
+/** Distinct tables of the cells (locally every cell shares one table). */
+function cellTables(deps: Deps): TableRef[] {
+  const seen = new Map<string, TableRef>();
+  for (const cell of Object.values(deps.cells)) if (!seen.has(cell.tableName)) seen.set(cell.tableName, cell);
+  return [...seen.values()];
+}
+
+/** The cell table holding a client's proxy's telemetry, or 404. */
+async function proxyTable(deps: Deps, clientId: string, proxyId: string): Promise<TableRef> {
+  const found = await Promise.all(
+    cellTables(deps).map(async (table) => {
+      const [proxy, owner] = await Promise.all([
+        getItem(table, keys.proxy(clientId, proxyId)),
+        getItem<{ clientId?: string }>(table, keys.proxyOwner(proxyId)),
+      ]);
+      return { table, proxy: !!proxy, owned: owner?.clientId === clientId };
+    }),
+  );
+  const hit = found.find((f) => f.proxy) ?? found.find((f) => f.owned);
+  if (!hit) throw new NotFoundError('Proxy not found');
+  return hit.table;
+}
+
+const isoTime = z.iso.datetime({ offset: true });
+const limitParam = (max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,7}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(max));
+
+const requestsQuerySchema = z.strictObject({
+  processedAfter: isoTime.optional(),
+  processedBefore: isoTime.optional(),
+  limit: limitParam(1000).optional(),
+  nextToken: z.string().max(200).optional(),
+});
+
+const REQUESTS_DEFAULT_LIMIT = 100;
+/** Clock skew tolerated between the proxy's clock and ours for "up to now". */
+const SKEW_MS = 60_000;
+
+function encodeToken(lastRequestId: string): string {
+  return Buffer.from(JSON.stringify({ v: 1, before: lastRequestId })).toString('base64url');
+}
+
+function decodeToken(token: string): string {
+  try {
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as {
+      v?: number;
+      before?: unknown;
+    };
+    if (parsed.v === 1 && typeof parsed.before === 'string' && REQUEST_ID_PATTERN.test(parsed.before))
+      return parsed.before;
+  } catch {
+    // falls through to the 400
+  }
+  throw new BadRequestError(
+    'nextToken is not valid; pass the one a previous answer returned',
+    'invalid_next_token',
+  );
+}
+
+function isLive(item: Item, nowSeconds: number): boolean {
+  return typeof item.ttl !== 'number' || item.ttl > nowSeconds;
+}
+
+/**
+ * Request-log records of a proxy, newest first, in [processedAfter, processedBefore] (default: the
+ * whole retention period up to now). The answer also counts the page's records per target and
+ * proxy credential, which is the rotation check in one call: after moving a proxy to a new target
+ * credential, `GET …/requests?processedAfter=<the PUT's time>` shows only the new credential.
+ */
+export async function listRequests(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  proxyId: string,
+  rawQuery: Record<string, string | undefined>,
+) {
+  const q = validate(requestsQuerySchema, rawQuery, 'query');
+  await authorizeClient(deps, caller, clientId, 'user');
+  const table = await proxyTable(deps, clientId, proxyId);
+  const now = deps.now();
+  const oldest = now.getTime() - deps.config.requestLogRetentionDays * 86_400_000;
+  const after = q.processedAfter ? Date.parse(q.processedAfter) : oldest;
+  const before = q.processedBefore ? Date.parse(q.processedBefore) : now.getTime() + SKEW_MS;
+  if (after > before)
+    throw new BadRequestError('processedAfter must not be later than processedBefore', 'invalid_range');
+  const limit = q.limit ?? REQUESTS_DEFAULT_LIMIT;
+  const from = Math.max(after, oldest);
+  let upper = requestIdUpperBound(new Date(before));
+  const cursor = q.nextToken ? decodeToken(q.nextToken) : undefined;
+  if (cursor && cursor < upper) upper = cursor;
+  const lower = requestIdLowerBound(new Date(from));
+  const nowSeconds = Math.floor(now.getTime() / 1000);
+
+  const records: Item[] = [];
+  let more = false;
+  if (lower <= upper) {
+    const days: string[] = [];
+    const firstDay = Date.parse(new Date(from).toISOString().slice(0, 10));
+    for (
+      let day = Date.parse(requestIdTime(upper)!.toISOString().slice(0, 10));
+      day >= firstDay;
+      day -= 86_400_000
+    )
+      days.push(new Date(day).toISOString().slice(0, 10));
+    const queryDay = async (dayKey: string, want: number, startKey?: Record<string, unknown>) => {
+      const out = await table.ddb.send(
+        new QueryCommand({
+          TableName: table.tableName,
+          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :lo AND :hi',
+          ExpressionAttributeValues: {
+            ':pk': keys.requestLogPartition(proxyId, dayKey).pk,
+            ':lo': lower,
+            ':hi': upper,
+          },
+          ScanIndexForward: false,
+          ConsistentRead: true,
+          Limit: want,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      return { items: out.Items ?? [], lastKey: out.LastEvaluatedKey };
+    };
+    // Day partitions are read a window at a time, in parallel, and consumed newest first: a sparse
+    // log over the whole retention period costs a dozen round trips, not ninety.
+    const WINDOW = 8;
+    outer: for (let w = 0; w < days.length; w += WINDOW) {
+      const want = limit + 2 - records.length;
+      const window = days.slice(w, w + WINDOW);
+      const pages = await Promise.all(window.map((d) => queryDay(d, want)));
+      for (const [i, first] of pages.entries()) {
+        let page: { items: Item[]; lastKey?: Record<string, unknown> } = first;
+        for (;;) {
+          for (const item of page.items) {
+            if (item.sk === cursor || !isLive(item, nowSeconds)) continue;
+            if (records.length === limit) {
+              more = true;
+              break outer;
+            }
+            records.push(item);
+          }
+          if (!page.lastKey) break;
+          page = await queryDay(window[i]!, limit + 2 - records.length, page.lastKey);
+        }
+      }
+    }
+  }
+
+  const byTargetCredential: Record<string, number> = {};
+  const byProxyCredential: Record<string, number> = {};
+  for (const r of records) {
+    const t = String(r.targetCredentialId ?? 'none');
+    const p = String(r.proxyCredentialId ?? 'none');
+    byTargetCredential[t] = (byTargetCredential[t] ?? 0) + 1;
+    byProxyCredential[p] = (byProxyCredential[p] ?? 0) + 1;
+  }
+  const last = records[records.length - 1];
+  return {
+    requests: records.map((r) => publicView(r)),
+    count: records.length,
+    summary: { byTargetCredentialId: byTargetCredential, byProxyCredentialId: byProxyCredential },
+    ...(more && last ? { nextToken: encodeToken(String(last.sk)) } : {}),
+  };
+}
+
+/** One request-log record by id. */
+export async function getRequest(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  proxyId: string,
+  requestId: string,
+) {
+  if (!REQUEST_ID_PATTERN.test(requestId))
+    throw new BadRequestError('requestId is not a keygate request id', 'invalid_request_id');
+  await authorizeClient(deps, caller, clientId, 'user');
+  const table = await proxyTable(deps, clientId, proxyId);
+  const day = requestIdTime(requestId)!.toISOString().slice(0, 10);
+  const item = await getItem(table, keys.requestLog(proxyId, day, requestId));
+  if (!item || !isLive(item, Math.floor(deps.now().getTime() / 1000)))
+    throw new NotFoundError('Request not found', 'request_not_found');
+  return publicView(item);
+}
+
+const DEFAULT_BUCKETS: Record<Interval, number> = { minute: 60, hour: 24, day: 30 };
+const MAX_BUCKETS: Record<Interval, number> = { minute: 1440, hour: 840, day: 400 };
+
+const telemetryQuerySchema = z.strictObject({
+  interval: z.enum(['minute', 'hour', 'day']).optional(),
+  limit: limitParam(1440).optional(),
+});
+
+/** Bucket items of a series between two bucket starts (inclusive), summed across tables. */
+async function readSeries(tables: TableRef[], pk: string, first: string, last: string) {
+  const byStart = new Map<string, Record<string, unknown>>();
+  for (const table of tables) {
+    let startKey: Record<string, unknown> | undefined;
+    do {
+      const out = await table.ddb.send(
+        new QueryCommand({
+          TableName: table.tableName,
+          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :a AND :b',
+          ExpressionAttributeValues: { ':pk': pk, ':a': first, ':b': last },
+          ConsistentRead: true,
+          ExclusiveStartKey: startKey,
+        }),
+      );
+      for (const item of out.Items ?? []) {
+        const sk = String(item.sk);
+        const merged = byStart.get(sk) ?? {};
+        // Every stored number is a sum, so buckets of several cells merge by addition.
+        for (const [k, v] of Object.entries(item)) {
+          if (typeof v === 'number' && k !== 'ttl') merged[k] = ((merged[k] as number) ?? 0) + v;
+        }
+        byStart.set(sk, merged);
+      }
+      startKey = out.LastEvaluatedKey;
+    } while (startKey);
+  }
+  return byStart;
+}
+
+function parseTelemetryQuery(rawQuery: Record<string, string | undefined>) {
+  const q = validate(telemetryQuerySchema, rawQuery, 'query');
+  const interval: Interval = q.interval ?? 'hour';
+  const limit = q.limit ?? DEFAULT_BUCKETS[interval];
+  if (limit > MAX_BUCKETS[interval])
+    throw new BadRequestError(
+      `query.limit: at most ${MAX_BUCKETS[interval]} ${interval} buckets are kept`,
+      'validation_failed',
+    );
+  return { interval, limit };
+}
+
+function starts(now: Date, interval: Interval, count: number): string[] {
+  const last = Date.parse(bucketStart(now, interval));
+  return Array.from({ length: count }, (_, i) =>
+    bucketStart(last - (count - 1 - i) * INTERVAL_MS[interval], interval),
+  );
+}
+
+/** Anomaly flags of one proxy for the buckets `range` (oldest first), keyed by bucketStart. */
+async function proxyFlags(table: TableRef, proxyId: string, interval: Interval, range: string[]) {
+  const baseline = BASELINE_BUCKETS[interval];
+  const beforeFirst = new Date(Date.parse(range[0]!) - INTERVAL_MS[interval]);
+  const all = [...starts(beforeFirst, interval, baseline), ...range];
+  const [items, owner, paths] = await Promise.all([
+    readSeries([table], keys.telemetrySeries('PROXY', proxyId, interval).pk, all[0]!, all[all.length - 1]!),
+    getItem<{ firstSeenAt?: string }>(table, keys.proxyOwner(proxyId)),
+    queryPrefix<{ path: string; firstSeenAt: string }>(table, keys.proxyPaths(proxyId), { Limit: 5000 }),
+  ]);
+  const views = all.map((s) => bucketView(s, items.get(s)));
+  const flags = detectAnomalies({
+    interval,
+    series: views.map(
+      (v): BucketCounts => ({
+        bucketStart: v.bucketStart,
+        requests: v.requests,
+        denied: v.denied,
+        s4xx: v.status['4xx'],
+        s5xx: v.status['5xx'],
+      }),
+    ),
+    from: baseline,
+    proxyFirstSeenAt: owner?.firstSeenAt,
+    paths: paths.filter((p) => typeof p.firstSeenAt === 'string' && typeof p.path === 'string'),
+  });
+  return { views: views.slice(baseline), flags };
+}
+
+/** Proxies whose flags a client answer includes at most (each costs three reads). */
+const MAX_PROXIES_FLAGGED = 50;
+
+/**
+ * Telemetry of a client: every proxy of it, all cells, newest bucket first. Each bucket lists the
+ * anomaly flags of the client's proxies (each judged against its own baseline), with the proxyId.
+ */
+export async function clientTelemetry(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  rawQuery: Record<string, string | undefined>,
+) {
+  const { interval, limit } = parseTelemetryQuery(rawQuery);
+  await authorizeClient(deps, caller, clientId, 'user');
+  const range = starts(deps.now(), interval, limit);
+  const tables = cellTables(deps);
+  const [items, proxies] = await Promise.all([
+    readSeries(
+      tables,
+      keys.telemetrySeries('CLIENT', clientId, interval).pk,
+      range[0]!,
+      range[range.length - 1]!,
+    ),
+    Promise.all(
+      tables.map(async (table) =>
+        (await queryPrefix<{ sk: string }>(table, keys.proxiesPrefix(clientId))).map((p) => ({
+          table,
+          proxyId: p.sk.slice('PROXY#'.length),
+        })),
+      ),
+    ).then((lists) => lists.flat()),
+  ]);
+  const flagged = proxies.slice(0, MAX_PROXIES_FLAGGED);
+  const perProxy = await Promise.all(
+    flagged.map(async (p) => ({
+      proxyId: p.proxyId,
+      ...(await proxyFlags(p.table, p.proxyId, interval, range)),
+    })),
+  );
+  return {
+    clientId,
+    interval,
+    ...(proxies.length > flagged.length ? { anomaliesCoverProxies: flagged.length } : {}),
+    buckets: range
+      .map((s) => ({
+        ...bucketView(s, items.get(s)),
+        anomalies: perProxy.flatMap((p) => (p.flags.get(s) ?? []).map((f) => ({ proxyId: p.proxyId, ...f }))),
+      }))
+      .reverse(),
+  };
+}
+
+/** Telemetry of one proxy with its anomaly flags, newest bucket first. */
+export async function proxyTelemetry(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  proxyId: string,
+  rawQuery: Record<string, string | undefined>,
+) {
+  const { interval, limit } = parseTelemetryQuery(rawQuery);
+  await authorizeClient(deps, caller, clientId, 'user');
+  const table = await proxyTable(deps, clientId, proxyId);
+  const { views, flags } = await proxyFlags(table, proxyId, interval, starts(deps.now(), interval, limit));
+  return {
+    clientId,
+    proxyId,
+    interval,
+    buckets: views.map((v) => ({ ...v, anomalies: flags.get(v.bucketStart) ?? [] })).reverse(),
+  };
+}

@@ -1,0 +1,191 @@
+import type { CanonicalRequest } from '../rules/types.ts';
+
+/**
+ * Canonical form of a request target, computed once: the rules see exactly this path, and exactly
+ * this path is sent upstream. Anything a server could read in two ways is refused rather than
+ * guessed (every gateway bypass of recent years — Envoy, Traefik, APISIX, Kong — checked one form
+ * and sent another).
+ *
+ * Path:
+ *  - percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are decoded; every other escape
+ *    is kept, upper-cased, and must form valid UTF-8;
+ *  - refused: encoded `/` `\` `?` `#` `;` `%` (double encoding), encoded or raw control characters
+ *    (NUL, CR, LF…), raw `\`, `;` parameters, empty segments (`//`), malformed escapes, and raw
+ *    characters outside RFC 3986's pchar set (spaces, quotes, non-ASCII…);
+ *  - dot segments are then removed per RFC 3986 §5.2.4; climbing above the root is refused.
+ * Query: kept byte-for-byte for the upstream; refused when it holds raw characters outside RFC
+ * 3986's query set, control characters or malformed escapes; decoded into ordered pairs for rules.
+ */
+export type Canonical<T> = { ok: true; value: T } | { ok: false; reason: string };
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+// pchar minus ';' (refused as a parameter delimiter), plus '/' as the segment separator.
+const RAW_PATH_CHAR = /[A-Za-z0-9\-._~!$&'()*+,=:@/]/;
+const RAW_QUERY_CHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@/?]/;
+const FORBIDDEN_ESCAPES: Record<string, string> = {
+  '2F': 'encoded "/"',
+  '5C': 'encoded "\\"',
+  '3F': 'encoded "?"',
+  '23': 'encoded "#"',
+  '3B': 'encoded ";"',
+  '25': 'double encoding ("%25")',
+};
+
+function fail<T>(reason: string): Canonical<T> {
+  return { ok: false, reason };
+}
+
+/** Checks that a run of %XX escapes (as byte values) is valid UTF-8 with no control characters. */
+function validUtf8(bytes: number[]): boolean {
+  try {
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
+    return !/[\u0000-\u001f\u007f-\u009f]/.test(text);
+  } catch {
+    return false;
+  }
+}
+
+/** RFC 3986 §5.2.4 on a path whose segments are already validated; undefined when it climbs above the root. */
+function removeDotSegments(path: string): string | undefined {
+  const segments = path.split('/').slice(1);
+  const out: string[] = [];
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i]!;
+    const last = i === segments.length - 1;
+    if (seg === '.') {
+      if (last) out.push('');
+    } else if (seg === '..') {
+      if (out.length === 0) return undefined;
+      out.pop();
+      if (last) out.push('');
+    } else {
+      out.push(seg);
+    }
+  }
+  return `/${out.join('/')}`;
+}
+
+/** The canonical form of a path that starts with '/', or why it is refused. */
+export function canonicalizePath(rawPath: string): Canonical<string> {
+  if (rawPath === '') return { ok: true, value: '/' };
+  if (!rawPath.startsWith('/')) return fail('path must start with "/"');
+  let out = '';
+  let pending: number[] = [];
+  let pendingText = '';
+  const flushEscapes = (): boolean => {
+    if (pending.length === 0) return true;
+    if (!validUtf8(pending)) return false;
+    out += pendingText;
+    pending = [];
+    pendingText = '';
+    return true;
+  };
+  for (let i = 0; i < rawPath.length; i++) {
+    const c = rawPath[i]!;
+    if (c === '%') {
+      const hex = rawPath.slice(i + 1, i + 3).toUpperCase();
+      if (!/^[0-9A-F]{2}$/.test(hex)) return fail('malformed percent-encoding');
+      const forbidden = FORBIDDEN_ESCAPES[hex];
+      if (forbidden) return fail(forbidden);
+      const byte = Number.parseInt(hex, 16);
+      i += 2;
+      if (byte < 0x80 && UNRESERVED.test(String.fromCharCode(byte))) {
+        if (!flushEscapes()) return fail('invalid UTF-8 or control character in an escape');
+        out += String.fromCharCode(byte);
+      } else {
+        pending.push(byte);
+        pendingText += `%${hex}`;
+      }
+      continue;
+    }
+    if (!flushEscapes()) return fail('invalid UTF-8 or control character in an escape');
+    if (c === '\\') return fail('backslash in path');
+    if (c === ';') return fail('";" parameters are not accepted');
+    if (!RAW_PATH_CHAR.test(c)) return fail(`character ${JSON.stringify(c)} must be percent-encoded`);
+    out += c;
+  }
+  if (!flushEscapes()) return fail('invalid UTF-8 or control character in an escape');
+  if (out.includes('//')) return fail('empty path segment ("//")');
+  const resolved = removeDotSegments(out);
+  if (resolved === undefined) return fail('dot segments climb above the root');
+  return { ok: true, value: resolved };
+}
+
+/**
+ * Validates a raw query string (kept byte-for-byte for the upstream) and decodes it into ordered
+ * name/value pairs for the rules.
+ */
+export function parseQuery(rawQuery: string): Canonical<Array<[string, string]>> {
+  if (rawQuery === '') return { ok: true, value: [] };
+  for (let i = 0; i < rawQuery.length; i++) {
+    const c = rawQuery[i]!;
+    if (c === '%') {
+      const hex = rawQuery.slice(i + 1, i + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return fail('malformed percent-encoding in query');
+      i += 2;
+    } else if (!RAW_QUERY_CHAR.test(c)) {
+      return fail(`character ${JSON.stringify(c)} must be percent-encoded in the query`);
+    }
+  }
+  const pairs: Array<[string, string]> = [];
+  for (const part of rawQuery.split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const [name, value] = eq >= 0 ? [part.slice(0, eq), part.slice(eq + 1)] : [part, ''];
+    const decoded = [name, value].map((s) => decodeQueryComponent(s));
+    if (decoded[0] === undefined || decoded[1] === undefined)
+      return fail('invalid UTF-8 or control character in query');
+    pairs.push([decoded[0], decoded[1]]);
+  }
+  return { ok: true, value: pairs };
+}
+
+function decodeQueryComponent(s: string): string | undefined {
+  try {
+    const text = decodeURIComponent(s.replace(/\+/g, ' '));
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
+    return /[\u0000-\u001f\u007f]/.test(text) ? undefined : text;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Methods the gateway forwards; TRACE and CONNECT (and anything unknown) never are. */
+export const FORWARDED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+export interface RawRequest {
+  method: string;
+  /** The target path (after `/api/{proxyId}`), exactly as received. */
+  rawPath: string;
+  rawQuery: string;
+  headers: Record<string, string | undefined>;
+  /** Body text when the request has one (JSON bodies are parsed for body checks). */
+  body?: string;
+}
+
+/**
+ * The one canonical request both the data plane and the simulate endpoint evaluate rules on.
+ * Methods are compared exactly: `get` is not `GET`.
+ */
+export function canonicalRequest(raw: RawRequest): Canonical<CanonicalRequest> {
+  if (!FORWARDED_METHODS.has(raw.method))
+    return fail(`method ${JSON.stringify(raw.method)} is not forwarded`);
+  const path = canonicalizePath(raw.rawPath);
+  if (!path.ok) return path;
+  const query = parseQuery(raw.rawQuery);
+  if (!query.ok) return query;
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(raw.headers))
+    if (value !== undefined) headers[name.toLowerCase()] = value;
+  let body: unknown;
+  if (raw.body && /\bjson\b/i.test(headers['content-type'] ?? '')) {
+    try {
+      body = JSON.parse(raw.body);
+    } catch {
+      // A body that is not JSON satisfies no body check (and every must_not_exist one).
+      body = undefined;
+    }
+  }
+  return { ok: true, value: { method: raw.method, path: path.value, headers, query: query.value, body } };
+}

@@ -1,0 +1,132 @@
+import type { Interval } from '../storage/keys.ts';
+import { INTERVAL_MS } from './rollup.ts';
+
+/**
+ * Anomaly flags of one proxy against its own recent baseline: the buckets just before the one
+ * judged (30 minutes, 24 hours or 14 days), counted only from the proxy's first traffic on, and
+ * only once there are enough of them (a new proxy has no baseline and gets no flags). Each flag
+ * carries the reason in words and the numbers behind it. Thresholds are deliberately conservative
+ * (a multiple of the baseline AND an absolute floor), so steady traffic — however busy, however
+ * error-prone — raises nothing.
+ */
+export type AnomalyType =
+  | 'request_spike'
+  | 'first_seen_paths'
+  | 'denied_surge'
+  | 'client_error_surge'
+  | 'server_error_surge';
+
+export interface Anomaly {
+  type: AnomalyType;
+  reason: string;
+  observed: number;
+  baseline: number;
+  threshold: number;
+  paths?: string[];
+}
+
+/** What detection needs of a bucket. */
+export interface BucketCounts {
+  bucketStart: string;
+  requests: number;
+  denied: number;
+  s4xx: number;
+  s5xx: number;
+}
+
+export const BASELINE_BUCKETS: Record<Interval, number> = { minute: 30, hour: 24, day: 14 };
+export const MIN_BASELINE_BUCKETS = 5;
+const MIN_SPIKE_REQUESTS = 20;
+const MIN_SURGE_COUNT = 10;
+
+export interface DetectionInput {
+  interval: Interval;
+  /** Dense, oldest first: the baseline buckets, then the ones to judge. */
+  series: BucketCounts[];
+  /** Index in `series` of the first bucket to judge. */
+  from: number;
+  /** When the proxy was first seen (owner marker), if known. */
+  proxyFirstSeenAt?: string;
+  /** Paths with their first-seen time. */
+  paths: { path: string; firstSeenAt: string }[];
+}
+
+function round(x: number, digits = 3) {
+  const f = 10 ** digits;
+  return Math.round(x * f) / f;
+}
+
+/** Flags per judged bucket (keyed by bucketStart); buckets without flags are absent. */
+export function detectAnomalies(input: DetectionInput): Map<string, Anomaly[]> {
+  const out = new Map<string, Anomaly[]>();
+  const step = INTERVAL_MS[input.interval];
+  const window = BASELINE_BUCKETS[input.interval];
+  const firstActive = input.series.findIndex((b) => b.requests > 0);
+  const firstSeenMs = input.proxyFirstSeenAt ? Date.parse(input.proxyFirstSeenAt) : undefined;
+  for (let i = input.from; i < input.series.length; i++) {
+    const bucket = input.series[i]!;
+    const flags: Anomaly[] = [];
+    const lo = Math.max(i - window, firstActive < 0 ? i : firstActive);
+    const base = input.series.slice(lo, i);
+    if (firstActive >= 0 && base.length >= MIN_BASELINE_BUCKETS) {
+      const n = base.length;
+      const mean = base.reduce((s, b) => s + b.requests, 0) / n;
+      const sd = Math.sqrt(base.reduce((s, b) => s + (b.requests - mean) ** 2, 0) / n);
+      const threshold = Math.max(MIN_SPIKE_REQUESTS, 3 * mean, mean + 4 * sd);
+      if (bucket.requests >= threshold) {
+        flags.push({
+          type: 'request_spike',
+          reason: `${bucket.requests} requests against a baseline of ${round(mean, 1)} per ${input.interval} over the previous ${n}`,
+          observed: bucket.requests,
+          baseline: round(mean),
+          threshold: round(threshold),
+        });
+      }
+      const baseRequests = base.reduce((s, b) => s + b.requests, 0);
+      for (const [type, field, label] of [
+        ['denied_surge', 'denied', 'denied'],
+        ['client_error_surge', 's4xx', '4xx'],
+        ['server_error_surge', 's5xx', '5xx'],
+      ] as const) {
+        const count = bucket[field];
+        if (count < MIN_SURGE_COUNT || bucket.requests === 0) continue;
+        const rate = count / bucket.requests;
+        const baseRate = baseRequests > 0 ? base.reduce((s, b) => s + b[field], 0) / baseRequests : 0;
+        const rateThreshold = Math.min(1, Math.max(3 * baseRate, baseRate + 0.25));
+        if (rate >= rateThreshold) {
+          flags.push({
+            type,
+            reason: `${count} of ${bucket.requests} requests ${label} (${round(rate * 100, 1)}%) against a baseline rate of ${round(baseRate * 100, 1)}%`,
+            observed: round(rate),
+            baseline: round(baseRate),
+            threshold: round(rateThreshold),
+          });
+        }
+      }
+    }
+    // First-seen paths: only for a proxy old enough to have a baseline of paths.
+    const startMs = Date.parse(bucket.bucketStart);
+    const mature = firstSeenMs !== undefined && firstSeenMs <= startMs - MIN_BASELINE_BUCKETS * step;
+    if (mature) {
+      const fresh = input.paths
+        .filter((p) => {
+          const t = Date.parse(p.firstSeenAt);
+          return t >= startMs && t < startMs + step;
+        })
+        .map((p) => p.path)
+        .sort();
+      if (fresh.length > 0) {
+        flags.push({
+          type: 'first_seen_paths',
+          reason: `${fresh.length} path(s) never seen on this proxy before: ${fresh.slice(0, 5).join(', ')}`,
+          observed: fresh.length,
+          baseline: 0,
+          threshold: 1,
+          paths: fresh.slice(0, 20),
+        });
+      }
+    }
+    if (flags.length > 0) out.set(bucket.bucketStart, flags);
+  }
+  return out;
+}

@@ -1,0 +1,290 @@
+import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
+import type { Deps } from '../../lambdas/shared/deps.ts';
+import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
+import { type Interval, keys } from '../../lambdas/storage/keys.ts';
+import { getItem, queryPrefix } from '../../lambdas/storage/table.ts';
+import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
+import { bucketStart, bucketView } from '../../lambdas/telemetry/rollup.ts';
+import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { type Delivered, eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
+
+let stack: LocalStack;
+let deps: Deps;
+let handler: ReturnType<typeof createAggregatorHandler>;
+let n = 0;
+const uniqueProxy = () => `proxy-agg-${++n}-${Date.now()}`;
+const table = () => Object.values(deps.cells)[0]!;
+
+beforeAll(async () => {
+  stack = await startLocalStack({ telemetryPoller: false });
+  deps = stack.deps;
+  handler = createAggregatorHandler(deps);
+});
+afterAll(async () => {
+  await stack.close();
+});
+
+async function bucketItem(scope: 'CLIENT' | 'PROXY', id: string, interval: Interval, at: Date) {
+  return getItem<Record<string, unknown>>(
+    table(),
+    keys.telemetryBucket(scope, id, interval, bucketStart(at, interval)),
+  );
+}
+
+/** The bucket without its watermarks and ttl: what a replay must leave untouched. */
+function counts(item: Record<string, unknown> | undefined) {
+  return Object.fromEntries(Object.entries(item ?? {}).filter(([k]) => !k.startsWith('wm_') && k !== 'ttl'));
+}
+
+async function logCount(proxyId: string, at: Date) {
+  return (await queryPrefix(table(), keys.requestLogPartition(proxyId, at.toISOString().slice(0, 10))))
+    .length;
+}
+
+/** Runs the handler the way the event source mapping does: redeliver from the lowest failure. */
+async function deliverUntilDone(delivered: Delivered[], batchSize = delivered.length) {
+  let pos = 0;
+  let rounds = 0;
+  while (pos < delivered.length) {
+    if (++rounds > 50) throw new Error('never converged');
+    const batch = delivered.slice(pos, pos + batchSize);
+    const out = await handler(eventOf(batch));
+    const failed = out.batchItemFailures.map((f) => f.itemIdentifier);
+    if (failed.length === 0) pos += batch.length;
+    else pos += batch.findIndex((d) => failed.includes(d.seq));
+  }
+}
+
+describe('telemetry aggregator', () => {
+  it('writes one log item per record and rolls up per client and proxy at three intervals', async () => {
+    const proxyId = uniqueProxy();
+    const clientId = `client-${proxyId}`;
+    const at = new Date(Date.UTC(2026, 10, 28, 10, 15, 30));
+    const records = [
+      makeRecord({ proxyId, clientId, status: 200, bytes: { in: 10, out: 100 } }, at),
+      makeRecord({ proxyId, clientId, status: 201, bytes: { in: 20, out: 200 } }, at),
+      makeRecord({ proxyId, clientId, status: 302 }, at),
+      makeRecord({ proxyId, clientId, status: 404 }, at),
+      makeRecord(
+        { proxyId, clientId, status: 403, decision: 'denied', proxyCode: 'proxy-access-denied' },
+        at,
+      ),
+      makeRecord({ proxyId, clientId, status: 429, decision: 'rate_limited' }, at),
+      makeRecord({ proxyId, clientId, status: 502, decision: 'error', durations: { gatewayMs: 3 } }, at),
+      makeRecord({ proxyId, clientId, status: 500 }, at),
+    ];
+    const out = await handler(eventOf(onShard(records)));
+    expect(out).toEqual({ batchItemFailures: [] });
+    expect(await logCount(proxyId, at)).toBe(8);
+    for (const interval of ['minute', 'hour', 'day'] as const) {
+      for (const [scope, id] of [
+        ['PROXY', proxyId],
+        ['CLIENT', clientId],
+      ] as const) {
+        const view = bucketView('x', await bucketItem(scope, id, interval, at));
+        expect(view).toMatchObject({
+          requests: 8,
+          status: { '2xx': 2, '3xx': 1, '4xx': 3, '5xx': 2 },
+          allowed: 5,
+          denied: 1,
+          rateLimited: 1,
+          gatewayErrors: 1,
+          bytes: { in: 10 + 20 + 6 * 120, out: 100 + 200 + 6 * 2048 },
+        });
+      }
+    }
+    const item = await getItem<Record<string, unknown>>(
+      table(),
+      keys.requestLog(proxyId, '2026-11-28', records[4]!.requestId),
+    );
+    expect(item).toMatchObject({ decision: 'denied', status: 403, targetCredentialId: 'tcred-1' });
+    expect(item!.ttl).toBe(Math.floor(at.getTime() / 1000) + 90 * 86_400);
+  });
+
+  it('changes no count and adds no log item when the same batch is delivered again', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const delivered = onShard(Array.from({ length: 30 }, () => makeRecord({ proxyId }, at)));
+    await handler(eventOf(delivered));
+    const before = counts(await bucketItem('PROXY', proxyId, 'minute', at));
+    expect(before.requests).toBe(30);
+    await handler(eventOf(delivered));
+    await handler(eventOf(delivered.slice(7, 19)));
+    expect(counts(await bucketItem('PROXY', proxyId, 'minute', at))).toEqual(before);
+    expect(await logCount(proxyId, at)).toBe(30);
+  });
+
+  it('counts every record exactly once under any in-order redelivery and split (property)', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 1, max: 15 })), { minLength: 1, maxLength: 8 }),
+        async (total, deliveries) => {
+          const proxyId = uniqueProxy();
+          const at = new Date();
+          const delivered = onShard(
+            Array.from({ length: total }, (_, i) =>
+              makeRecord({ proxyId, status: i % 5 === 0 ? 500 : 200, durations: { gatewayMs: i } }, at),
+            ),
+          );
+          // Each delivery restarts at or before where the previous one ended (redelivery,
+          // bisection), then a final pass delivers the rest.
+          let end = 0;
+          for (const [back, size] of deliveries) {
+            const start = Math.max(0, end - (back % (end + 1)));
+            await handler(eventOf(delivered.slice(start, start + size)));
+            end = Math.max(end, Math.min(total, start + size));
+          }
+          await deliverUntilDone(delivered.slice(end), 7);
+          const view = bucketView('x', await bucketItem('PROXY', proxyId, 'minute', at));
+          expect(view.requests).toBe(total);
+          expect(view.status['5xx']).toBe(delivered.filter((d) => d.record.status === 500).length);
+          expect(await logCount(proxyId, at)).toBe(total);
+        },
+      ),
+      { numRuns: 12 },
+    );
+  });
+
+  it('keeps separate watermarks for records of one bucket arriving on two shards', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const a = onShard(
+      Array.from({ length: 5 }, () => makeRecord({ proxyId }, at)),
+      'shardId-000000000000',
+      100,
+    );
+    const b = onShard(
+      Array.from({ length: 7 }, () => makeRecord({ proxyId }, at)),
+      'shardId-000000000001',
+      1,
+    );
+    await handler(eventOf(a));
+    await handler(eventOf(b)); // lower sequence numbers, other shard: still counted
+    await handler(eventOf([...a, ...b])); // replay of both
+    expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(12);
+  });
+
+  it('reports only the records of a bucket that failed, and redelivery completes the count exactly', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const hourKey = keys.telemetryBucket('PROXY', proxyId, 'hour', bucketStart(at, 'hour'));
+    // Fault injection the embedded store can't produce on demand: the first two updates of one
+    // bucket fail, one before and one after DynamoDB applied it (a lost answer).
+    const faulty = createDocumentClient({
+      region: 'us-east-1',
+      endpoint: stack.services.dynamodbEndpoint,
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    }) as DynamoDBDocumentClient;
+    let faults = 0;
+    faulty.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as { Key?: { pk?: string; sk?: string }; UpdateExpression?: string };
+        const hit = input.UpdateExpression && input.Key?.pk === hourKey.pk && input.Key?.sk === hourKey.sk;
+        if (hit && faults === 0) {
+          faults++;
+          throw Object.assign(new Error('throttled'), {
+            name: 'ProvisionedThroughputExceededException',
+            $metadata: {},
+          });
+        }
+        if (hit && faults === 1) {
+          faults++;
+          await next(args);
+          throw Object.assign(new Error('socket hang up'), { name: 'TimeoutError' });
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'faults' },
+    );
+    const cell = Object.values(deps.cells)[0]!;
+    const faultyHandler = createAggregatorHandler({
+      ...deps,
+      cells: Object.fromEntries(Object.keys(deps.cells).map((r) => [r, { ...cell, ddb: faulty }])),
+    });
+    const delivered = onShard(Array.from({ length: 10 }, () => makeRecord({ proxyId }, at)));
+    // Both faults are absorbed by the aggregator's own retries with a re-read.
+    expect(await faultyHandler(eventOf(delivered))).toEqual({ batchItemFailures: [] });
+    expect(faults).toBe(2);
+    expect((await bucketItem('PROXY', proxyId, 'hour', at))!.requests).toBe(10);
+    expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(10);
+    faulty.destroy();
+  });
+
+  it('reports failed records when a bucket stays unavailable, and the redelivery is exact', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const dayKey = keys.telemetryBucket('PROXY', proxyId, 'day', bucketStart(at, 'day'));
+    const faulty = createDocumentClient({
+      region: 'us-east-1',
+      endpoint: stack.services.dynamodbEndpoint,
+      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+    }) as DynamoDBDocumentClient;
+    faulty.middlewareStack.add(
+      (next) => async (args) => {
+        const input = args.input as { Key?: { pk?: string; sk?: string }; UpdateExpression?: string };
+        if (input.UpdateExpression && input.Key?.pk === dayKey.pk)
+          throw Object.assign(new Error('down'), { name: 'InternalServerError', $metadata: {} });
+        return next(args);
+      },
+      { step: 'initialize', name: 'outage' },
+    );
+    const cell = Object.values(deps.cells)[0]!;
+    const faultyHandler = createAggregatorHandler({
+      ...deps,
+      cells: Object.fromEntries(Object.keys(deps.cells).map((r) => [r, { ...cell, ddb: faulty }])),
+    });
+    const other = uniqueProxy();
+    const delivered = onShard([
+      makeRecord({ proxyId: other }, at),
+      ...Array.from({ length: 4 }, () => makeRecord({ proxyId }, at)),
+      makeRecord({ proxyId: other }, at),
+    ]);
+    const out = await faultyHandler(eventOf(delivered));
+    expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(
+      delivered.slice(1, 5).map((d) => d.seq),
+    );
+    faulty.destroy();
+    // The mapping redelivers from the lowest failure: records 1..5 (5 was fine already).
+    expect(await handler(eventOf(delivered.slice(1)))).toEqual({ batchItemFailures: [] });
+    for (const interval of ['minute', 'hour', 'day'] as const)
+      expect((await bucketItem('PROXY', proxyId, interval, at))!.requests).toBe(4);
+    expect((await bucketItem('PROXY', other, 'minute', at))!.requests).toBe(2);
+  });
+
+  it('skips records it can never read, without blocking the shard', async () => {
+    const proxyId = uniqueProxy();
+    const good = onShard([makeRecord({ proxyId })], 'shardId-000000000000', 10);
+    const event = eventOf(good);
+    const poison = structuredClone(event.Records[0]!);
+    poison.kinesis.sequenceNumber = '1';
+    poison.kinesis.data = Buffer.from('{"not":"a record"').toString('base64');
+    expect(await handler({ Records: [poison, ...event.Records] })).toEqual({ batchItemFailures: [] });
+    expect((await bucketItem('PROXY', proxyId, 'minute', new Date()))!.requests).toBe(1);
+  });
+
+  it('logs records of unknown proxies without rolling them up for anyone', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    await handler(
+      eventOf(
+        onShard([makeRecord({ proxyId, clientId: undefined, decision: 'unauthenticated', status: 401 }, at)]),
+      ),
+    );
+    expect(await logCount(proxyId, at)).toBe(1);
+    expect(await bucketItem('PROXY', proxyId, 'minute', at)).toBeUndefined();
+    expect(await getItem(table(), keys.proxyOwner(proxyId))).toBeUndefined();
+  });
+
+  it('masks again on the way in (defence in depth)', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const secret = 'sk_live_shouldnotbehere0123456789';
+    const r = makeRecord({ proxyId, query: `api_key=${secret}`, headers: { 'x-api-key': secret } }, at);
+    await handler(eventOf(onShard([r])));
+    const item = await getItem(table(), keys.requestLog(proxyId, at.toISOString().slice(0, 10), r.requestId));
+    expect(JSON.stringify(item)).not.toContain(secret);
+  });
+});
