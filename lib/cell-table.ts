@@ -40,7 +40,7 @@ export interface CellTableProps {
  *
  * The grant helpers follow the access patterns listed in keys.ts and use `dynamodb:LeadingKeys`,
  * so a function can touch only the partitions it owns: the proxy `PROXY#…` (snapshot reads and
- * rate-limit counters), the aggregator `REQLOG#…`, `TELEMETRY#…` and `SEEN#…`.
+ * rate-limit counters), the aggregator `REQLOG#…`, `TELEMETRY#…`, `PROXYOWNER#…` and `PROXYPATH#…`.
  */
 export class CellTable extends Construct {
   readonly table: dynamodb.Table;
@@ -94,21 +94,15 @@ export class CellTable extends Construct {
   }
 
   /**
-   * The aggregator: writes the request log, telemetry buckets and its idempotency marks, and reads
-   * buckets back for anomaly baselines (patterns 12 to 14 in keys.ts).
+   * The aggregator (lambdas/telemetry/aggregator.ts): batch-writes request-log items, updates
+   * telemetry buckets (re-reading a bucket's watermark after a conflict) and upserts the proxy
+   * owner and first-seen-path markers — patterns 12, 13, 17 and 18 in keys.ts, nothing else.
    */
   grantAggregatorAccess(fn: KeygateFunction): void {
     this.grantLeadingKeys(
       fn,
-      ['REQLOG#*', 'TELEMETRY#*', 'SEEN#*'],
-      [
-        'dynamodb:GetItem',
-        'dynamodb:Query',
-        'dynamodb:PutItem',
-        'dynamodb:UpdateItem',
-        'dynamodb:BatchWriteItem',
-        'dynamodb:ConditionCheckItem',
-      ],
+      ['REQLOG#*', 'TELEMETRY#*', 'PROXYOWNER#*', 'PROXYPATH#*'],
+      ['dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem'],
     );
     grantKeyViaService(fn, this.region, 'dynamodb', KEY_WRITE, this.key);
   }

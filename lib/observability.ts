@@ -3,6 +3,7 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
@@ -13,10 +14,11 @@ import type { ProxyEndpoint } from './proxy-endpoint.ts';
 import type { TelemetryPipeline } from './telemetry-pipeline.ts';
 
 /**
- * Product metrics the handlers publish as CloudWatch embedded metric format (Powertools Metrics,
- * namespace `keygate`, default dimension `service=keygate`), one count per event. The dashboard and
- * alarms read exactly these names; API Gateway, Lambda, DynamoDB, Kinesis and SQS metrics come
- * from AWS itself.
+ * Product metrics, namespace `keygate`, dimension `service=keygate`. Some are derived here from log
+ * lines the handlers already write (`LOG_METRICS`); the others the handlers publish as CloudWatch
+ * embedded metric format (Powertools Metrics, same namespace and dimension). The dashboard and
+ * alarms read exactly these names; API Gateway, Lambda, DynamoDB, Kinesis and SQS metrics come from
+ * AWS itself.
  */
 export const PRODUCT_METRICS = {
   namespace: 'keygate',
@@ -28,7 +30,36 @@ export const PRODUCT_METRICS = {
   kmsErrors: 'KmsErrors',
   storeErrors: 'StoreErrors',
   telemetryUndelivered: 'TelemetryRecordsUndelivered',
+  telemetrySkipped: 'TelemetryRecordsSkipped',
   anomalyFlags: 'AnomalyFlags',
+} as const;
+
+/**
+ * Metrics read from the handlers' structured log lines (Powertools JSON: `message`, `service` and the
+ * line's own fields) by CloudWatch Logs metric filters. The messages are the ones written by
+ * lambdas/telemetry/emitter.ts (the proxy's side) and lambdas/telemetry/aggregator.ts.
+ */
+export const LOG_METRICS = {
+  proxy: [
+    {
+      metricName: PRODUCT_METRICS.telemetryUndelivered,
+      messages: ['telemetry records dropped'],
+      value: '$.count',
+    },
+  ],
+  aggregator: [
+    {
+      metricName: PRODUCT_METRICS.storeErrors,
+      messages: [
+        'request-log write failed',
+        'telemetry bucket update failed',
+        'telemetry bucket read failed',
+        'telemetry marker write failed',
+      ],
+      value: '1',
+    },
+    { metricName: PRODUCT_METRICS.telemetrySkipped, messages: ['telemetry record skipped'], value: '1' },
+  ],
 } as const;
 
 /** Alarm thresholds; the defaults suit a small deployment, context values override them. */
@@ -64,7 +95,8 @@ const FIVE_MINUTES = Duration.minutes(5);
 /**
  * One dashboard (`keygate-<region>`) and the alarms of a cell, every alarm notifying one
  * KMS-encrypted SNS topic (`keygate-alarms-<region>`): 5xx rate, denied surge, KMS errors,
- * telemetry iterator age, on-failure queue depth, Lambda errors and throttles.
+ * store errors, telemetry iterator age, on-failure queue depth, undelivered telemetry, Lambda errors
+ * and throttles.
  */
 export class Observability extends Construct {
   readonly topic: sns.Topic;
@@ -84,6 +116,8 @@ export class Observability extends Construct {
       this.topic.addSubscription(new subscriptions.EmailSubscription(email));
 
     const { proxy, telemetry, table, coreApi, thresholds } = props;
+    this.addLogMetrics('Proxy', proxy.fn, LOG_METRICS.proxy);
+    this.addLogMetrics('Aggregator', telemetry.aggregator, LOG_METRICS.aggregator);
     const api = proxy.gateway.api;
     const count = api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' });
     const serverErrors = api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' });
@@ -104,6 +138,7 @@ export class Observability extends Construct {
     const kmsErrors = product(PRODUCT_METRICS.kmsErrors, 'KMS errors');
     const storeErrors = product(PRODUCT_METRICS.storeErrors, 'DynamoDB errors (handlers)');
     const undelivered = product(PRODUCT_METRICS.telemetryUndelivered, 'telemetry undelivered');
+    const skipped = product(PRODUCT_METRICS.telemetrySkipped, 'telemetry records skipped (unreadable)');
     const anomalies = product(PRODUCT_METRICS.anomalyFlags, 'anomaly flags');
     const iteratorAge = telemetry.aggregator.metric('IteratorAge', {
       statistic: 'Maximum',
@@ -169,6 +204,12 @@ export class Observability extends Construct {
       'Oldest unprocessed telemetry record (ms): the aggregator falls behind',
     );
     this.alarm('TelemetryFailureQueueDepth', dlqDepth, 1, 'Telemetry batches the aggregator gave up on');
+    this.alarm(
+      'TelemetryUndelivered',
+      undelivered,
+      1,
+      'Telemetry records the proxy could not put on the stream: gaps in the request log',
+    );
     for (const fn of functions) {
       const name = fn.node.scope!.node.id + fn.node.id;
       this.alarm(
@@ -212,7 +253,11 @@ export class Observability extends Construct {
       ]),
       graph('KMS and DynamoDB errors', [kmsErrors, storeErrors, ddbSystemErrors]),
       graph('Telemetry iterator age (ms)', [iteratorAge]),
-      graph('Telemetry: failure queue depth, undelivered records', [dlqDepth, undelivered]),
+      graph('Telemetry: failure queue depth, undelivered and skipped records', [
+        dlqDepth,
+        undelivered,
+        skipped,
+      ]),
     );
     if (coreApi) {
       const coreApiMetrics = coreApi.gateway.api;
@@ -227,6 +272,27 @@ export class Observability extends Construct {
           coreApiMetrics.metric('Latency', { statistic: 'p99', period: Duration.minutes(1) }),
         ]),
       );
+    }
+  }
+
+  /** One metric filter per log metric, on `fn`'s log group. */
+  private addLogMetrics(
+    prefix: string,
+    fn: KeygateFunction,
+    metrics: readonly { metricName: string; messages: readonly string[]; value: string }[],
+  ): void {
+    for (const m of metrics) {
+      new logs.MetricFilter(this, `${prefix}${m.metricName}`, {
+        logGroup: fn.logGroup,
+        filterPattern: logs.FilterPattern.any(
+          ...m.messages.map((text) => logs.FilterPattern.stringValue('$.message', '=', text)),
+        ),
+        metricNamespace: PRODUCT_METRICS.namespace,
+        metricName: m.metricName,
+        metricValue: m.value,
+        dimensions: { service: '$.service' },
+        unit: cloudwatch.Unit.COUNT,
+      });
     }
   }
 

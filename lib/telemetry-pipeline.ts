@@ -97,6 +97,8 @@ export class TelemetryPipeline extends Construct {
         bisectBatchOnError: true,
         retryAttempts: AGGREGATOR_RETRY_ATTEMPTS,
         maxRecordAge: Duration.days(1),
+        // The aggregator's per-shard watermarks assume records of a shard arrive in order.
+        parallelizationFactor: 1,
         onFailure: new SqsDlq(this.failures),
       }),
     );

@@ -1,8 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { Match } from 'aws-cdk-lib/assertions';
 import { tableLayout } from '../../lambdas/storage/keys.ts';
 import { ACCESS_LOG_FIELDS } from '../../lib/http-gateway.ts';
-import { PRODUCT_METRICS } from '../../lib/observability.ts';
+import { LOG_METRICS, PRODUCT_METRICS } from '../../lib/observability.ts';
 import { PROXY_ROUTES } from '../../lib/proxy-endpoint.ts';
 import { AGGREGATOR_RETRY_ATTEMPTS } from '../../lib/telemetry-pipeline.ts';
 import { actionsOf, resourcesOf, statementsOfRole, synthKeygate } from './synth.ts';
@@ -202,15 +203,21 @@ describe('least privilege', () => {
     expect(proxy.some((s) => actionsOf(s).includes('kms:GenerateDataKey') && !s.Condition)).toBe(false);
   });
 
-  it('the aggregator writes only REQLOG#, TELEMETRY# and SEEN# partitions', () => {
+  it('the aggregator writes only request-log, telemetry and marker partitions, with what it calls', () => {
     const ddb = aggregator.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
     expect(ddb).toHaveLength(1);
     expect(ddb[0].Condition['ForAllValues:StringLike']['dynamodb:LeadingKeys']).toEqual([
       'REQLOG#*',
       'TELEMETRY#*',
-      'SEEN#*',
+      'PROXYOWNER#*',
+      'PROXYPATH#*',
     ]);
-    expect(actionsOf(ddb[0])).not.toContain('dynamodb:DeleteItem');
+    // BatchWriteCommand, UpdateCommand, GetCommand in lambdas/telemetry/aggregator.ts.
+    expect(actionsOf(ddb[0]).sort()).toEqual([
+      'dynamodb:BatchWriteItem',
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+    ]);
     expect(aggregator.some((s) => s.Condition?.Null?.['kms:EncryptionContext:clientId'])).toBe(false);
   });
 
@@ -284,6 +291,7 @@ describe('telemetry pipeline', () => {
     template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       BisectBatchOnFunctionError: true,
+      ParallelizationFactor: 1,
       MaximumRetryAttempts: AGGREGATOR_RETRY_ATTEMPTS,
       MaximumRecordAgeInSeconds: Match.anyValue(),
       DestinationConfig: {
@@ -337,6 +345,7 @@ describe('observability', () => {
       'KmsErrors',
       'TelemetryIteratorAge',
       'TelemetryFailureQueueDepth',
+      'TelemetryUndelivered',
       'ProxyFunctionErrors',
       'ProxyFunctionThrottles',
       'TelemetryAggregatorErrors',
@@ -379,6 +388,28 @@ describe('observability', () => {
       'Anomaly flags',
     ]) {
       expect(body).toContain(title);
+    }
+  });
+
+  it('log metrics count the log lines the handlers really write', () => {
+    const sources = {
+      proxy: readFileSync(new URL('../../lambdas/telemetry/emitter.ts', import.meta.url), 'utf8'),
+      aggregator: readFileSync(new URL('../../lambdas/telemetry/aggregator.ts', import.meta.url), 'utf8'),
+    };
+    const filters = resourcesOf(template, 'AWS::Logs::MetricFilter').map(([, f]) => f.Properties);
+    for (const [fn, metrics] of Object.entries(LOG_METRICS)) {
+      for (const m of metrics) {
+        for (const text of m.messages) expect(sources[fn as keyof typeof sources]).toContain(`'${text}'`);
+        const filter = filters.find((f) => f.MetricTransformations[0].MetricName === m.metricName);
+        expect(filter.MetricTransformations[0]).toMatchObject({
+          MetricNamespace: 'keygate',
+          MetricValue: m.value,
+          Dimensions: [{ Key: 'service', Value: '$.service' }],
+        });
+        for (const text of m.messages) expect(filter.FilterPattern).toContain(`$.message = "${text}"`);
+        const logGroupPrefix = fn === 'proxy' ? 'ProxyFunctionLogs' : 'TelemetryAggregatorLogs';
+        expect(filter.LogGroupName.Ref).toMatch(new RegExp(`^${logGroupPrefix}`));
+      }
     }
   });
 });
