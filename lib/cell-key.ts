@@ -1,0 +1,238 @@
+import { Aws, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import { Construct } from 'constructs';
+import { cellNames } from './cell-names.ts';
+import type { KeygateFunction } from './keygate-function.ts';
+
+/**
+ * The encryption context every sealed target secret carries (`lambdas/crypto/envelope.ts`). Both
+ * the key policy and the functions' IAM policies require exactly these keys, so the key cannot be
+ * used directly for anything but target secrets bound to a client and a credential.
+ */
+export const SECRET_CONTEXT_KEYS = ['clientId', 'credentialId'] as const;
+
+/** Services that encrypt the cell's data at rest with the cell key, on behalf of a caller. */
+const AT_REST_SERVICES = ['dynamodb', 'kinesis', 'sqs', 'sns'] as const;
+
+/** Key administration without any cryptographic use (the account keeps control, not the data). */
+const KEY_ADMIN_ACTIONS = [
+  'kms:Create*',
+  'kms:Describe*',
+  'kms:Enable*',
+  'kms:List*',
+  'kms:Put*',
+  'kms:Update*',
+  'kms:Revoke*',
+  'kms:Disable*',
+  'kms:Get*',
+  'kms:Delete*',
+  'kms:TagResource',
+  'kms:UntagResource',
+  'kms:ScheduleKeyDeletion',
+  'kms:CancelKeyDeletion',
+];
+
+/** IAM conditions that pin a direct KMS call to a target-secret context. */
+export function secretContextConditions(): Record<string, Record<string, unknown>> {
+  return {
+    'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...SECRET_CONTEXT_KEYS] },
+    Null: Object.fromEntries(SECRET_CONTEXT_KEYS.map((k) => [`kms:EncryptionContext:${k}`, 'false'])),
+  };
+}
+
+export interface CellKeyProps {
+  /** ARN of the Core API's role (in the home region), the only principal that may seal secrets. */
+  coreApiRoleArn: string;
+}
+
+/**
+ * The cell's customer-managed KMS key, with rotation, `RETAIN`, and a key policy that says exactly
+ * who may do what:
+ *  - the account administers the key but has no cryptographic use of it;
+ *  - AWS services (DynamoDB, Kinesis, SQS, SNS) may use it on behalf of principals of this account
+ *    that those services already authorised — only through the service (`kms:ViaService`);
+ *  - CloudWatch Logs encrypts this cell's log groups with it, and CloudWatch alarms publish to the
+ *    encrypted alarm topic;
+ *  - the Core API generates data keys, and the proxy decrypts them, only under an encryption context
+ *    naming a client and a credential — direct calls, which no other principal may make.
+ */
+export class CellKey extends Construct {
+  readonly key: kms.Key;
+  readonly region: string;
+
+  constructor(scope: Construct, id: string, props: CellKeyProps) {
+    super(scope, id);
+    const { region, account } = Stack.of(this);
+    this.region = region;
+    const root = new iam.AccountRootPrincipal();
+    const policy = new iam.PolicyDocument({
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'KeyAdministration',
+          principals: [root],
+          actions: KEY_ADMIN_ACTIONS,
+          resources: ['*'],
+        }),
+        new iam.PolicyStatement({
+          sid: 'AtRestEncryptionThroughCellServices',
+          principals: [root],
+          actions: [
+            'kms:Encrypt',
+            'kms:Decrypt',
+            'kms:ReEncrypt*',
+            'kms:GenerateDataKey*',
+            'kms:DescribeKey',
+          ],
+          resources: ['*'],
+          conditions: {
+            StringEquals: { 'kms:CallerAccount': account },
+            'ForAnyValue:StringEquals': {
+              'kms:ViaService': AT_REST_SERVICES.map((s) => `${s}.${region}.amazonaws.com`),
+            },
+          },
+        }),
+        new iam.PolicyStatement({
+          sid: 'ServiceGrantsForAwsResources',
+          principals: [root],
+          actions: ['kms:CreateGrant'],
+          resources: ['*'],
+          conditions: {
+            StringEquals: {
+              'kms:CallerAccount': account,
+              'kms:ViaService': `dynamodb.${region}.amazonaws.com`,
+            },
+            Bool: { 'kms:GrantIsForAWSResource': 'true' },
+          },
+        }),
+        new iam.PolicyStatement({
+          sid: 'CloudWatchLogsOfThisCell',
+          principals: [new iam.ServicePrincipal(`logs.${region}.amazonaws.com`)],
+          actions: [
+            'kms:Encrypt*',
+            'kms:Decrypt*',
+            'kms:ReEncrypt*',
+            'kms:GenerateDataKey*',
+            'kms:Describe*',
+          ],
+          resources: ['*'],
+          conditions: {
+            ArnLike: {
+              'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:*`,
+            },
+          },
+        }),
+        new iam.PolicyStatement({
+          sid: 'AlarmsPublishToEncryptedTopic',
+          principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          resources: ['*'],
+          conditions: { StringEquals: { 'aws:SourceAccount': account } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'CoreApiSealsTargetSecrets',
+          principals: [root],
+          actions: ['kms:GenerateDataKey'],
+          resources: ['*'],
+          conditions: {
+            ...secretContextConditions(),
+            ArnEquals: { 'aws:PrincipalArn': props.coreApiRoleArn },
+          },
+        }),
+      ],
+    });
+    this.key = new kms.Key(this, 'Key', {
+      description: `keygate cell ${region}: target secrets (envelope) and data at rest`,
+      enableKeyRotation: true,
+      rotationPeriod: Duration.days(365),
+      policy,
+      // A deleted key would make every sealed secret and the encrypted table unreadable.
+      removalPolicy: RemovalPolicy.RETAIN,
+      pendingWindow: Duration.days(30),
+    });
+    this.key.addAlias(cellNames(region).keyAlias);
+  }
+
+  /**
+   * Lets `fn` decrypt target secrets of this cell: the key policy names its role, and its IAM
+   * policy allows kms:Decrypt — both only under a `{clientId, credentialId}` context.
+   */
+  grantOpenSecrets(fn: KeygateFunction): void {
+    const statement = {
+      actions: ['kms:Decrypt'],
+      conditions: secretContextConditions(),
+    };
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: `OpenTargetSecrets${fn.node.scope!.node.id}`,
+        principals: [fn.role!],
+        resources: ['*'],
+        ...statement,
+      }),
+    );
+    fn.addToRolePolicy(new iam.PolicyStatement({ resources: [this.key.keyArn], ...statement }));
+    fn.useCell(this.region);
+  }
+}
+
+/**
+ * Lets the Core API generate data keys for target secrets with the key of the cell in `region`
+ * (its own or another region's). The key is addressed by its deterministic alias, so no
+ * cross-region reference is needed; the cell's key policy already names the Core API's role.
+ */
+export function grantSealSecrets(fn: KeygateFunction, region: string, key?: kms.IKey): void {
+  const target = keyResource(fn, region, key);
+  fn.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['kms:GenerateDataKey'],
+      resources: target.resources,
+      conditions: { ...secretContextConditions(), ...target.conditions },
+    }),
+  );
+  fn.useCell(region);
+}
+
+/**
+ * Lets `fn` use the key of the cell in `region` through one AWS service only (DynamoDB reads and
+ * writes of an encrypted table, Kinesis puts to an encrypted stream). `key` is the construct when
+ * the cell is the function's own; otherwise the key is found by its alias.
+ */
+export function grantKeyViaService(
+  fn: KeygateFunction,
+  region: string,
+  service: (typeof AT_REST_SERVICES)[number],
+  actions: string[],
+  key?: kms.IKey,
+): void {
+  const target = keyResource(fn, region, key);
+  fn.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions,
+      resources: target.resources,
+      conditions: {
+        StringEquals: { 'kms:ViaService': `${service}.${region}.amazonaws.com` },
+        ...target.conditions,
+      },
+    }),
+  );
+}
+
+/**
+ * The key of a cell as an IAM resource: its ARN when we hold the construct; for another region's
+ * cell, any key of that region narrowed by the deterministic alias (`kms:ResourceAliases`), which
+ * needs no cross-region reference.
+ */
+function keyResource(fn: KeygateFunction, region: string, key?: kms.IKey) {
+  if (key) return { resources: [key.keyArn], conditions: {} };
+  Validations.of(fn.role!).acknowledge({
+    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:${region}:<AWS::AccountId>:key/*]`,
+    reason:
+      `The key of the ${region} cell lives in another region's stack and cannot be referenced; the ` +
+      `statement is narrowed to it by kms:ResourceAliases = ${cellNames(region).keyAlias}, and the ` +
+      "cell's key policy names this role as well.",
+  });
+  return {
+    resources: [`arn:${Aws.PARTITION}:kms:${region}:${Aws.ACCOUNT_ID}:key/*`],
+    conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': cellNames(region).keyAlias } },
+  };
+}

@@ -1,0 +1,85 @@
+import type { App } from 'aws-cdk-lib';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { parseRegions } from './cell-names.ts';
+import { type CellSettings, CellStack } from './cell-stack.ts';
+import { addCompliancePacks } from './compliance.ts';
+import type { CustomDomain } from './http-gateway.ts';
+import { DEFAULT_THRESHOLDS } from './observability.ts';
+
+/**
+ * Builds keygate into `app` from context values (`-c name=value` or cdk.json):
+ *
+ * | context | default | meaning |
+ * |---|---|---|
+ * | `regions` | `us-east-1` | served regions, comma-separated; the first is home (Core API) |
+ * | `alarmEmails` | — | comma-separated e-mail addresses for the alarm topics |
+ * | `requestLogRetentionDays` | `90` | request-log TTL |
+ * | `logRetentionDays` | `365` | CloudWatch Logs retention of functions and access logs |
+ * | `proxyRateLimit` / `proxyBurstLimit` | `1000` / `2000` | proxy stage throttling (per cell) |
+ * | `apiRateLimit` / `apiBurstLimit` | `50` / `100` | Core API stage throttling |
+ * | `alarm5xxPercent`, `alarmDeniedPer5Minutes`, `alarmIteratorAgeSeconds` | 5, 100, 300 | alarm thresholds |
+ * | `apiDomain`, `apiCertificateArn` | — | custom domain of the Core API |
+ * | `proxyDomain.<region>`, `proxyCertificateArn.<region>` | — | custom domain of a cell's proxy |
+ *
+ * One stack per region, `keygate-<region>`, each a self-contained cell. The compliance packs are
+ * always on; only a test that proves they catch a finding switches them off.
+ */
+export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}): CellStack[] {
+  const context = (name: string): string | undefined => {
+    const value = app.node.tryGetContext(name);
+    return value === undefined || value === null || value === '' ? undefined : String(value);
+  };
+  const number = (name: string, fallback: number): number => {
+    const raw = context(name);
+    if (raw === undefined) return fallback;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value <= 0) throw new Error(`Context ${name} must be a positive integer`);
+    return value;
+  };
+  const domain = (name: string, certificate: string): CustomDomain | undefined => {
+    const domainName = context(name);
+    const certificateArn = context(certificate);
+    if (!domainName && !certificateArn) return undefined;
+    if (!domainName || !certificateArn) throw new Error(`Context ${name} and ${certificate} go together`);
+    return { domainName, certificateArn };
+  };
+
+  const regions = parseRegions(context('regions') ?? 'us-east-1');
+  const logRetention = number('logRetentionDays', 365) as logs.RetentionDays;
+  if (!Object.values(logs.RetentionDays).includes(logRetention)) {
+    throw new Error('Context logRetentionDays must be a CloudWatch Logs retention (e.g. 90, 365, 731)');
+  }
+  const common: Omit<CellSettings, 'proxyDomain'> = {
+    logRetention,
+    requestLogRetentionDays: number('requestLogRetentionDays', 90),
+    proxyThrottle: { rateLimit: number('proxyRateLimit', 1000), burstLimit: number('proxyBurstLimit', 2000) },
+    apiThrottle: { rateLimit: number('apiRateLimit', 50), burstLimit: number('apiBurstLimit', 100) },
+    thresholds: {
+      serverErrorPercent: number('alarm5xxPercent', DEFAULT_THRESHOLDS.serverErrorPercent),
+      deniedPer5Minutes: number('alarmDeniedPer5Minutes', DEFAULT_THRESHOLDS.deniedPer5Minutes),
+      iteratorAgeSeconds: number('alarmIteratorAgeSeconds', DEFAULT_THRESHOLDS.iteratorAgeSeconds),
+    },
+    alarmEmails: (context('alarmEmails') ?? '')
+      .split(',')
+      .map((e) => e.trim())
+      .filter((e) => e.length > 0),
+    apiDomain: domain('apiDomain', 'apiCertificateArn'),
+  };
+  const stacks = regions.map(
+    (region) =>
+      new CellStack(app, `keygate-${region}`, {
+        env: { account: process.env.CDK_DEFAULT_ACCOUNT, region },
+        description: `keygate cell ${region}${region === regions[0] ? ' (home: Core API)' : ''}`,
+        regions,
+        settings: {
+          ...common,
+          proxyDomain: domain(`proxyDomain.${region}`, `proxyCertificateArn.${region}`),
+        },
+        terminationProtection: true,
+      }),
+  );
+  // Other cells' key policies name the Core API's role: deploy the home cell first.
+  for (const stack of stacks.slice(1)) stack.addStackDependency(stacks[0]!);
+  if (options.compliance !== false) addCompliancePacks(app);
+  return stacks;
+}

@@ -1,0 +1,318 @@
+import { Duration, Stack } from 'aws-cdk-lib';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import type { CellTable } from './cell-table.ts';
+import type { CoreApi } from './core-api.ts';
+import type { KeygateFunction } from './keygate-function.ts';
+import type { ProxyEndpoint } from './proxy-endpoint.ts';
+import type { TelemetryPipeline } from './telemetry-pipeline.ts';
+
+/**
+ * Product metrics, namespace `keygate`, dimension `service=keygate`. Some are derived here from log
+ * lines the handlers already write (`LOG_METRICS`); the others the handlers publish as CloudWatch
+ * embedded metric format (Powertools Metrics, same namespace and dimension). The dashboard and
+ * alarms read exactly these names; API Gateway, Lambda, DynamoDB, Kinesis and SQS metrics come from
+ * AWS itself.
+ */
+export const PRODUCT_METRICS = {
+  namespace: 'keygate',
+  dimensions: { service: 'keygate' },
+  allowed: 'ProxyRequestsAllowed',
+  denied: 'ProxyRequestsDenied',
+  rateLimited: 'ProxyRequestsRateLimited',
+  unauthenticated: 'ProxyRequestsUnauthenticated',
+  kmsErrors: 'KmsErrors',
+  storeErrors: 'StoreErrors',
+  telemetryUndelivered: 'TelemetryRecordsUndelivered',
+  telemetrySkipped: 'TelemetryRecordsSkipped',
+  anomalyFlags: 'AnomalyFlags',
+} as const;
+
+/**
+ * Metrics read from the handlers' structured log lines (Powertools JSON: `message`, `service` and the
+ * line's own fields) by CloudWatch Logs metric filters. The messages are the ones written by
+ * lambdas/telemetry/emitter.ts (the proxy's side) and lambdas/telemetry/aggregator.ts.
+ */
+export const LOG_METRICS = {
+  proxy: [
+    {
+      metricName: PRODUCT_METRICS.telemetryUndelivered,
+      messages: ['telemetry records dropped'],
+      value: '$.count',
+    },
+  ],
+  aggregator: [
+    {
+      metricName: PRODUCT_METRICS.storeErrors,
+      messages: [
+        'request-log write failed',
+        'telemetry bucket update failed',
+        'telemetry bucket read failed',
+        'telemetry marker write failed',
+      ],
+      value: '1',
+    },
+    { metricName: PRODUCT_METRICS.telemetrySkipped, messages: ['telemetry record skipped'], value: '1' },
+  ],
+} as const;
+
+/** Alarm thresholds; the defaults suit a small deployment, context values override them. */
+export interface AlarmThresholds {
+  /** Proxy 5xx answers, percent of requests over 5 minutes. */
+  serverErrorPercent: number;
+  /** Denied requests in 5 minutes. */
+  deniedPer5Minutes: number;
+  /** Age of the oldest unprocessed telemetry record, in seconds. */
+  iteratorAgeSeconds: number;
+}
+
+export const DEFAULT_THRESHOLDS: AlarmThresholds = {
+  serverErrorPercent: 5,
+  deniedPer5Minutes: 100,
+  iteratorAgeSeconds: 300,
+};
+
+export interface ObservabilityProps {
+  key: kms.IKey;
+  table: CellTable;
+  proxy: ProxyEndpoint;
+  telemetry: TelemetryPipeline;
+  /** Present in the home cell only. */
+  coreApi?: CoreApi;
+  thresholds: AlarmThresholds;
+  /** E-mail addresses subscribed to the alarm topic (they confirm by mail). */
+  alarmEmails: string[];
+}
+
+const FIVE_MINUTES = Duration.minutes(5);
+
+/**
+ * One dashboard (`keygate-<region>`) and the alarms of a cell, every alarm notifying one
+ * KMS-encrypted SNS topic (`keygate-alarms-<region>`): 5xx rate, denied surge, KMS errors,
+ * store errors, telemetry iterator age, on-failure queue depth, undelivered telemetry, Lambda errors
+ * and throttles.
+ */
+export class Observability extends Construct {
+  readonly topic: sns.Topic;
+  readonly dashboard: cloudwatch.Dashboard;
+  readonly alarms: cloudwatch.Alarm[] = [];
+
+  constructor(scope: Construct, id: string, props: ObservabilityProps) {
+    super(scope, id);
+    const region = Stack.of(this).region;
+    this.topic = new sns.Topic(this, 'Alarms', {
+      topicName: `keygate-alarms-${region}`,
+      displayName: `keygate alarms (${region})`,
+      masterKey: props.key,
+      enforceSSL: true,
+    });
+    for (const email of props.alarmEmails)
+      this.topic.addSubscription(new subscriptions.EmailSubscription(email));
+
+    const { proxy, telemetry, table, coreApi, thresholds } = props;
+    this.addLogMetrics('Proxy', proxy.fn, LOG_METRICS.proxy);
+    this.addLogMetrics('Aggregator', telemetry.aggregator, LOG_METRICS.aggregator);
+    const api = proxy.gateway.api;
+    const count = api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' });
+    const serverErrors = api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' });
+    const clientErrors = api.metricClientError({ period: FIVE_MINUTES, statistic: 'Sum' });
+    const product = (metricName: string, label: string) =>
+      new cloudwatch.Metric({
+        namespace: PRODUCT_METRICS.namespace,
+        metricName,
+        dimensionsMap: PRODUCT_METRICS.dimensions,
+        statistic: 'Sum',
+        period: FIVE_MINUTES,
+        label,
+      });
+    const allowed = product(PRODUCT_METRICS.allowed, 'allowed');
+    const denied = product(PRODUCT_METRICS.denied, 'denied');
+    const rateLimited = product(PRODUCT_METRICS.rateLimited, 'rate limited');
+    const unauthenticated = product(PRODUCT_METRICS.unauthenticated, 'unauthenticated');
+    const kmsErrors = product(PRODUCT_METRICS.kmsErrors, 'KMS errors');
+    const storeErrors = product(PRODUCT_METRICS.storeErrors, 'DynamoDB errors (handlers)');
+    const undelivered = product(PRODUCT_METRICS.telemetryUndelivered, 'telemetry undelivered');
+    const skipped = product(PRODUCT_METRICS.telemetrySkipped, 'telemetry records skipped (unreadable)');
+    const anomalies = product(PRODUCT_METRICS.anomalyFlags, 'anomaly flags');
+    const iteratorAge = telemetry.aggregator.metric('IteratorAge', {
+      statistic: 'Maximum',
+      period: Duration.minutes(1),
+    });
+    const dlqDepth = telemetry.failures.metricApproximateNumberOfMessagesVisible({
+      statistic: 'Maximum',
+      period: Duration.minutes(1),
+    });
+    const ddbOperations = [
+      dynamodb.Operation.GET_ITEM,
+      dynamodb.Operation.UPDATE_ITEM,
+      dynamodb.Operation.PUT_ITEM,
+      dynamodb.Operation.QUERY,
+      dynamodb.Operation.BATCH_WRITE_ITEM,
+    ];
+    const ddbThrottles = table.table.metricThrottledRequestsForOperations({
+      operations: ddbOperations,
+      period: FIVE_MINUTES,
+    });
+    const ddbSystemErrors = table.table.metricSystemErrorsForOperations({
+      operations: ddbOperations,
+      period: FIVE_MINUTES,
+    });
+    const functions: KeygateFunction[] = [proxy.fn, telemetry.aggregator, ...(coreApi ? [coreApi.fn] : [])];
+
+    // Alarms.
+    const serverErrorRate = new cloudwatch.MathExpression({
+      expression: '100 * IF(requests > 0, errors / requests, 0)',
+      usingMetrics: { errors: serverErrors, requests: count },
+      period: FIVE_MINUTES,
+      label: 'proxy 5xx %',
+    });
+    this.alarm(
+      'Proxy5xxRate',
+      serverErrorRate,
+      thresholds.serverErrorPercent,
+      'Proxy answers 5xx (percent of requests)',
+    );
+    if (coreApi) {
+      const coreCount = coreApi.gateway.api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' });
+      const coreErrors = coreApi.gateway.api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' });
+      this.alarm(
+        'CoreApi5xxRate',
+        new cloudwatch.MathExpression({
+          expression: '100 * IF(requests > 0, errors / requests, 0)',
+          usingMetrics: { errors: coreErrors, requests: coreCount },
+          period: FIVE_MINUTES,
+          label: 'Core API 5xx %',
+        }),
+        thresholds.serverErrorPercent,
+        'Core API answers 5xx (percent of requests)',
+      );
+    }
+    this.alarm('DeniedSurge', denied, thresholds.deniedPer5Minutes, 'Denied proxy requests in 5 minutes');
+    this.alarm('KmsErrors', kmsErrors, 1, 'KMS calls that failed (the proxy answers 503, closed)');
+    this.alarm('StoreErrors', storeErrors, 1, 'DynamoDB calls that failed in a handler');
+    this.alarm('DynamoDbSystemErrors', ddbSystemErrors, 1, 'DynamoDB system errors on the cell table');
+    this.alarm(
+      'TelemetryIteratorAge',
+      iteratorAge,
+      thresholds.iteratorAgeSeconds * 1000,
+      'Oldest unprocessed telemetry record (ms): the aggregator falls behind',
+    );
+    this.alarm('TelemetryFailureQueueDepth', dlqDepth, 1, 'Telemetry batches the aggregator gave up on');
+    this.alarm(
+      'TelemetryUndelivered',
+      undelivered,
+      1,
+      'Telemetry records the proxy could not put on the stream: gaps in the request log',
+    );
+    for (const fn of functions) {
+      const name = fn.node.scope!.node.id + fn.node.id;
+      this.alarm(
+        `${name}Errors`,
+        fn.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum' }),
+        1,
+        `${name} errors`,
+      );
+      this.alarm(
+        `${name}Throttles`,
+        fn.metricThrottles({ period: FIVE_MINUTES, statistic: 'Sum' }),
+        1,
+        `${name} throttled invocations`,
+      );
+    }
+
+    // Dashboard.
+    const latency = (statistic: string) =>
+      api.metric('Latency', { statistic, period: Duration.minutes(1), label: `proxy ${statistic}` });
+    this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: `keygate-${region}`,
+      defaultInterval: Duration.hours(3),
+    });
+    this.dashboard.addWidgets(
+      new cloudwatch.TextWidget({
+        markdown: `# keygate cell ${region}\nAlarms notify SNS topic \`keygate-alarms-${region}\`.`,
+        width: 24,
+        height: 2,
+      }),
+    );
+    this.dashboard.addWidgets(
+      graph('Proxy requests, 4xx, 5xx', [count, clientErrors, serverErrors]),
+      graph('Allowed vs denied', [allowed, denied, rateLimited, unauthenticated]),
+      graph('Proxy latency p50 / p99 (ms)', [latency('p50'), latency('p99')]),
+      graph('Anomaly flags', [anomalies]),
+    );
+    this.dashboard.addWidgets(
+      graph('Throttles: Lambda, DynamoDB', [
+        ...functions.map((fn) => fn.metricThrottles({ period: FIVE_MINUTES, label: fn.node.scope!.node.id })),
+        ddbThrottles,
+      ]),
+      graph('KMS and DynamoDB errors', [kmsErrors, storeErrors, ddbSystemErrors]),
+      graph('Telemetry iterator age (ms)', [iteratorAge]),
+      graph('Telemetry: failure queue depth, undelivered and skipped records', [
+        dlqDepth,
+        undelivered,
+        skipped,
+      ]),
+    );
+    if (coreApi) {
+      const coreApiMetrics = coreApi.gateway.api;
+      this.dashboard.addWidgets(
+        graph('Core API requests, 4xx, 5xx', [
+          coreApiMetrics.metricCount({ period: FIVE_MINUTES }),
+          coreApiMetrics.metricClientError({ period: FIVE_MINUTES }),
+          coreApiMetrics.metricServerError({ period: FIVE_MINUTES }),
+        ]),
+        graph('Core API latency p50 / p99 (ms)', [
+          coreApiMetrics.metric('Latency', { statistic: 'p50', period: Duration.minutes(1) }),
+          coreApiMetrics.metric('Latency', { statistic: 'p99', period: Duration.minutes(1) }),
+        ]),
+      );
+    }
+  }
+
+  /** One metric filter per log metric, on `fn`'s log group. */
+  private addLogMetrics(
+    prefix: string,
+    fn: KeygateFunction,
+    metrics: readonly { metricName: string; messages: readonly string[]; value: string }[],
+  ): void {
+    for (const m of metrics) {
+      new logs.MetricFilter(this, `${prefix}${m.metricName}`, {
+        logGroup: fn.logGroup,
+        filterPattern: logs.FilterPattern.any(
+          ...m.messages.map((text) => logs.FilterPattern.stringValue('$.message', '=', text)),
+        ),
+        metricNamespace: PRODUCT_METRICS.namespace,
+        metricName: m.metricName,
+        metricValue: m.value,
+        dimensions: { service: '$.service' },
+        unit: cloudwatch.Unit.COUNT,
+      });
+    }
+  }
+
+  private alarm(id: string, metric: cloudwatch.IMetric, threshold: number, description: string): void {
+    const alarm = new cloudwatch.Alarm(this, id, {
+      alarmName: `keygate-${Stack.of(this).region}-${id}`,
+      metric,
+      threshold,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      // No data means nothing happened (no requests, no errors), not an outage.
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      alarmDescription: `keygate ${Stack.of(this).region}: ${description}`,
+    });
+    alarm.addAlarmAction(new actions.SnsAction(this.topic));
+    alarm.addOkAction(new actions.SnsAction(this.topic));
+    this.alarms.push(alarm);
+  }
+}
+
+function graph(title: string, metrics: cloudwatch.IMetric[]): cloudwatch.GraphWidget {
+  return new cloudwatch.GraphWidget({ title, left: metrics, width: 6, height: 6 });
+}

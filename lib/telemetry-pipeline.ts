@@ -1,0 +1,121 @@
+import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
+import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { type CellKey, grantKeyViaService } from './cell-key.ts';
+import { cellNames } from './cell-names.ts';
+import type { CellTable } from './cell-table.ts';
+import { KeygateFunction } from './keygate-function.ts';
+
+export interface TelemetryPipelineProps {
+  table: CellTable;
+  key: CellKey;
+  logRetention: logs.RetentionDays;
+  /** Request-log retention in days (the items' TTL); the aggregator reads it at cold start. */
+  requestLogRetentionDays: number;
+}
+
+/** How often a failing batch is retried (after bisection) before it goes to the on-failure queue. */
+export const AGGREGATOR_RETRY_ATTEMPTS = 5;
+
+/**
+ * The cell's telemetry pipeline: an on-demand, KMS-encrypted Kinesis stream the proxy puts one
+ * record per request into, and the aggregator reading it. A failing record is isolated (bisect,
+ * per-record `batchItemFailures`), retried a bounded number of times, then its position is sent to
+ * an encrypted SQS queue (alarmed in Observability) so it can be replayed from the stream; the
+ * aggregator's idempotency marks make the replay safe.
+ */
+export class TelemetryPipeline extends Construct {
+  readonly stream: kinesis.Stream;
+  readonly aggregator: KeygateFunction;
+  readonly failures: sqs.Queue;
+  private readonly region: string;
+  private readonly key: CellKey;
+
+  constructor(scope: Construct, id: string, props: TelemetryPipelineProps) {
+    super(scope, id);
+    this.region = Stack.of(this).region;
+    this.key = props.key;
+    this.stream = new kinesis.Stream(this, 'Stream', {
+      streamName: cellNames(this.region).streamName,
+      streamMode: kinesis.StreamMode.ON_DEMAND,
+      encryption: kinesis.StreamEncryption.KMS,
+      encryptionKey: props.key.key,
+      // Room to fix a broken aggregator and replay before records expire.
+      retentionPeriod: Duration.days(7),
+    });
+    Validations.of(this.stream).acknowledge({
+      id: 'AwsSolutions-KDS3',
+      reason:
+        'The stream is encrypted with the cell key on purpose: one customer-managed key per cell, whose ' +
+        'policy names who may read each kind of cell data, rotates yearly, and can be disabled to ' +
+        'shred the cell. Kinesis reuses data keys per shard, so the added KMS cost stays small.',
+    });
+    this.failures = new sqs.Queue(this, 'AggregatorFailures', {
+      encryption: sqs.QueueEncryption.KMS,
+      encryptionMasterKey: props.key.key,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.failures).acknowledge({
+      id: 'AwsSolutions-SQS3',
+      reason:
+        "This queue is itself the on-failure destination of the aggregator's event source mapping. " +
+        'It holds only batch positions (shard and sequence numbers, no payload) to replay from the stream; ' +
+        'nothing consumes it automatically, so it needs no dead-letter queue of its own. Its depth is alarmed.',
+    });
+
+    this.aggregator = new KeygateFunction(this, 'Aggregator', {
+      entry: 'lambdas/telemetry/handler.ts',
+      description: 'telemetry aggregator (request log and rollups)',
+      logKey: props.key.key,
+      logRetention: props.logRetention,
+      memorySize: 512,
+      timeout: Duration.seconds(60),
+      environment: { KEYGATE_REQUEST_LOG_RETENTION_DAYS: String(props.requestLogRetentionDays) },
+    });
+    props.table.grantAggregatorAccess(this.aggregator);
+    for (const action of ['kms:ReEncrypt*', 'kms:GenerateDataKey*']) {
+      Validations.of(this.aggregator.role!).acknowledge({
+        id: `AwsSolutions-IAM5[Action::${action}]`,
+        reason:
+          "Added by CDK's SqsDlq (queue.grantSendMessages) so the event source mapping can send " +
+          'failure records to the encrypted on-failure queue, on the cell key only; the key policy ' +
+          'lets these actions through only via SQS, Kinesis or DynamoDB (kms:ViaService).',
+      });
+    }
+    this.aggregator.addEventSource(
+      new KinesisEventSource(this.stream, {
+        startingPosition: lambda.StartingPosition.TRIM_HORIZON,
+        batchSize: 500,
+        maxBatchingWindow: Duration.seconds(1),
+        reportBatchItemFailures: true,
+        bisectBatchOnError: true,
+        retryAttempts: AGGREGATOR_RETRY_ATTEMPTS,
+        maxRecordAge: Duration.days(1),
+        // The aggregator's per-shard watermarks assume records of a shard arrive in order.
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(this.failures),
+      }),
+    );
+  }
+
+  /**
+   * Lets `fn` put telemetry records on this cell's stream (and have Kinesis encrypt them with the
+   * cell key); the stream's name reaches the function through `KEYGATE_CELLS`.
+   */
+  grantPutRecords(fn: KeygateFunction): void {
+    fn.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kinesis:PutRecord', 'kinesis:PutRecords'],
+        resources: [this.stream.streamArn],
+      }),
+    );
+    grantKeyViaService(fn, this.region, 'kinesis', ['kms:GenerateDataKey'], this.key.key);
+    fn.useCell(this.region);
+  }
+}

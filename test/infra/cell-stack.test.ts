@@ -1,0 +1,415 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from '@jest/globals';
+import { Match } from 'aws-cdk-lib/assertions';
+import { tableLayout } from '../../lambdas/storage/keys.ts';
+import { ACCESS_LOG_FIELDS } from '../../lib/http-gateway.ts';
+import { LOG_METRICS, PRODUCT_METRICS } from '../../lib/observability.ts';
+import { PROXY_ROUTES } from '../../lib/proxy-endpoint.ts';
+import { AGGREGATOR_RETRY_ATTEMPTS } from '../../lib/telemetry-pipeline.ts';
+import { actionsOf, resourcesOf, statementsOfRole, synthKeygate } from './synth.ts';
+
+// One home cell, compliance packs on (the synth itself fails on any unacknowledged finding).
+const { stacks, templates } = synthKeygate({ regions: 'us-east-1', alarmEmails: 'ops@example.com' });
+const stack = stacks[0]!;
+const template = templates[0]!;
+const tableId = stack.getLogicalId(stack.table.table.node.defaultChild as any);
+const keyRef = { 'Fn::GetAtt': [stack.getLogicalId(stack.key.key.node.defaultChild as any), 'Arn'] };
+
+function functionByEntry(description: string): any {
+  const found = resourcesOf(template, 'AWS::Lambda::Function').filter(
+    ([, f]) => f.Properties.Description === description,
+  );
+  expect(found).toHaveLength(1);
+  return found[0]![1];
+}
+
+describe('cell table', () => {
+  it('is on-demand, CMK-encrypted, point-in-time recoverable, TTL on, protected and retained', () => {
+    template.hasResource('AWS::DynamoDB::Table', {
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+      Properties: Match.objectLike({
+        TableName: 'keygate-us-east-1',
+        BillingMode: 'PAY_PER_REQUEST',
+        DeletionProtectionEnabled: true,
+        PointInTimeRecoverySpecification: Match.objectLike({ PointInTimeRecoveryEnabled: true }),
+        SSESpecification: { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: keyRef },
+        TimeToLiveSpecification: { AttributeName: tableLayout.ttlAttribute, Enabled: true },
+        KeySchema: [
+          { AttributeName: tableLayout.partitionKey, KeyType: 'HASH' },
+          { AttributeName: tableLayout.sortKey, KeyType: 'RANGE' },
+        ],
+        GlobalSecondaryIndexes: [
+          Match.objectLike({
+            IndexName: tableLayout.gsi1.name,
+            KeySchema: [
+              { AttributeName: tableLayout.gsi1.partitionKey, KeyType: 'HASH' },
+              { AttributeName: tableLayout.gsi1.sortKey, KeyType: 'RANGE' },
+            ],
+          }),
+        ],
+      }),
+    });
+  });
+});
+
+describe('cell key', () => {
+  const [, key] = resourcesOf(template, 'AWS::KMS::Key')[0]!;
+  const statements: any[] = key.Properties.KeyPolicy.Statement;
+
+  it('rotates, is retained and has the deterministic alias', () => {
+    expect(key.Properties.EnableKeyRotation).toBe(true);
+    expect(key.DeletionPolicy).toBe('Retain');
+    template.hasResourceProperties('AWS::KMS::Alias', { AliasName: 'alias/keygate-us-east-1' });
+  });
+
+  it('gives no principal a direct cryptographic use except under the secret encryption context', () => {
+    const crypto = /^kms:(Decrypt|Encrypt|ReEncrypt|GenerateDataKey)/;
+    for (const s of statements) {
+      if (!actionsOf(s).some((a) => crypto.test(a))) continue;
+      const c = s.Condition ?? {};
+      const viaService =
+        c['ForAnyValue:StringEquals']?.['kms:ViaService'] ?? c.StringEquals?.['kms:ViaService'];
+      const logsContext = c.ArnLike?.['kms:EncryptionContext:aws:logs:arn'];
+      const alarms = s.Principal?.Service === 'cloudwatch.amazonaws.com';
+      const secretContext =
+        c['ForAllValues:StringEquals']?.['kms:EncryptionContextKeys'] !== undefined &&
+        c.Null?.['kms:EncryptionContext:clientId'] === 'false' &&
+        c.Null?.['kms:EncryptionContext:credentialId'] === 'false';
+      expect({
+        sid: s.Sid,
+        constrained: Boolean(viaService || logsContext || alarms || secretContext),
+      }).toEqual({
+        sid: s.Sid,
+        constrained: true,
+      });
+    }
+  });
+
+  it('lets only the proxy decrypt target secrets, and only the Core API generate them', () => {
+    const direct = statements.filter(
+      (s) => s.Condition?.['ForAllValues:StringEquals']?.['kms:EncryptionContextKeys'],
+    );
+    expect(direct.map((s) => [s.Sid, s.Action])).toEqual([
+      ['CoreApiSealsTargetSecrets', 'kms:GenerateDataKey'],
+      ['OpenTargetSecretsProxy', 'kms:Decrypt'],
+    ]);
+    for (const s of direct) {
+      expect(s.Condition['ForAllValues:StringEquals']['kms:EncryptionContextKeys']).toEqual([
+        'clientId',
+        'credentialId',
+      ]);
+    }
+    const open = direct[1];
+    expect(open.Principal.AWS['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
+    const seal = direct[0];
+    expect(JSON.stringify(seal.Condition.ArnEquals['aws:PrincipalArn'])).toContain(
+      ':role/keygate-core-api-us-east-1',
+    );
+  });
+
+  it('gives the account administration of the key without any cryptographic action', () => {
+    const admin = statements.find((s) => s.Sid === 'KeyAdministration');
+    expect(actionsOf(admin)).not.toContain('kms:*');
+    expect(actionsOf(admin).some((a) => /Decrypt|Encrypt|GenerateDataKey/.test(a))).toBe(false);
+  });
+});
+
+describe('functions', () => {
+  const proxy = functionByEntry('regional proxy (data plane)');
+  const core = functionByEntry('Core API (control plane)');
+  const aggregator = functionByEntry('telemetry aggregator (request log and rollups)');
+
+  it.each([
+    ['proxy', proxy, 1024, 29],
+    ['Core API', core, 512, 10],
+    ['aggregator', aggregator, 512, 60],
+  ])('%s: Node.js 22 on arm64, traced, JSON logs in its own log group, sized', (_n, fn, memory, timeout) => {
+    expect(fn.Properties).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      TracingConfig: { Mode: 'Active' },
+      MemorySize: memory,
+      Timeout: timeout,
+      LoggingConfig: {
+        LogFormat: 'JSON',
+        ApplicationLogLevel: 'INFO',
+        LogGroup: { Ref: expect.any(String) },
+      },
+    });
+    expect(fn.Properties.Environment.Variables).toMatchObject({
+      POWERTOOLS_SERVICE_NAME: 'keygate',
+      POWERTOOLS_LOG_LEVEL: 'INFO',
+    });
+  });
+
+  it('log groups are KMS-encrypted, have a retention and are retained', () => {
+    const groups = resourcesOf(template, 'AWS::Logs::LogGroup');
+    expect(groups.length).toBe(5); // 3 functions + 2 access logs
+    for (const [, g] of groups) {
+      expect(g.Properties.KmsKeyId).toEqual(keyRef);
+      expect(g.Properties.RetentionInDays).toBe(365);
+      expect(g.DeletionPolicy).toBe('Retain');
+    }
+  });
+
+  it('never use the AWS managed basic execution policy', () => {
+    for (const [, role] of resourcesOf(template, 'AWS::IAM::Role')) {
+      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    }
+  });
+
+  it('the aggregator and the Core API get the same request-log retention', () => {
+    expect(aggregator.Properties.Environment.Variables.KEYGATE_REQUEST_LOG_RETENTION_DAYS).toBe('90');
+    expect(core.Properties.Environment.Variables.KEYGATE_REQUEST_LOG_RETENTION_DAYS).toBe('90');
+  });
+});
+
+describe('least privilege', () => {
+  const proxy = statementsOfRole(template, 'ProxyFunctionRole');
+  const aggregator = statementsOfRole(template, 'TelemetryAggregatorRole');
+  const core = statementsOfRole(template, 'CoreApiFunctionRole');
+
+  it('only X-Ray statements use a wildcard resource', () => {
+    for (const s of [...proxy, ...aggregator, ...core]) {
+      if (s.Resource === '*') expect(actionsOf(s).every((a) => a.startsWith('xray:'))).toBe(true);
+      for (const a of actionsOf(s)) expect(a).not.toMatch(/^[a-z0-9]+:\*$/);
+    }
+  });
+
+  it('the proxy reads and counts in PROXY# partitions only', () => {
+    const ddb = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
+    expect(ddb).toHaveLength(1);
+    expect(actionsOf(ddb[0]).sort()).toEqual([
+      'dynamodb:BatchGetItem',
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+    ]);
+    expect(ddb[0].Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROXY#*'] } });
+  });
+
+  it('the proxy decrypts only under the secret context, and puts records only on its stream', () => {
+    const direct = proxy.filter((s) => actionsOf(s).includes('kms:Decrypt') && !s.Condition?.StringEquals);
+    expect(direct).toHaveLength(1);
+    expect(direct[0].Condition.Null).toEqual({
+      'kms:EncryptionContext:clientId': 'false',
+      'kms:EncryptionContext:credentialId': 'false',
+    });
+    const kinesis = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('kinesis:')));
+    expect(kinesis).toHaveLength(1);
+    expect(actionsOf(kinesis[0]).sort()).toEqual(['kinesis:PutRecord', 'kinesis:PutRecords']);
+    expect(kinesis[0].Resource['Fn::GetAtt'][0]).toMatch(/^TelemetryStream/);
+    expect(proxy.some((s) => actionsOf(s).includes('kms:GenerateDataKey') && !s.Condition)).toBe(false);
+  });
+
+  it('the aggregator writes only request-log, telemetry and marker partitions, with what it calls', () => {
+    const ddb = aggregator.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
+    expect(ddb).toHaveLength(1);
+    expect(ddb[0].Condition['ForAllValues:StringLike']['dynamodb:LeadingKeys']).toEqual([
+      'REQLOG#*',
+      'TELEMETRY#*',
+      'PROXYOWNER#*',
+      'PROXYPATH#*',
+    ]);
+    // BatchWriteCommand, UpdateCommand, GetCommand in lambdas/telemetry/aggregator.ts.
+    expect(actionsOf(ddb[0]).sort()).toEqual([
+      'dynamodb:BatchWriteItem',
+      'dynamodb:GetItem',
+      'dynamodb:UpdateItem',
+    ]);
+    expect(aggregator.some((s) => s.Condition?.Null?.['kms:EncryptionContext:clientId'])).toBe(false);
+  });
+
+  it('the Core API has item access to the table and its index, no Scan, and seals under the context', () => {
+    const ddb = core.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
+    expect(ddb).toHaveLength(1);
+    expect(actionsOf(ddb[0])).not.toContain('dynamodb:Scan');
+    expect(JSON.stringify(ddb[0].Resource)).toContain('table/keygate-us-east-1/index/gsi1');
+    const seal = core.filter((s) => actionsOf(s).includes('kms:GenerateDataKey') && s.Condition?.Null);
+    expect(seal).toHaveLength(1);
+    expect(core.some((s) => actionsOf(s).includes('kms:Decrypt') && !s.Condition)).toBe(false);
+  });
+
+  it('KEYGATE_CELLS and KEYGATE_TABLE_NAME name the cell', () => {
+    for (const [, fn] of resourcesOf(template, 'AWS::Lambda::Function')) {
+      const env = fn.Properties.Environment.Variables;
+      expect(env.KEYGATE_TABLE_NAME).toEqual({ Ref: tableId }); // named keygate-us-east-1
+      expect(JSON.parse(env.KEYGATE_CELLS)).toEqual({
+        'us-east-1': {
+          tableName: 'keygate-us-east-1',
+          kmsKeyId: 'alias/keygate-us-east-1',
+          streamName: 'keygate-telemetry-us-east-1',
+        },
+      });
+    }
+  });
+});
+
+describe('endpoints', () => {
+  const stages = resourcesOf(template, 'AWS::ApiGatewayV2::Stage');
+
+  it('both HTTP APIs throttle and write JSON access logs that hold no header, query or body', () => {
+    expect(stages).toHaveLength(2);
+    for (const [, stage] of stages) {
+      const p = stage.Properties;
+      expect(p.DefaultRouteSettings.ThrottlingRateLimit).toBeGreaterThan(0);
+      expect(p.DefaultRouteSettings.ThrottlingBurstLimit).toBeGreaterThan(0);
+      const format = JSON.parse(p.AccessLogSettings.Format);
+      expect(format).toEqual(ACCESS_LOG_FIELDS);
+      expect(p.AccessLogSettings.Format).not.toMatch(/header|authorization|querystring|body|authorizer/i);
+    }
+  });
+
+  it('the Core API throttles tighter than the proxy', () => {
+    const limits = stages
+      .map(([, s]) => s.Properties.DefaultRouteSettings.ThrottlingRateLimit)
+      .sort((a, b) => a - b);
+    expect(limits).toEqual([50, 1000]);
+  });
+
+  it('the proxy answers only its data-plane routes, with payload format 2.0', () => {
+    const routes = resourcesOf(template, 'AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties.RouteKey);
+    for (const route of PROXY_ROUTES) expect(routes).toContain(route);
+    expect(routes).toContain('$default'); // the Core API
+    for (const [, i] of resourcesOf(template, 'AWS::ApiGatewayV2::Integration')) {
+      expect(i.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0' });
+    }
+  });
+});
+
+describe('telemetry pipeline', () => {
+  it('the stream is on-demand and KMS-encrypted with the cell key', () => {
+    template.hasResourceProperties('AWS::Kinesis::Stream', {
+      Name: 'keygate-telemetry-us-east-1',
+      StreamModeDetails: { StreamMode: 'ON_DEMAND' },
+      StreamEncryption: { EncryptionType: 'KMS', KeyId: keyRef },
+    });
+  });
+
+  it('the aggregator reports item failures, bisects, retries a bounded number of times, then goes to SQS', () => {
+    template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      BisectBatchOnFunctionError: true,
+      ParallelizationFactor: 1,
+      MaximumRetryAttempts: AGGREGATOR_RETRY_ATTEMPTS,
+      MaximumRecordAgeInSeconds: Match.anyValue(),
+      DestinationConfig: {
+        OnFailure: {
+          Destination: { 'Fn::GetAtt': [Match.stringLikeRegexp('^TelemetryAggregatorFailures'), 'Arn'] },
+        },
+      },
+    });
+  });
+
+  it('the on-failure queue is encrypted with the cell key and refuses plain HTTP', () => {
+    template.hasResourceProperties('AWS::SQS::Queue', { KmsMasterKeyId: keyRef });
+    template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+});
+
+describe('observability', () => {
+  const alarms = resourcesOf(template, 'AWS::CloudWatch::Alarm');
+  const topicRef = { Ref: stack.getLogicalId(stack.observability.topic.node.defaultChild as any) };
+
+  it('the alarm topic is encrypted with the cell key, enforces TLS and mails the operators', () => {
+    template.hasResourceProperties('AWS::SNS::Topic', {
+      TopicName: 'keygate-alarms-us-east-1',
+      KmsMasterKeyId: keyRef,
+    });
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+    });
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+        ]),
+      },
+    });
+  });
+
+  it('has the required alarms, each notifying the topic', () => {
+    const names = alarms.map(([id]) => id);
+    for (const required of [
+      'Proxy5xxRate',
+      'CoreApi5xxRate',
+      'DeniedSurge',
+      'KmsErrors',
+      'TelemetryIteratorAge',
+      'TelemetryFailureQueueDepth',
+      'TelemetryUndelivered',
+      'ProxyFunctionErrors',
+      'ProxyFunctionThrottles',
+      'TelemetryAggregatorErrors',
+      'TelemetryAggregatorThrottles',
+      'CoreApiFunctionErrors',
+      'CoreApiFunctionThrottles',
+    ]) {
+      expect(names.some((n) => n.startsWith(`Observability${required}`))).toBe(true);
+    }
+    for (const [, alarm] of alarms) {
+      expect(alarm.Properties.AlarmName).toMatch(/^keygate-us-east-1-\w+$/);
+      expect(alarm.Properties.AlarmActions).toEqual([topicRef]);
+      expect(alarm.Properties.TreatMissingData).toBe('notBreaching');
+    }
+  });
+
+  it('alarms read the product metrics by the names the handlers publish', () => {
+    const denied = alarms.find(([id]) => id.startsWith('ObservabilityDeniedSurge'))![1];
+    expect(denied.Properties.Metrics[0].MetricStat.Metric).toEqual({
+      Namespace: PRODUCT_METRICS.namespace,
+      MetricName: PRODUCT_METRICS.denied,
+      Dimensions: [{ Name: 'service', Value: 'keygate' }],
+    });
+    const age = alarms.find(([id]) => id.startsWith('ObservabilityTelemetryIteratorAge'))![1];
+    expect(JSON.stringify(age.Properties)).toContain('"MetricName":"IteratorAge","Namespace":"AWS/Lambda"');
+  });
+
+  it('has one dashboard per cell with the required widgets', () => {
+    const [, dashboard] = resourcesOf(template, 'AWS::CloudWatch::Dashboard')[0]!;
+    expect(dashboard.Properties.DashboardName).toBe('keygate-us-east-1');
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const title of [
+      'Allowed vs denied',
+      '4xx, 5xx',
+      'p50 / p99',
+      'Throttles',
+      'KMS and DynamoDB errors',
+      'iterator age',
+      'failure queue depth',
+      'Anomaly flags',
+    ]) {
+      expect(body).toContain(title);
+    }
+  });
+
+  it('log metrics count the log lines the handlers really write', () => {
+    const sources = {
+      proxy: readFileSync(new URL('../../lambdas/telemetry/emitter.ts', import.meta.url), 'utf8'),
+      aggregator: readFileSync(new URL('../../lambdas/telemetry/aggregator.ts', import.meta.url), 'utf8'),
+    };
+    const filters = resourcesOf(template, 'AWS::Logs::MetricFilter').map(([, f]) => f.Properties);
+    for (const [fn, metrics] of Object.entries(LOG_METRICS)) {
+      for (const m of metrics) {
+        for (const text of m.messages) expect(sources[fn as keyof typeof sources]).toContain(`'${text}'`);
+        const filter = filters.find((f) => f.MetricTransformations[0].MetricName === m.metricName);
+        expect(filter.MetricTransformations[0]).toMatchObject({
+          MetricNamespace: 'keygate',
+          MetricValue: m.value,
+          Dimensions: [{ Key: 'service', Value: '$.service' }],
+        });
+        for (const text of m.messages) expect(filter.FilterPattern).toContain(`$.message = "${text}"`);
+        const logGroupPrefix = fn === 'proxy' ? 'ProxyFunctionLogs' : 'TelemetryAggregatorLogs';
+        expect(filter.LogGroupName.Ref).toMatch(new RegExp(`^${logGroupPrefix}`));
+      }
+    }
+  });
+});

@@ -1,0 +1,45 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { authenticate } from '../../lambdas/control-plane/identity.ts';
+import { createDeps } from '../../lambdas/shared/deps.ts';
+import { type EmbeddedServices, startEmbeddedServices } from '../../local/embedded.ts';
+import { ensureTable } from '../../local/provision.ts';
+import { adminConfig, createFirstAdmin } from '../../scripts/create-admin.ts';
+
+// `npm run admin:create` against the embedded DynamoDB: the same code path as against AWS, with
+// the deployed table's deterministic name.
+const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
+let services: EmbeddedServices;
+let endpoints: { dynamodb: string; kms: string; kinesis: string; credentials: typeof credentials };
+
+beforeAll(async () => {
+  services = await startEmbeddedServices();
+  endpoints = {
+    dynamodb: services.dynamodbEndpoint,
+    kms: services.kms.endpoint,
+    kinesis: services.kinesisEndpoint,
+    credentials,
+  };
+  const deps = createDeps(adminConfig(['us-east-1', 'eu-west-1']), endpoints);
+  await ensureTable(deps.home.ddb, 'keygate-us-east-1');
+});
+afterAll(() => services.close());
+
+describe('admin:create', () => {
+  it('targets the home table of the deployed app', () => {
+    const config = adminConfig(['us-east-1', 'eu-west-1']);
+    expect(config.homeRegion).toBe('us-east-1');
+    expect(config.homeTableName).toBe('keygate-us-east-1');
+    expect(Object.keys(config.cells).sort()).toEqual(['eu-west-1', 'us-east-1']);
+  });
+
+  it('creates the first admin once, with a working token, and never twice', async () => {
+    const admin = await createFirstAdmin({ regions: ['us-east-1', 'eu-west-1'], userName: 'ops' }, endpoints);
+    expect(admin?.token).toMatch(/^kg_user_[0-9A-Za-z]{36}$/);
+    const deps = createDeps(adminConfig(['us-east-1', 'eu-west-1']), endpoints);
+    const caller = await authenticate(deps, `Bearer ${admin!.token}`);
+    expect(caller).toMatchObject({ userId: admin!.userId, platformAdmin: true });
+
+    const again = await createFirstAdmin({ regions: ['us-east-1'] }, endpoints);
+    expect(again).toBeUndefined();
+  });
+});
