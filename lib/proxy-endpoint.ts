@@ -23,7 +23,8 @@ export const PROXY_ROUTES = ['ANY /api/{proxyId}/{proxy+}', 'ANY /api/{proxyId}'
  * The cell's proxy (data plane): a dedicated function behind an HTTP API (see the README for the
  * comparison with a function URL). The function may read its proxies' snapshots, update their
  * rate-limit counters, decrypt target secrets under their `{clientId, credentialId}` context and
- * put telemetry records on its cell's stream — and nothing else.
+ * write its logs, whose telemetry lines a subscription filter forwards to the cell's stream — and
+ * nothing else.
  */
 export class ProxyEndpoint extends Construct {
   readonly fn: KeygateFunction;
@@ -43,7 +44,7 @@ export class ProxyEndpoint extends Construct {
     });
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
-    props.telemetry.grantPutRecords(this.fn);
+    props.telemetry.forwardTelemetryLogs(this.fn);
     this.gateway = new HttpGateway(this, 'Http', {
       fn: this.fn,
       routes: PROXY_ROUTES,

@@ -3,9 +3,10 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { KinesisEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
-import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { TELEMETRY_LOG_MARKER } from '../lambdas/telemetry/log-sink.ts';
 import { type CellKey, grantKeyViaService } from './cell-key.ts';
 import { cellNames } from './cell-names.ts';
 import type { CellTable } from './cell-table.ts';
@@ -105,17 +106,42 @@ export class TelemetryPipeline extends Construct {
   }
 
   /**
-   * Lets `fn` put telemetry records on this cell's stream (and have Kinesis encrypt them with the
-   * cell key); the stream's name reaches the function through `KEYGATE_CELLS`.
+   * Routes `fn`'s telemetry log lines (lambdas/telemetry/log-sink.ts) into this cell's stream with a
+   * CloudWatch Logs subscription filter, and tells the function to use that route. The proxy thus
+   * ships telemetry without a Kinesis call on its answer path and needs no Kinesis right at all.
    */
-  grantPutRecords(fn: KeygateFunction): void {
-    fn.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['kinesis:PutRecord', 'kinesis:PutRecords'],
-        resources: [this.stream.streamArn],
+  forwardTelemetryLogs(fn: KeygateFunction): void {
+    // Our own role, not KinesisDestination's default: that one is granted kms:GenerateDataKey* and
+    // kms:ReEncrypt* on the key; this one may put records on this stream, encrypted via Kinesis only.
+    const role = new iam.Role(this, 'LogsToStreamRole', {
+      assumedBy: new iam.ServicePrincipal('logs.amazonaws.com', {
+        conditions: { StringLike: { 'aws:SourceArn': fn.logGroup.logGroupArn } },
       }),
-    );
-    grantKeyViaService(fn, this.region, 'kinesis', ['kms:GenerateDataKey'], this.key.key);
+      description: 'keygate: CloudWatch Logs forwards proxy telemetry lines to the cell stream',
+    });
+    const policy = new iam.ManagedPolicy(this, 'LogsToStreamPolicy', {
+      roles: [role],
+      statements: [
+        new iam.PolicyStatement({ actions: ['kinesis:PutRecord'], resources: [this.stream.streamArn] }),
+        new iam.PolicyStatement({
+          actions: ['kms:GenerateDataKey'],
+          resources: [this.key.key.keyArn],
+          conditions: { StringEquals: { 'kms:ViaService': `kinesis.${this.region}.amazonaws.com` } },
+        }),
+      ],
+    });
+    // The L1 resource: KinesisDestination would grant its role write access again, with wildcards.
+    const filter = new logs.CfnSubscriptionFilter(this, 'ProxyTelemetryLogs', {
+      logGroupName: fn.logGroup.logGroupName,
+      destinationArn: this.stream.streamArn,
+      roleArn: role.roleArn,
+      // A term match works whether Lambda stores the line as written or wrapped in its JSON format.
+      filterPattern: `"${TELEMETRY_LOG_MARKER}"`,
+      filterName: 'keygate-telemetry',
+    });
+    // CloudWatch Logs checks that it may use the role when the filter is created.
+    filter.node.addDependency(policy);
+    fn.addEnvironment('KEYGATE_TELEMETRY_SINK', 'log');
     fn.useCell(this.region);
   }
 }

@@ -54,6 +54,7 @@ export function localConfig(options: LocalStackOptions): Config {
     targetAllowlist: options.targetAllowlist ?? [],
     requestLogRetentionDays: 90,
     maxBodyBytes: 256 * 1024,
+    telemetrySink: 'kinesis',
   };
 }
 

@@ -22,6 +22,12 @@ export interface Config {
   requestLogRetentionDays: number;
   /** Largest Core API request body accepted, in bytes. */
   maxBodyBytes: number;
+  /**
+   * How the proxy ships telemetry: `kinesis` (PutRecords, batched off the answer path; long-lived
+   * processes such as local mode) or `log` (one log line per record, forwarded to Kinesis by a
+   * CloudWatch Logs subscription; Lambda).
+   */
+  telemetrySink: 'kinesis' | 'log';
 }
 
 const envSchema = z.object({
@@ -40,6 +46,7 @@ const envSchema = z.object({
     .pipe(z.record(z.string().min(1), cellSchema)),
   KEYGATE_TARGET_ALLOWLIST: z.string().optional(),
   KEYGATE_REQUEST_LOG_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(90),
+  KEYGATE_TELEMETRY_SINK: z.enum(['kinesis', 'log']).default('kinesis'),
 });
 
 /** Splits a comma-separated host list, lower-cased, blanks dropped. */
@@ -68,5 +75,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     targetAllowlist: parseHostList(e.KEYGATE_TARGET_ALLOWLIST),
     requestLogRetentionDays: e.KEYGATE_REQUEST_LOG_RETENTION_DAYS,
     maxBodyBytes: 256 * 1024,
+    telemetrySink: e.KEYGATE_TELEMETRY_SINK,
   };
 }

@@ -1,3 +1,4 @@
+import { gunzipSync } from 'node:zlib';
 import { BatchProcessor, EventType, processPartialResponse } from '@aws-lambda-powertools/batch';
 import { BatchWriteCommand, GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { KinesisStreamBatchResponse, KinesisStreamEvent, KinesisStreamRecord } from 'aws-lambda';
@@ -6,6 +7,7 @@ import type { Cell, Deps, TableRef } from '../shared/deps.ts';
 import { logger } from '../shared/logger.ts';
 import { type Interval, keys } from '../storage/keys.ts';
 import { isConditionFailure } from '../storage/table.ts';
+import { recordsFromLogPayload } from './log-sink.ts';
 import { maskHeaders, maskPath, maskQuery } from './masking.ts';
 import type { TelemetryRecord } from './record.ts';
 import { REQUEST_ID_PATTERN, requestIdTime } from './request-id.ts';
@@ -120,32 +122,55 @@ function cellFor(deps: Deps, region: string | undefined): Cell | undefined {
   return deps.cells[deps.config.homeRegion] ?? Object.values(deps.cells)[0];
 }
 
-function decode(deps: Deps, r: KinesisStreamRecord): Decoded | string {
-  let raw: unknown;
+/**
+ * The telemetry records a Kinesis record carries: one JSON record (put by the Kinesis emitter), or
+ * several in a gzipped CloudWatch Logs subscription payload (the Lambda proxy's log route). All the
+ * records of one Kinesis record share its sequence number; they always travel together, so the
+ * watermarks below stay exact.
+ */
+function payloadRecords(data: Buffer): unknown[] | string {
+  if (data[0] === 0x1f && data[1] === 0x8b) {
+    try {
+      return recordsFromLogPayload(JSON.parse(gunzipSync(data).toString('utf8')));
+    } catch {
+      return 'not a CloudWatch Logs payload';
+    }
+  }
   try {
-    raw = JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString('utf8'));
+    return [JSON.parse(data.toString('utf8'))];
   } catch {
     return 'not JSON';
   }
-  const parsed = recordSchema.safeParse(raw);
-  if (!parsed.success) {
-    return `invalid field ${parsed.error.issues[0]?.path.join('.') ?? '?'}`;
-  }
+}
+
+function decode(deps: Deps, r: KinesisStreamRecord): Decoded[] | string {
+  const raws = payloadRecords(Buffer.from(r.kinesis.data, 'base64'));
+  if (typeof raws === 'string') return raws;
   const cell = cellFor(deps, r.awsRegion);
   if (!cell) return 'no cell for region';
-  const record = parsed.data as TelemetryRecord;
-  // Defence in depth: the proxy masks before emitting; masking again is a no-op on masked values.
-  record.query = maskQuery(record.query);
-  record.path = maskPath(record.path);
-  if (record.headers) record.headers = maskHeaders(record.headers);
   const shardId = r.eventID.includes(':') ? r.eventID.slice(0, r.eventID.indexOf(':')) : 'shard';
-  return {
-    seq: r.kinesis.sequenceNumber,
-    padded: padSeq(r.kinesis.sequenceNumber),
-    shardId,
-    cell,
-    record,
-  };
+  const out: Decoded[] = [];
+  for (const raw of raws) {
+    const parsed = recordSchema.safeParse(raw);
+    if (!parsed.success) {
+      if (raws.length === 1) return `invalid field ${parsed.error.issues[0]?.path.join('.') ?? '?'}`;
+      logger.error('telemetry record skipped', { reason: 'invalid field', eventID: r.eventID });
+      continue;
+    }
+    const record = parsed.data as TelemetryRecord;
+    // Defence in depth: the proxy masks before emitting; masking again is a no-op on masked values.
+    record.query = maskQuery(record.query);
+    record.path = maskPath(record.path);
+    if (record.headers) record.headers = maskHeaders(record.headers);
+    out.push({
+      seq: r.kinesis.sequenceNumber,
+      padded: padSeq(r.kinesis.sequenceNumber),
+      shardId,
+      cell,
+      record,
+    });
+  }
+  return out;
 }
 
 function dayOf(requestId: string): string {
@@ -386,7 +411,7 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
       // was (never its content, which may be anything), skip it.
       poison++;
       logger.error('telemetry record skipped', { reason: d, eventID: r.eventID });
-    } else decoded.push(d);
+    } else decoded.push(...d);
   }
 
   // Request log, per table.

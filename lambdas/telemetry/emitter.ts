@@ -66,7 +66,7 @@ function clip(s: string | undefined, max: number): string | undefined {
  * query and headers once more (a no-op on masked values), so the stream never holds a secret even
  * if a caller forgot to mask.
  */
-function bounded(r: TelemetryRecord): TelemetryRecord {
+export function bounded(r: TelemetryRecord): TelemetryRecord {
   let headers: Record<string, string> | undefined;
   if (r.headers) {
     headers = {};

@@ -189,18 +189,38 @@ describe('least privilege', () => {
     expect(ddb[0].Condition).toEqual({ 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROXY#*'] } });
   });
 
-  it('the proxy decrypts only under the secret context, and puts records only on its stream', () => {
+  it('the proxy decrypts only under the secret context and has no Kinesis right', () => {
     const direct = proxy.filter((s) => actionsOf(s).includes('kms:Decrypt') && !s.Condition?.StringEquals);
     expect(direct).toHaveLength(1);
     expect(direct[0].Condition.Null).toEqual({
       'kms:EncryptionContext:clientId': 'false',
       'kms:EncryptionContext:credentialId': 'false',
     });
-    const kinesis = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('kinesis:')));
-    expect(kinesis).toHaveLength(1);
-    expect(actionsOf(kinesis[0]).sort()).toEqual(['kinesis:PutRecord', 'kinesis:PutRecords']);
-    expect(kinesis[0].Resource['Fn::GetAtt'][0]).toMatch(/^TelemetryStream/);
+    expect(proxy.some((s) => actionsOf(s).some((a) => a.startsWith('kinesis:')))).toBe(false);
     expect(proxy.some((s) => actionsOf(s).includes('kms:GenerateDataKey') && !s.Condition)).toBe(false);
+  });
+
+  it("the proxy's telemetry log lines reach the stream through a subscription filter with a narrow role", () => {
+    const proxyFn = functionByEntry('regional proxy (data plane)');
+    expect(proxyFn.Properties.Environment.Variables.KEYGATE_TELEMETRY_SINK).toBe('log');
+    const filters = template.findResources('AWS::Logs::SubscriptionFilter');
+    expect(Object.values(filters)).toHaveLength(1);
+    const filter: any = Object.values(filters)[0];
+    expect(filter.Properties.FilterPattern).toBe('"keygateTelemetry"');
+    expect(filter.Properties.DestinationArn['Fn::GetAtt'][0]).toMatch(/^TelemetryStream/);
+    expect(filter.Properties.LogGroupName.Ref).toMatch(/^ProxyFunctionLogs/);
+    const roleId = filter.Properties.RoleArn['Fn::GetAtt'][0];
+    const role: any = template.findResources('AWS::IAM::Role')[roleId];
+    expect(role.Properties.AssumeRolePolicyDocument.Statement[0].Principal).toEqual({
+      Service: 'logs.amazonaws.com',
+    });
+    const policies = Object.values(template.findResources('AWS::IAM::ManagedPolicy')).filter((p: any) =>
+      p.Properties.Roles?.some((r: any) => r.Ref === roleId),
+    ) as any[];
+    expect(policies).toHaveLength(1);
+    const statements = policies[0].Properties.PolicyDocument.Statement;
+    expect(statements.map((st: any) => st.Action)).toEqual(['kinesis:PutRecord', 'kms:GenerateDataKey']);
+    expect(statements[1].Condition.StringEquals['kms:ViaService']).toBe('kinesis.us-east-1.amazonaws.com');
   });
 
   it('the aggregator writes only request-log, telemetry and marker partitions, with what it calls', () => {
