@@ -13,6 +13,7 @@ import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
 import { authenticateByHash, type ConsumerAuth, isExpired } from './authenticate-consumer.ts';
 import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
+import { withDeadline } from './deadline.ts';
 import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal } from './header-hygiene.ts';
 import { applyHeaders, applyQuery, InjectionError, injectionFor } from './inject-credential.ts';
 import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
@@ -47,11 +48,14 @@ export interface ProxyHandlerOptions {
   upstreamTimeoutMs?: number;
   /** Largest upstream answer passed back; default 4 MiB (see README "Caps"). */
   maxResponseBytes?: number;
+  /** Deadline of each store or KMS step (SDK retries included); default 2 s. Past it: 503. */
+  dependencyTimeoutMs?: number;
 }
 
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
 /** 4 MiB: base64 of it (binary answers) still fits Lambda's 6 MB synchronous response payload. */
 export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_DEPENDENCY_TIMEOUT_MS = 2000;
 
 const PROXY_ID = /^[A-Za-z0-9_-]{1,128}$/;
 const ROUTE_PREFIX = '/api/';
@@ -149,6 +153,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     timeoutMs: options.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS,
     maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
   };
+  const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
   const limiter = new RateLimiter(cell);
   const oauthTokens = new OAuth2TokenCache(policy);
@@ -186,16 +191,17 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     // 2. One store round trip: the snapshot, and the counters alongside when the proxy has limits.
     const storeStart = performance.now();
     const counting = limiter.begin(proxyId, now);
-    const [snapshot] = await Promise.all([
-      PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId) : undefined,
-      counting.result,
-    ]);
+    const [snapshot] = await withDeadline(
+      Promise.all([PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId) : undefined, counting.result]),
+      dependencyMs,
+      'the store',
+    );
     o.durations.storeMs = performance.now() - storeStart;
 
     // 3. Who is calling. Every failure is the same 401 after the same work.
     const auth = await authenticate(snapshot, event.headers.authorization, now);
     if (!snapshot || !auth.ok) {
-      await limiter.release(counting, now);
+      await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
       return refuse(o, REFUSALS.unauthorized);
     }
     o.clientId = snapshot.clientId;
@@ -206,10 +212,14 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const targetCredential = snapshot.targetCredential;
     if (!targetCredential || isExpired(targetCredential.expiresAt, now))
       return refuse(o, REFUSALS.noTargetCredential);
-    const limit = await limiter.check(
-      counting,
-      { minute: snapshot.proxyMaxRequestsPerMinute, day: snapshot.proxyMaxRequestsPerDay },
-      now,
+    const limit = await withDeadline(
+      limiter.check(
+        counting,
+        { minute: snapshot.proxyMaxRequestsPerMinute, day: snapshot.proxyMaxRequestsPerDay },
+        now,
+      ),
+      dependencyMs,
+      'the store',
     );
     if (!limit.ok)
       return refuse(o, {
@@ -235,11 +245,15 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const secretJson =
       targetCredential.sealedSecret === undefined
         ? '{}'
-        : await openSecret(
-            cell!.kms,
-            targetCredential.sealedSecret,
-            { clientId: snapshot.clientId, credentialId: targetCredential.credentialId },
-            dataKeys,
+        : await withDeadline(
+            openSecret(
+              cell!.kms,
+              targetCredential.sealedSecret,
+              { clientId: snapshot.clientId, credentialId: targetCredential.credentialId },
+              dataKeys,
+            ),
+            dependencyMs,
+            'KMS',
           );
     const secret = parseSecret(secretJson);
     o.durations.cryptoMs = performance.now() - cryptoStart;
@@ -305,11 +319,15 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       sealed === undefined
         ? undefined
         : sharedSecretOf(
-            await openSecret(
-              cell!.kms,
-              sealed,
-              { clientId: snapshot.clientId, credentialId: credential.credentialId },
-              dataKeys,
+            await withDeadline(
+              openSecret(
+                cell!.kms,
+                sealed,
+                { clientId: snapshot.clientId, credentialId: credential.credentialId },
+                dataKeys,
+              ),
+              dependencyMs,
+              'KMS',
             ),
           );
     const valid = await jwtVerifier.verify(authorization.slice(7).trim(), credential.jwt, shared);
