@@ -8,7 +8,6 @@ import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../lo
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import {
   INVENTORY_RULE,
-  putSnapshot,
   type RecordingUpstream,
   send,
   sendRaw,
