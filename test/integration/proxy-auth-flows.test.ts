@@ -228,7 +228,7 @@ describe('jwtVerify proxy credentials', () => {
 
   const sign = (
     claims: Record<string, unknown>,
-    opts: { exp?: string | null; kid?: string; signer?: CryptoKey } = {},
+    opts: { exp?: string | null; kid?: string; signer?: Parameters<SignJWT['sign']>[0] } = {},
   ) => {
     let jwt = new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: opts.kid ?? 'k1' }).setIssuedAt();
     if (opts.exp !== null) jwt = jwt.setExpirationTime(opts.exp ?? '5m');

@@ -200,7 +200,7 @@ describe('JwtVerifier key rotation', () => {
       { allowlist: ['127.0.0.1'], timeoutMs: 1000, maxResponseBytes: 1e6 },
       () => clock,
     );
-    const sign = (kid: string, key: CryptoKey) =>
+    const sign = (kid: string, key: Parameters<SignJWT['sign']>[0]) =>
       new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid }).setExpirationTime('5m').sign(key);
 
     expect(await verifier.verify(await sign('k1', k1.privateKey), { jwksUrl })).toBe(true);
