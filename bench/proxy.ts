@@ -121,10 +121,12 @@ error_log ${dir}/error.log;
 events { worker_connections 1024; }
 http {
   access_log off;
+  keepalive_timeout 120s;
   client_body_temp_path ${dir}; proxy_temp_path ${dir}; fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
   upstream vendor { server 127.0.0.1:${upstreamPort}; keepalive 32; }
   server {
     listen 127.0.0.1:${port};
+    keepalive_requests 10000000;
     location / { proxy_pass http://vendor; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
