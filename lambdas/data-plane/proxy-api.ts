@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { DataKeyCache, openSecret } from '../crypto/envelope.ts';
@@ -27,8 +28,8 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *
  * One request, top to bottom:
  *  1. route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is a 400;
- *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem) in parallel with the
- *     rate counters when this instance knows the proxy has limits;
+ *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem), in parallel with the
+ *     rate counters when this instance saw this very key pass on a limited proxy (rate-limit.ts);
  *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits;
  *  4. the rules, on the canonical request — a deny sends nothing anywhere;
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
@@ -190,7 +191,8 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
 
     // 2. One store round trip: the snapshot, and the counters alongside when the proxy has limits.
     const storeStart = performance.now();
-    const counting = limiter.begin(proxyId, now);
+    const authorization = event.headers.authorization;
+    const counting = limiter.begin(proxyId, digest(authorization ?? ''), now);
     const [snapshot] = await withDeadline(
       Promise.all([PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId) : undefined, counting.result]),
       dependencyMs,
@@ -199,7 +201,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     o.durations.storeMs = performance.now() - storeStart;
 
     // 3. Who is calling. Every failure is the same 401 after the same work.
-    const auth = await authenticate(snapshot, event.headers.authorization, now);
+    const auth = await authenticate(snapshot, authorization, now);
     if (!snapshot || !auth.ok) {
       await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
       return refuse(o, REFUSALS.unauthorized);
@@ -302,7 +304,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     };
   }
 
-  /** Hash check for apiKey/bearer/basicAuth, signature check for jwtVerify; unknown proxy: decoy work. */
+  /** Hash check for apiKey/bearer/basicAuth, signature check for jwtVerify; unknown proxy: the same hash work. */
   async function authenticate(
     snapshot: ProxySnapshot | undefined,
     authorization: string | undefined,
@@ -363,6 +365,10 @@ async function readSnapshot(cell: Cell, proxyId: string): Promise<ProxySnapshot 
     new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
   );
   return out.Item as ProxySnapshot | undefined;
+}
+
+function digest(value: string): string {
+  return createHash('sha256').update(value).digest('base64');
 }
 
 function newOutcome(event: HttpEvent, now: Date): ProxyOutcome {

@@ -1,4 +1,4 @@
-import { GetCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { TableRef } from '../shared/deps.ts';
 import { keys } from '../storage/keys.ts';
 
@@ -10,16 +10,16 @@ import { keys } from '../storage/keys.ts';
  *
  * Latency: the counters are incremented IN PARALLEL with the snapshot read, so a limited proxy
  * still costs one round trip. The handler cannot know a proxy's limits before reading its snapshot,
- * so it keeps a per-instance hint of which windows each proxy had last time (a hint only: it decides
- * whether to count early, never whether a request may pass — the snapshot read alongside decides).
- * With no hint (the instance's first request for that proxy, or a proxy without limits) counting
- * happens after the read, and only for authenticated requests.
+ * so each instance keeps a hint per proxy: which windows it had, and a digest of the Authorization
+ * value that last passed on it. A hint decides only WHEN to count — never whether a request may
+ * pass: the snapshot read alongside decides that, every time.
  *
- * Unauthenticated callers must not burn a proxy's quota: a request counted early whose key then
- * fails is uncounted (`ADD n -1`) before its 401 goes out. To keep 401s alike in timing, a 401 that
- * had nothing to uncount makes one decoy read of the same cost instead. While a flood of bad keys is
- * in flight, genuine requests may see the counter high by the number of requests in flight — that
- * errs towards refusing, never towards letting more through.
+ * Unauthenticated callers must not burn a proxy's quota, nor be told apart by timing: a request is
+ * counted early only when it presents the very Authorization value this instance last saw succeed
+ * on that proxy. Any other request (a wrong key, an unknown proxy, the first request an instance
+ * sees) is counted after authentication, and only if it authenticates. So a wrong key costs one
+ * store read, exactly like an unknown proxy. The one case that is counted and then fails is a key
+ * that was valid a moment ago and has just been revoked: it is uncounted (`ADD -1`) before its 401.
  */
 export type Window = 'minute' | 'day';
 export interface Limits {
@@ -29,6 +29,8 @@ export interface Limits {
 
 export interface Counting {
   proxyId: string;
+  /** SHA-256 of the presented Authorization value (never the value). */
+  authDigest: string;
   windows: Array<{ window: Window; start: string }>;
   /** Counts after this request's increment, per window counted early. */
   result: Promise<Partial<Record<Window, number>>>;
@@ -49,7 +51,7 @@ function windowEndMs(window: Window, now: Date): number {
 
 export class RateLimiter {
   private readonly table: TableRef;
-  private readonly hints = new Map<string, Window[]>();
+  private readonly hints = new Map<string, { windows: Window[]; authDigest: string }>();
 
   constructor(table: TableRef) {
     this.table = table;
@@ -76,9 +78,13 @@ export class RateLimiter {
     return Number(out.Attributes?.n ?? 0);
   }
 
-  /** Starts counting early when this instance has seen limits on the proxy; call with the snapshot read. */
-  begin(proxyId: string, now: Date): Counting {
-    const hinted = this.hints.get(proxyId) ?? [];
+  /**
+   * Starts counting early when this instance saw this Authorization value pass on a limited proxy;
+   * call it together with the snapshot read.
+   */
+  begin(proxyId: string, authDigest: string, now: Date): Counting {
+    const hint = this.hints.get(proxyId);
+    const hinted = hint && hint.authDigest === authDigest ? hint.windows : [];
     const windows = hinted.map((window) => ({ window, start: windowStart(window, now) }));
     const result =
       windows.length === 0
@@ -86,24 +92,15 @@ export class RateLimiter {
         : Promise.all(windows.map((w) => this.add(proxyId, w.window, w.start, 1, now))).then((counts) =>
             Object.fromEntries(windows.map((w, i) => [w.window, counts[i]])),
           );
-    return { proxyId, windows, result };
+    return { proxyId, authDigest, windows, result };
   }
 
-  /** After a failed authentication: uncount what was counted early, or make the decoy read. */
+  /** After a failed authentication: uncount what was counted early (a key revoked a moment ago). */
   async release(counting: Counting, now: Date): Promise<void> {
+    if (counting.windows.length === 0) return;
+    this.hints.delete(counting.proxyId);
     try {
-      if (counting.windows.length > 0) {
-        await Promise.all(
-          counting.windows.map((w) => this.add(counting.proxyId, w.window, w.start, -1, now)),
-        );
-      } else {
-        await this.table.ddb.send(
-          new GetCommand({
-            TableName: this.table.tableName,
-            Key: keys.rateCounter(counting.proxyId, 'minute', windowStart('minute', now)),
-          }),
-        );
-      }
+      await Promise.all(counting.windows.map((w) => this.add(counting.proxyId, w.window, w.start, -1, now)));
     } catch {
       // The answer is a 401 either way; a lost uncount only errs towards refusing.
     }
@@ -113,7 +110,7 @@ export class RateLimiter {
   async check(counting: Counting, limits: Limits, now: Date): Promise<LimitVerdict> {
     const limited = (['minute', 'day'] as const).filter((w) => limits[w] !== undefined);
     if (limited.length === 0) this.hints.delete(counting.proxyId);
-    else this.hints.set(counting.proxyId, limited);
+    else this.hints.set(counting.proxyId, { windows: limited, authDigest: counting.authDigest });
     if (this.hints.size > 10_000) this.hints.delete(this.hints.keys().next().value as string);
     const early = await counting.result;
     let retryAfterMs = 0;

@@ -261,6 +261,27 @@ describe('limits', () => {
     expect((await ok()).status).toBe(429);
   });
 
+  it('uncounts a key that was valid a moment ago and has just been revoked', async () => {
+    await awayFromMinuteEdge();
+    const p = await inventory({ perMinute: 3 });
+    const url = await front();
+    const call = (key: string) =>
+      send(url, { path: `/api/${p.proxyId}/v2/inventory/1`, headers: { authorization: key } }).then(
+        (r) => r.status,
+      );
+    expect(await call(p.proxyKey)).toBe(200); // count 1; this key is now counted early
+    const { hashSecret, generateSecret } = await import('../../lambdas/crypto/secrets.ts');
+    const newKey = generateSecret('kg_live_');
+    await putSnapshot(stack.deps, {
+      ...p.snapshot,
+      proxyCredential: { ...p.snapshot.proxyCredential!, secretHash: hashSecret(newKey) },
+      version: 2,
+    });
+    expect(await call(p.proxyKey)).toBe(401); // counted early, then uncounted
+    expect(await call(p.proxyKey)).toBe(401);
+    expect([await call(newKey), await call(newKey), await call(newKey)]).toEqual([200, 200, 429]);
+  });
+
   it('enforces the daily limit too', async () => {
     await awayFromMinuteEdge();
     const p = await inventory({ perDay: 2 });
