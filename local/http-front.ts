@@ -133,10 +133,16 @@ export async function startHttpFront(options: {
     const chunks: Buffer[] = [];
     let size = 0;
     let tooLarge = false;
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > MAX_PAYLOAD_BYTES) tooLarge = true;
-      else chunks.push(chunk as Buffer);
+    try {
+      for await (const chunk of req) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_PAYLOAD_BYTES) tooLarge = true;
+        else chunks.push(chunk as Buffer);
+      }
+    } catch {
+      // The client went away mid-body (or sent a malformed one): nothing to answer, nothing to call.
+      res.destroy();
+      return;
     }
     if (tooLarge) return gatewayError(res, 413, 'Request Entity Too Large');
     try {

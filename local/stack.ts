@@ -1,5 +1,5 @@
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
-import { createProxyHandler } from '../lambdas/data-plane/proxy-api.ts';
+import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
 import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
 import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
@@ -24,6 +24,8 @@ export interface LocalStackOptions {
   tableName?: string;
   /** Run the telemetry aggregator on the embedded stream (default true; tests may turn it off). */
   telemetryPoller?: boolean;
+  /** Options of the proxy handler (telemetry hook, upstream deadline and size cap). */
+  proxyOptions?: ProxyHandlerOptions;
 }
 
 export interface LocalStack {
@@ -92,7 +94,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const proxy = await startHttpFront({
       port: options.proxyPort ?? 0,
       functionName: 'keygate-proxy',
-      handler: createProxyHandler(deps) as unknown as LambdaHttpHandler,
+      handler: createProxyHandler(deps, options.proxyOptions) as unknown as LambdaHttpHandler,
     });
     fronts.push(proxy);
     return {

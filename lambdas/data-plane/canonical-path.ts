@@ -9,7 +9,8 @@ import type { CanonicalRequest } from '../rules/types.ts';
  * Path:
  *  - percent-encoded unreserved characters (ALPHA DIGIT - . _ ~) are decoded; every other escape
  *    is kept, upper-cased, and must form valid UTF-8;
- *  - refused: encoded `/` `\` `?` `#` `;` `%` (double encoding), encoded or raw control characters
+ *  - refused: encoded `/` `\` `?` `#` `;` `%` (double encoding), encoded non-ASCII characters that
+ *    compatibility normalisation (NFKC) turns into one of those or a dot, encoded or raw control characters
  *    (NUL, CR, LF…), raw `\`, `;` parameters, empty segments (`//`), malformed escapes, and raw
  *    characters outside RFC 3986's pchar set (spaces, quotes, non-ASCII…);
  *  - dot segments are then removed per RFC 3986 §5.2.4; climbing above the root is refused.
@@ -40,7 +41,11 @@ function validUtf8(bytes: number[]): boolean {
   try {
     const text = new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(bytes));
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
-    return !/[\u0000-\u001f\u007f-\u009f]/.test(text);
+    if (/[\u0000-\u001f\u007f-\u009f]/.test(text)) return false;
+    // Look-alikes that compatibility normalisation (NFKC, "best fit") turns into a separator or a
+    // dot — fullwidth solidus U+FF0F, fullwidth full stop U+FF0E, … — would let a server that
+    // normalises read `/v2/x／..／admin` as `/v2/admin`: ambiguous, so refused.
+    return !/[/\\.?#;%]/.test(text.normalize('NFKC'));
   } catch {
     return false;
   }
@@ -91,7 +96,8 @@ export function canonicalizePath(rawPath: string): Canonical<string> {
       const byte = Number.parseInt(hex, 16);
       i += 2;
       if (byte < 0x80 && UNRESERVED.test(String.fromCharCode(byte))) {
-        if (!flushEscapes()) return fail('invalid UTF-8 or control character in an escape');
+        if (!flushEscapes())
+          return fail('invalid UTF-8, a control character or a separator look-alike in an escape');
         out += String.fromCharCode(byte);
       } else {
         pending.push(byte);
@@ -99,13 +105,15 @@ export function canonicalizePath(rawPath: string): Canonical<string> {
       }
       continue;
     }
-    if (!flushEscapes()) return fail('invalid UTF-8 or control character in an escape');
+    if (!flushEscapes())
+      return fail('invalid UTF-8, a control character or a separator look-alike in an escape');
     if (c === '\\') return fail('backslash in path');
     if (c === ';') return fail('";" parameters are not accepted');
     if (!RAW_PATH_CHAR.test(c)) return fail(`character ${JSON.stringify(c)} must be percent-encoded`);
     out += c;
   }
-  if (!flushEscapes()) return fail('invalid UTF-8 or control character in an escape');
+  if (!flushEscapes())
+    return fail('invalid UTF-8, a control character or a separator look-alike in an escape');
   if (out.includes('//')) return fail('empty path segment ("//")');
   const resolved = removeDotSegments(out);
   if (resolved === undefined) return fail('dot segments climb above the root');

@@ -1,15 +1,482 @@
-import type { Deps } from '../shared/deps.ts';
-import { type HttpEvent, type HttpResult, json } from '../shared/http.ts';
+import { createHash } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
+import { DataKeyCache, openSecret } from '../crypto/envelope.ts';
+import { evaluateRules } from '../rules/evaluator.ts';
+import type { Decision } from '../rules/types.ts';
+import type { Cell, Deps } from '../shared/deps.ts';
+import { isAwsDependencyError } from '../shared/errors.ts';
+import type { HttpEvent, HttpResult } from '../shared/http.ts';
+import { logger } from '../shared/logger.ts';
+import { keys } from '../storage/keys.ts';
+import type { ProxySnapshot } from '../storage/snapshot-types.ts';
+import type { ProxyDecision } from '../telemetry/record.ts';
+import { newRequestId } from '../telemetry/request-id.ts';
+import { authenticateByHash, type ConsumerAuth, isExpired } from './authenticate-consumer.ts';
+import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
+import { withDeadline } from './deadline.ts';
+import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal } from './header-hygiene.ts';
+import { applyHeaders, applyQuery, InjectionError, injectionFor } from './inject-credential.ts';
+import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
+import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
+import { RateLimiter } from './rate-limit.ts';
+import { callUpstream, UpstreamError, type UpstreamPolicy, type UpstreamResponse } from './upstream.ts';
+import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
 
 /**
- * The data plane's handler. The proxy itself (authentication, rules, injection, forwarding) is the
- * data-plane issue's work; until then every call is refused, closed, with the gateway's headers.
+ * The data plane: `{proxyBase}/api/{proxyId}/{target path}?{query}`.
+ *
+ * One request, top to bottom:
+ *  1. route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is a 400;
+ *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem), in parallel with the
+ *     rate counters when this instance saw this very key pass on a limited proxy (rate-limit.ts);
+ *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits;
+ *  4. the rules, on the canonical request — a deny sends nothing anywhere;
+ *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
+ *     request) and injected, replacing any consumer copy;
+ *  6. the call out, to a checked address, with exactly the checked path and the raw query; the
+ *     answer goes back as it came, minus hop-by-hop headers.
+ * Every exit produces one outcome for telemetry. Any store or KMS failure is a 503: closed, never
+ * open. Nothing here caches whether a key is valid; revocation, rotation and rule changes are seen
+ * by the very next request.
  */
-export function createProxyHandler(_deps: Deps) {
-  return async (_event: HttpEvent, context: { awsRequestId: string }): Promise<HttpResult> =>
-    json(
-      501,
-      { message: 'The proxy data plane is not available in this build', code: 'not_implemented' },
-      { 'keygate-proxy-code': 'proxy-not-implemented', 'keygate-request-id': context.awsRequestId },
+export interface ProxyHandlerOptions {
+  /** Receives one outcome per request (telemetry). Called synchronously; must not throw or block. */
+  onOutcome?: OutcomeHook;
+  /** The region whose cell this proxy serves; default the deployment's own region. */
+  region?: string;
+  /** Deadline of the upstream exchange; default 25 s (API Gateway gives up at 30 s). */
+  upstreamTimeoutMs?: number;
+  /** Largest upstream answer passed back; default 4 MiB (see README "Caps"). */
+  maxResponseBytes?: number;
+  /** Deadline of each store or KMS step (SDK retries included); default 2 s. Past it: 503. */
+  dependencyTimeoutMs?: number;
+}
+
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
+/** 4 MiB: base64 of it (binary answers) still fits Lambda's 6 MB synchronous response payload. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+export const DEFAULT_DEPENDENCY_TIMEOUT_MS = 2000;
+
+const PROXY_ID = /^[A-Za-z0-9_-]{1,128}$/;
+const ROUTE_PREFIX = '/api/';
+
+type Refusal = {
+  status: number;
+  code: string;
+  decision: ProxyDecision;
+  message: string;
+  headers?: Record<string, string>;
+};
+
+const REFUSALS = {
+  route: {
+    status: 404,
+    code: 'proxy-route-not-found',
+    decision: 'bad_request',
+    message: 'Use /api/{proxyId}/{path}',
+  },
+  method: {
+    status: 405,
+    code: 'proxy-method-not-allowed',
+    decision: 'bad_request',
+    message: 'This method is never forwarded',
+  },
+  unauthorized: {
+    status: 401,
+    code: 'proxy-unauthorized',
+    decision: 'unauthenticated',
+    message: 'Missing or invalid proxy key',
+  },
+  inactive: {
+    status: 403,
+    code: 'proxy-inactive',
+    decision: 'inactive',
+    message: 'This proxy is not active',
+  },
+  noTargetCredential: {
+    status: 403,
+    code: 'proxy-target-credential-unavailable',
+    decision: 'inactive',
+    message: 'The target credential of this proxy was deleted or has expired',
+  },
+  denied: {
+    status: 403,
+    code: 'proxy-access-denied',
+    decision: 'denied',
+    message: 'No rule allows this request',
+  },
+  timeout: {
+    status: 504,
+    code: 'proxy-upstream-timeout',
+    decision: 'error',
+    message: 'The target did not answer in time',
+  },
+  unreachable: {
+    status: 502,
+    code: 'proxy-upstream-unreachable',
+    decision: 'error',
+    message: 'The target could not be reached',
+  },
+  addressRefused: {
+    status: 502,
+    code: 'proxy-target-refused',
+    decision: 'error',
+    message: 'The target is not a public https address',
+  },
+  tooLarge: {
+    status: 413,
+    code: 'proxy-response-too-large',
+    decision: 'error',
+    message: 'The target answer is over the size cap',
+  },
+  tokenEndpoint: {
+    status: 502,
+    code: 'proxy-upstream-auth-failed',
+    decision: 'error',
+    message: 'The target credential could not obtain an access token',
+  },
+  dependency: {
+    status: 503,
+    code: 'proxy-dependency-unavailable',
+    decision: 'error',
+    message: 'A backing service is unavailable; try again later',
+  },
+  internal: { status: 500, code: 'proxy-internal-error', decision: 'error', message: 'Internal error' },
+} satisfies Record<string, Refusal>;
+
+export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}) {
+  const region = options.region ?? deps.config.homeRegion;
+  const cell: Cell | undefined = deps.cells[region];
+  if (!cell) throw new Error(`keygate proxy: no cell configured for region ${region}`);
+  const policy: UpstreamPolicy = {
+    allowlist: deps.config.targetAllowlist,
+    timeoutMs: options.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS,
+    maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+  };
+  const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
+  const dataKeys = new DataKeyCache();
+  const limiter = new RateLimiter(cell);
+  const oauthTokens = new OAuth2TokenCache(policy);
+  const jwtVerifier = new JwtVerifier(policy);
+
+  async function handle(event: HttpEvent, o: ProxyOutcome, now: Date): Promise<HttpResult> {
+    // 1. Route, method, header shapes and the canonical request: no I/O, nothing ambiguous passes.
+    if (!event.rawPath.startsWith(ROUTE_PREFIX)) return refuse(o, REFUSALS.route);
+    const rest = event.rawPath.slice(ROUTE_PREFIX.length);
+    const slash = rest.indexOf('/');
+    const proxyId = slash >= 0 ? rest.slice(0, slash) : rest;
+    const targetRawPath = slash >= 0 ? rest.slice(slash) : '';
+    o.proxyId = proxyId;
+    o.path = targetRawPath;
+    if (!FORWARDED_METHODS.has(o.method))
+      return refuse(o, { ...REFUSALS.method, headers: { allow: [...FORWARDED_METHODS].join(', ') } });
+    const smuggling = headerRefusal(event.headers);
+    if (smuggling) return badRequest(o, smuggling);
+    const headers = cleanConsumerHeaders(event.headers, event.cookies);
+    o.headers = withoutCookies(headers);
+    const body = requestBody(event);
+    o.bytes.in = body.length;
+    const canonical = canonicalRequest({
+      method: o.method,
+      rawPath: targetRawPath,
+      rawQuery: event.rawQueryString,
+      headers,
+      body:
+        body.length > 0 && /json/i.test(headers['content-type'] ?? '') ? body.toString('utf8') : undefined,
+    });
+    if (!canonical.ok) return badRequest(o, canonical.reason);
+    const req = canonical.value;
+    o.path = req.path;
+
+    // 2. One store round trip: the snapshot, and the counters alongside when the proxy has limits.
+    const storeStart = performance.now();
+    const authorization = event.headers.authorization;
+    const counting = limiter.begin(proxyId, digest(authorization ?? ''), now);
+    const [snapshot] = await withDeadline(
+      Promise.all([PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId) : undefined, counting.result]),
+      dependencyMs,
+      'the store',
     );
+    o.durations.storeMs = performance.now() - storeStart;
+
+    // 3. Who is calling. Every failure is the same 401 after the same work.
+    const auth = await authenticate(snapshot, authorization, now);
+    if (!snapshot || !auth.ok) {
+      await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
+      return refuse(o, REFUSALS.unauthorized);
+    }
+    o.clientId = snapshot.clientId;
+    o.proxyCredentialId = auth.credentialId;
+    o.targetId = snapshot.target.targetId;
+    o.targetCredentialId = snapshot.targetCredential?.credentialId;
+    if (!snapshot.proxyActive) return refuse(o, REFUSALS.inactive);
+    const targetCredential = snapshot.targetCredential;
+    if (!targetCredential || isExpired(targetCredential.expiresAt, now))
+      return refuse(o, REFUSALS.noTargetCredential);
+    const limit = await withDeadline(
+      limiter.check(
+        counting,
+        { minute: snapshot.proxyMaxRequestsPerMinute, day: snapshot.proxyMaxRequestsPerDay },
+        now,
+      ),
+      dependencyMs,
+      'the store',
+    );
+    if (!limit.ok)
+      return refuse(o, {
+        status: 429,
+        code: 'proxy-rate-limited',
+        decision: 'rate_limited',
+        message: 'Over this proxy’s request limit',
+        headers: { 'retry-after': String(limit.retryAfterSeconds) },
+      });
+
+    // 4. The rules, on exactly what will be sent.
+    const rulesStart = performance.now();
+    const decision = evaluateRules(req, snapshot.rules, {
+      proxyDefault: snapshot.proxyDefaultRuleEffect,
+      targetDefault: snapshot.target.targetDefaultRuleEffect,
+    });
+    o.durations.rulesMs = performance.now() - rulesStart;
+    o.rule = decidingRule(decision);
+    if (decision.effect !== 'allow') return refuse(o, REFUSALS.denied);
+
+    // 5. The vendor secret, opened and injected.
+    const cryptoStart = performance.now();
+    const secretJson =
+      targetCredential.sealedSecret === undefined
+        ? '{}'
+        : await withDeadline(
+            openSecret(
+              cell!.kms,
+              targetCredential.sealedSecret,
+              { clientId: snapshot.clientId, credentialId: targetCredential.credentialId },
+              dataKeys,
+            ),
+            dependencyMs,
+            'KMS',
+          );
+    const secret = parseSecret(secretJson);
+    o.durations.cryptoMs = performance.now() - cryptoStart;
+    const isOAuth2 = targetCredential.credentialAuthType === 'oauth2';
+    const tokenKey = isOAuth2 ? OAuth2TokenCache.keyFor(targetCredential.credentialId, secretJson) : '';
+    let accessToken = isOAuth2
+      ? await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret)
+      : undefined;
+    let injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
+
+    // 6. The call out: checked address, checked path, raw query; the answer as it came.
+    const base = new URL(snapshot.target.targetBaseURL);
+    const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
+    const query = applyQuery(event.rawQueryString, injection);
+    const pathAndQuery = `${basePath}${req.path}${query ? `?${query}` : ''}`;
+    const send = () => {
+      const outgoing = { ...headers };
+      applyHeaders(outgoing, injection);
+      return callUpstream({ url: base, pathAndQuery, method: o.method, headers: outgoing, body }, policy);
+    };
+    const upstreamStart = performance.now();
+    let res: UpstreamResponse;
+    try {
+      res = await send();
+      if (isOAuth2 && res.status === 401 && accessToken) {
+        // The vendor refused our token (revoked early, or our clock is off): one fresh token, one retry.
+        oauthTokens.invalidate(tokenKey, accessToken);
+        accessToken = await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret);
+        injection = injectionFor('oauth2', secret, accessToken);
+        res = await send();
+      }
+    } finally {
+      o.durations.upstreamMs = performance.now() - upstreamStart;
+    }
+    o.proxyCode = 'proxy-access-granted';
+    o.decision = 'allowed';
+    o.status = res.status;
+    o.bytes.out = res.body.length;
+    const answer = cleanUpstreamHeaders(res.rawHeaders);
+    return {
+      statusCode: res.status,
+      headers: { ...answer.headers, 'keygate-proxy-code': o.proxyCode, 'keygate-request-id': o.requestId },
+      cookies: answer.cookies.length > 0 ? answer.cookies : undefined,
+      body: res.body.length > 0 ? res.body.toString('base64') : undefined,
+      isBase64Encoded: res.body.length > 0,
+    };
+  }
+
+  /** Hash check for apiKey/bearer/basicAuth, signature check for jwtVerify; unknown proxy: the same hash work. */
+  async function authenticate(
+    snapshot: ProxySnapshot | undefined,
+    authorization: string | undefined,
+    now: Date,
+  ): Promise<ConsumerAuth> {
+    const credential = snapshot?.proxyCredential;
+    if (!snapshot || credential?.credentialAuthType !== 'jwtVerify' || !credential.jwt)
+      return authenticateByHash(credential, authorization, now);
+    authenticateByHash(undefined, authorization, now);
+    if (isExpired(credential.expiresAt, now) || !authorization || !/^bearer /i.test(authorization))
+      return { ok: false };
+    const sealed = credential.jwt.sealedSecret;
+    const shared =
+      sealed === undefined
+        ? undefined
+        : sharedSecretOf(
+            await withDeadline(
+              openSecret(
+                cell!.kms,
+                sealed,
+                { clientId: snapshot.clientId, credentialId: credential.credentialId },
+                dataKeys,
+              ),
+              dependencyMs,
+              'KMS',
+            ),
+          );
+    const valid = await jwtVerifier.verify(authorization.slice(7).trim(), credential.jwt, shared);
+    return valid ? { ok: true, credentialId: credential.credentialId } : { ok: false };
+  }
+
+  return async function proxyHandler(event: HttpEvent): Promise<HttpResult> {
+    const started = performance.now();
+    const now = deps.now();
+    const o = newOutcome(event, now);
+    let result: HttpResult;
+    try {
+      result = await handle(event, o, now);
+    } catch (error) {
+      result = refuse(o, refusalFor(error));
+      if (o.status >= 500)
+        logger.error('proxy request failed', { requestId: o.requestId, errorName: errorName(error) });
+    }
+    o.durations.gatewayMs = performance.now() - started - (o.durations.upstreamMs ?? 0);
+    if (options.onOutcome) {
+      try {
+        options.onOutcome(o);
+      } catch {
+        // Telemetry never changes an answer.
+      }
+    }
+    return result;
+  };
+}
+
+async function readSnapshot(cell: Cell, proxyId: string): Promise<ProxySnapshot | undefined> {
+  const out = await cell.ddb.send(
+    new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
+  );
+  return out.Item as ProxySnapshot | undefined;
+}
+
+function digest(value: string): string {
+  return createHash('sha256').update(value).digest('base64');
+}
+
+function newOutcome(event: HttpEvent, now: Date): ProxyOutcome {
+  return {
+    requestId: newRequestId(now),
+    processedAt: now.toISOString(),
+    proxyId: '',
+    method: event.requestContext.http.method,
+    path: '',
+    query: event.rawQueryString,
+    headers: {},
+    status: 0,
+    proxyCode: '',
+    decision: 'error',
+    durations: { gatewayMs: 0 },
+    bytes: { in: 0, out: 0 },
+    sourceIp: event.requestContext.http.sourceIp,
+    userAgent: event.requestContext.http.userAgent || undefined,
+  };
+}
+
+/** A gateway answer: JSON body, the proxy code and the request id, recorded in the outcome. */
+function refuse(o: ProxyOutcome, r: Refusal): HttpResult {
+  o.status = r.status;
+  o.proxyCode = r.code;
+  o.decision = r.decision;
+  const body = JSON.stringify({ message: r.message, code: r.code, requestId: o.requestId });
+  o.bytes.out = Buffer.byteLength(body);
+  return {
+    statusCode: r.status,
+    headers: {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'keygate-proxy-code': r.code,
+      'keygate-request-id': o.requestId,
+      ...r.headers,
+    },
+    body,
+  };
+}
+
+function badRequest(o: ProxyOutcome, reason: string): HttpResult {
+  return refuse(o, {
+    status: 400,
+    code: 'proxy-bad-request',
+    decision: 'bad_request',
+    message: `Refused an ambiguous or malformed request: ${reason}`,
+  });
+}
+
+/** Failures thrown on the way map here, in one place. Unknown errors are a bare 500. */
+function refusalFor(error: unknown): Refusal {
+  if (error instanceof UpstreamError) {
+    if (error.kind === 'timeout') return REFUSALS.timeout;
+    if (error.kind === 'too_large') return REFUSALS.tooLarge;
+    if (error.kind === 'address_refused') return REFUSALS.addressRefused;
+    return REFUSALS.unreachable;
+  }
+  if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
+  if (error instanceof JwksUnavailableError || isAwsDependencyError(error)) return REFUSALS.dependency;
+  return REFUSALS.internal;
+}
+
+/** The error's class name only: messages of unexpected errors may quote data (JSON.parse does). */
+function errorName(error: unknown): string {
+  return error instanceof InjectionError ? error.message : ((error as Error)?.name ?? typeof error);
+}
+
+function requestBody(event: HttpEvent): Buffer {
+  if (!event.body) return Buffer.alloc(0);
+  return Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
+}
+
+function withoutCookies(headers: Record<string, string>): Record<string, string> {
+  if (!('cookie' in headers)) return headers;
+  const { cookie: _cookie, ...rest } = headers;
+  return rest;
+}
+
+function parseSecret(json: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(json);
+  } catch {
+    throw new InjectionError('the target credential secret is not JSON');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new InjectionError('the target credential secret is not an object');
+  return value as Record<string, unknown>;
+}
+
+/** jwtVerify shared secret: the sealed credentialSecret JSON's `secret`, or the sealed string itself. */
+function sharedSecretOf(opened: string): string {
+  try {
+    const value = JSON.parse(opened) as { secret?: unknown };
+    if (typeof value?.secret === 'string') return value.secret;
+  } catch {
+    // Not JSON: the sealed value is the secret.
+  }
+  return opened;
+}
+
+function decidingRule(decision: Decision): ProxyOutcome['rule'] {
+  if (decision.reason !== 'rule') return undefined;
+  return {
+    ruleId: decision.ruleId,
+    scope: decision.scope,
+    effect: decision.effect,
+    priority: decision.priority,
+  };
 }

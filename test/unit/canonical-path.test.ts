@@ -59,6 +59,9 @@ describe('canonicalizePath', () => {
     ['/v2/é', 'raw non-ASCII'],
     ['/v2/<script>', 'raw angle brackets'],
     ['v2/inventory', 'no leading slash'],
+    ['/v2/x%EF%BC%8F..%EF%BC%8Fadmin', 'fullwidth solidus (NFKC "/")'],
+    ['/v2/%EF%BC%8E%EF%BC%8E/admin', 'fullwidth full stops (NFKC "..")'],
+    ['/v2/%E2%80%A4%E2%80%A4/admin', 'one-dot leaders (NFKC ".")'],
   ])('refuses %s (%s)', (raw) => {
     expect(refused(raw)).toBe(true);
   });

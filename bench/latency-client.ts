@@ -1,0 +1,50 @@
+import http from 'node:http';
+
+/**
+ * c=1 latency client, in its own process: one keep-alive connection, requests one after another,
+ * each timed with the high-resolution clock. Usage: latency-client.ts <url> <count> [authorization]
+ * Prints JSON { p50, p90, p99, mean, count, failures } in milliseconds.
+ */
+const [url, countArg, authorization] = process.argv.slice(2);
+const target = new URL(url!);
+const count = Number(countArg ?? 2000);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+
+function once(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint();
+    const req = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: target.pathname + target.search,
+        agent,
+        headers: authorization ? { authorization } : {},
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve(res.statusCode === 200 ? Number(process.hrtime.bigint() - start) / 1e6 : -1),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const samples: number[] = [];
+let failures = 0;
+for (let i = 0; i < Math.min(200, count); i++) await once(); // warm-up
+for (let i = 0; i < count; i++) {
+  const ms = await once();
+  if (ms < 0) failures++;
+  else samples.push(ms);
+}
+samples.sort((a, b) => a - b);
+const q = (p: number) => samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] ?? Number.NaN;
+const mean = samples.reduce((a, b) => a + b, 0) / samples.length;
+process.stdout.write(
+  `${JSON.stringify({ p50: q(0.5), p90: q(0.9), p99: q(0.99), mean, count: samples.length, failures })}\n`,
+);
+agent.destroy();
