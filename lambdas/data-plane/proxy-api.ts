@@ -171,6 +171,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     o.path = targetRawPath;
     if (!FORWARDED_METHODS.has(o.method))
       return refuse(o, { ...REFUSALS.method, headers: { allow: [...FORWARDED_METHODS].join(', ') } });
+    event.headers ??= {};
     const smuggling = headerRefusal(event.headers);
     if (smuggling) return badRequest(o, smuggling);
     const headers = cleanConsumerHeaders(event.headers, event.cookies);
