@@ -156,7 +156,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   };
   const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
-  const limiter = new RateLimiter(cell);
+  const limiter = new RateLimiter(cell, dependencyMs);
   const oauthTokens = new OAuth2TokenCache(policy);
   const jwtVerifier = new JwtVerifier(policy);
 
@@ -171,6 +171,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     o.path = targetRawPath;
     if (!FORWARDED_METHODS.has(o.method))
       return refuse(o, { ...REFUSALS.method, headers: { allow: [...FORWARDED_METHODS].join(', ') } });
+    event.headers ??= {};
     const smuggling = headerRefusal(event.headers);
     if (smuggling) return badRequest(o, smuggling);
     const headers = cleanConsumerHeaders(event.headers, event.cookies);
@@ -194,7 +195,10 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const authorization = event.headers.authorization;
     const counting = limiter.begin(proxyId, digest(authorization ?? ''), now);
     const [snapshot] = await withDeadline(
-      Promise.all([PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId) : undefined, counting.result]),
+      Promise.all([
+        PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId, dependencyMs) : undefined,
+        counting.result,
+      ]),
       dependencyMs,
       'the store',
     );
@@ -360,9 +364,15 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   };
 }
 
-async function readSnapshot(cell: Cell, proxyId: string): Promise<ProxySnapshot | undefined> {
+async function readSnapshot(
+  cell: Cell,
+  proxyId: string,
+  timeoutMs: number,
+): Promise<ProxySnapshot | undefined> {
   const out = await cell.ddb.send(
     new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
+    // Aborts the call itself (and frees its socket) when the store hangs; withDeadline answers.
+    { abortSignal: AbortSignal.timeout(timeoutMs) },
   );
   return out.Item as ProxySnapshot | undefined;
 }

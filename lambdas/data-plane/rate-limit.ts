@@ -53,8 +53,11 @@ export class RateLimiter {
   private readonly table: TableRef;
   private readonly hints = new Map<string, { windows: Window[]; authDigest: string }>();
 
-  constructor(table: TableRef) {
+  private readonly timeoutMs: number;
+
+  constructor(table: TableRef, timeoutMs = 2000) {
     this.table = table;
+    this.timeoutMs = timeoutMs;
   }
 
   private async add(
@@ -74,6 +77,7 @@ export class RateLimiter {
         ExpressionAttributeValues: { ':d': delta, ':ttl': ttl, ':type': 'RATE_COUNTER' },
         ReturnValues: 'UPDATED_NEW',
       }),
+      { abortSignal: AbortSignal.timeout(this.timeoutMs) },
     );
     return Number(out.Attributes?.n ?? 0);
   }

@@ -42,8 +42,13 @@ function withCell(patch: { ddb?: DynamoDBDocumentClient; kms?: KMSClient }): Dep
   return { ...stack.deps, cells: { [REGION]: { ...cell, ...patch } } };
 }
 
+const sockets: Socket[] = [];
+
 async function listen(onConnection: (s: Socket) => void): Promise<number> {
-  const s = createServer(onConnection);
+  const s = createServer((socket) => {
+    sockets.push(socket);
+    onConnection(socket);
+  });
   servers.push(s);
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   return (s.address() as { port: number }).port;
@@ -73,6 +78,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(fronts.map((f) => f.close()));
+  for (const socket of sockets) socket.destroy();
   for (const s of servers) s.close();
   await upstream.close();
   await stack.close();
