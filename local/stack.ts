@@ -1,8 +1,10 @@
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
+import { telemetryHook } from '../lambdas/data-plane/telemetry-hook.ts';
 import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
 import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
+import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
 import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
 import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
 import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
@@ -35,6 +37,8 @@ export interface LocalStack {
   services: EmbeddedServices;
   /** The local event source mapping feeding the telemetry aggregator (absent when turned off). */
   telemetryPoller?: KinesisPoller;
+  /** The proxy's telemetry emitter (records go to the embedded Kinesis, then the poller). */
+  telemetry?: TelemetryEmitter;
   close(): Promise<void>;
 }
 
@@ -64,6 +68,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const services = await startEmbeddedServices(options.dataDir);
   const fronts: HttpFront[] = [];
   let poller: KinesisPoller | undefined;
+  let telemetry: TelemetryEmitter | undefined;
   try {
     const config = localConfig(options);
     const deps = createDeps(config, {
@@ -91,10 +96,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       handler: createCoreApiHandler(deps) as unknown as LambdaHttpHandler,
     });
     fronts.push(api);
+    // A long-lived process: records are batched and shipped a few ms after the answers went out.
+    telemetry = createTelemetryEmitter({
+      kinesis: firstCell.kinesis,
+      streamName: firstCell.streamName!,
+      autoFlushMs: 20,
+    });
     const proxy = await startHttpFront({
       port: options.proxyPort ?? 0,
       functionName: 'keygate-proxy',
-      handler: createProxyHandler(deps, options.proxyOptions) as unknown as LambdaHttpHandler,
+      handler: createProxyHandler(deps, {
+        onOutcome: telemetryHook(telemetry),
+        ...options.proxyOptions,
+      }) as unknown as LambdaHttpHandler,
     });
     fronts.push(proxy);
     return {
@@ -103,8 +117,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       deps,
       services,
       telemetryPoller: poller,
+      telemetry,
       close: async () => {
         await Promise.all(fronts.map((f) => f.close()));
+        await telemetry?.flush();
         await poller?.close();
         for (const cell of Object.values(deps.cells)) {
           cell.ddb.destroy();

@@ -1,6 +1,23 @@
 import { configFromEnv } from '../shared/config.ts';
 import { createDeps } from '../shared/deps.ts';
+import { createTelemetryEmitter } from '../telemetry/emitter.ts';
+import { createLogTelemetrySink } from '../telemetry/log-sink.ts';
 import { createProxyHandler } from './proxy-api.ts';
+import { telemetryHook } from './telemetry-hook.ts';
+
+const deps = createDeps(configFromEnv());
+const cell = deps.cells[deps.config.homeRegion];
+if (!cell?.streamName) throw new Error('keygate proxy: the cell of this region has no telemetry stream');
+
+/**
+ * Telemetry leaves the proxy as log lines by default in Lambda (KEYGATE_TELEMETRY_SINK=log, set by
+ * the CDK app with the subscription filter that forwards them to Kinesis); `kinesis` starts a
+ * PutRecords as soon as a record is emitted, without awaiting it on the answer.
+ */
+const sink =
+  deps.config.telemetrySink === 'log'
+    ? createLogTelemetrySink()
+    : createTelemetryEmitter({ kinesis: cell.kinesis, streamName: cell.streamName, autoFlushMs: 0 });
 
 /** Lambda entry of the regional proxy. */
-export const handler = createProxyHandler(createDeps(configFromEnv()));
+export const handler = createProxyHandler(deps, { onOutcome: telemetryHook(sink) });

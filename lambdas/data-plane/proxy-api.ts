@@ -206,11 +206,12 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
 
     // 3. Who is calling. Every failure is the same 401 after the same work.
     const auth = await authenticate(snapshot, authorization, now);
+    // The proxy's owner sees refused calls in its telemetry too (a flood of bad keys is an anomaly).
+    if (snapshot) o.clientId = snapshot.clientId;
     if (!snapshot || !auth.ok) {
       await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
       return refuse(o, REFUSALS.unauthorized);
     }
-    o.clientId = snapshot.clientId;
     o.proxyCredentialId = auth.credentialId;
     o.targetId = snapshot.target.targetId;
     o.targetCredentialId = snapshot.targetCredential?.credentialId;
