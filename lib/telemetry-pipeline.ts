@@ -7,7 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { TELEMETRY_LOG_MARKER } from '../lambdas/telemetry/log-sink.ts';
-import { type CellKey, grantKeyViaService } from './cell-key.ts';
+import type { CellKey } from './cell-key.ts';
 import { cellNames } from './cell-names.ts';
 import type { CellTable } from './cell-table.ts';
 import { KeygateFunction } from './keygate-function.ts';
