@@ -23,6 +23,8 @@ export function sdkClientConfig(options: ClientOptions) {
     requestHandler: new NodeHttpHandler({
       connectionTimeout: 1000,
       requestTimeout: options.requestTimeoutMs ?? 3000,
+      // Without it the handler only logs a warning and the call hangs on a peer that never answers.
+      throwOnRequestTimeout: true,
       httpAgent: { keepAlive: true },
       httpsAgent: { keepAlive: true },
     }),
