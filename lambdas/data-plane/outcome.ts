@@ -1,4 +1,4 @@
-import type { ProxyDecision } from '../telemetry/record.ts';
+import type { TelemetryRecord } from '../telemetry/record.ts';
 
 /**
  * What happened to one proxied request: produced once on every exit path of the proxy handler
@@ -6,35 +6,16 @@ import type { ProxyDecision } from '../telemetry/record.ts';
  * which turns it into a masked telemetry record. It never holds a secret: no presented key, no
  * injected credential, no Authorization value, no body — only ids, names, sizes and timings.
  */
-export interface ProxyOutcome {
-  /** Time-ordered id, also answered in the `keygate-request-id` header. */
-  requestId: string;
-  /** ISO 8601 UTC, when the gateway received the request. */
-  processedAt: string;
+export interface ProxyOutcome extends Omit<TelemetryRecord, 'headers' | 'durations'> {
   /** The proxy id from the route (may name no proxy when the answer is 401). */
   proxyId: string;
-  /** Known only once a snapshot was read and the consumer authenticated. */
-  clientId?: string;
-  proxyCredentialId?: string;
-  targetCredentialId?: string;
-  targetId?: string;
-  method: string;
   /** Canonical target path when the request had one; the raw target path when it was refused. */
   path: string;
-  /** Raw query as received (the telemetry builder masks secret-looking values). */
+  /** Raw query as received (the telemetry hook masks secret-looking values). */
   query: string;
   /** Consumer request headers after hygiene (never Authorization); values are for masking downstream. */
   headers: Record<string, string>;
-  status: number;
-  /** The keygate-proxy-code answered, e.g. proxy-access-granted. */
-  proxyCode: string;
-  decision: ProxyDecision;
-  /** The deciding rule; absent when the defaults decided or rules were not reached. */
-  rule?: { ruleId: string; scope: string; effect: string; priority: number };
-  durations: {
-    /** Whole handler time minus the upstream call. */
-    gatewayMs: number;
-    upstreamMs?: number;
+  durations: TelemetryRecord['durations'] & {
     /** The store round trip (snapshot read ∥ counters). */
     storeMs?: number;
     /** Rule evaluation. */
@@ -42,9 +23,6 @@ export interface ProxyOutcome {
     /** Opening the target secret (AES-GCM; a KMS Decrypt only when the data key is not cached). */
     cryptoMs?: number;
   };
-  bytes: { in: number; out: number };
-  sourceIp?: string;
-  userAgent?: string;
 }
 
 export type OutcomeHook = (outcome: ProxyOutcome) => void;

@@ -10,26 +10,13 @@ import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
  * store/rules/crypto split of the gateway time stays in the process: it is a benchmark figure.
  */
 export function outcomeToRecord(o: ProxyOutcome): TelemetryRecord {
+  const { storeMs: _store, rulesMs: _rules, cryptoMs: _crypto, ...durations } = o.durations;
   return {
-    requestId: o.requestId,
-    processedAt: o.processedAt,
-    clientId: o.clientId,
-    proxyId: o.proxyId,
-    proxyCredentialId: o.proxyCredentialId,
-    targetCredentialId: o.targetCredentialId,
-    targetId: o.targetId,
-    method: o.method,
+    ...o,
     path: maskPath(o.path),
     query: maskQuery(o.query),
     headers: maskHeaders(o.headers),
-    status: o.status,
-    proxyCode: o.proxyCode,
-    decision: o.decision,
-    rule: o.rule,
-    durations: { gatewayMs: o.durations.gatewayMs, upstreamMs: o.durations.upstreamMs },
-    bytes: o.bytes,
-    sourceIp: o.sourceIp,
-    userAgent: o.userAgent,
+    durations,
   };
 }
 
