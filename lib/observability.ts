@@ -7,6 +7,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { PRODUCT_METRICS } from '../lambdas/telemetry/metrics.ts';
 import type { CellTable } from './cell-table.ts';
 import type { CoreApi } from './core-api.ts';
 import type { KeygateFunction } from './keygate-function.ts';
@@ -20,19 +21,7 @@ import type { TelemetryPipeline } from './telemetry-pipeline.ts';
  * alarms read exactly these names; API Gateway, Lambda, DynamoDB, Kinesis and SQS metrics come from
  * AWS itself.
  */
-export const PRODUCT_METRICS = {
-  namespace: 'keygate',
-  dimensions: { service: 'keygate' },
-  allowed: 'ProxyRequestsAllowed',
-  denied: 'ProxyRequestsDenied',
-  rateLimited: 'ProxyRequestsRateLimited',
-  unauthenticated: 'ProxyRequestsUnauthenticated',
-  kmsErrors: 'KmsErrors',
-  storeErrors: 'StoreErrors',
-  telemetryUndelivered: 'TelemetryRecordsUndelivered',
-  telemetrySkipped: 'TelemetryRecordsSkipped',
-  anomalyFlags: 'AnomalyFlags',
-} as const;
+export { PRODUCT_METRICS };
 
 /**
  * Metrics read from the handlers' structured log lines (Powertools JSON: `message`, `service` and the

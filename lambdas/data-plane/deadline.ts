@@ -11,10 +11,27 @@ export class DeadlineError extends Error {
   }
 }
 
-export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+export type Dependency = 'the store' | 'KMS';
+const failedDependency = new WeakMap<object, Dependency>();
+
+/**
+ * Which dependency an error came from, when it was raised by a call made through `withDeadline`
+ * (for the KmsErrors / StoreErrors metrics; the consumer's answer is the same 503 either way).
+ */
+export function dependencyOf(error: unknown): Dependency | undefined {
+  return typeof error === 'object' && error !== null ? failedDependency.get(error) : undefined;
+}
+
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: Dependency): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new DeadlineError(what, ms)), ms);
   });
-  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+  return Promise.race([promise, expired])
+    .catch((error: unknown) => {
+      if (typeof error === 'object' && error !== null && !failedDependency.has(error))
+        failedDependency.set(error, what);
+      throw error;
+    })
+    .finally(() => clearTimeout(timer));
 }

@@ -14,7 +14,7 @@ import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
 import { authenticateByHash, type ConsumerAuth, isExpired } from './authenticate-consumer.ts';
 import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
-import { withDeadline } from './deadline.ts';
+import { dependencyOf, withDeadline } from './deadline.ts';
 import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal } from './header-hygiene.ts';
 import { applyHeaders, applyQuery, InjectionError, injectionFor } from './inject-credential.ts';
 import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
@@ -350,6 +350,8 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       result = await handle(event, o, now);
     } catch (error) {
       result = refuse(o, refusalFor(error));
+      const dependency = dependencyOf(error);
+      if (o.status === 503 && dependency) o.failedDependency = dependency === 'KMS' ? 'kms' : 'store';
       if (o.status >= 500)
         logger.error('proxy request failed', { requestId: o.requestId, errorName: errorName(error) });
     }

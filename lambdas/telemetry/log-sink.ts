@@ -1,4 +1,5 @@
 import { bounded, type TelemetryEmitter, type TelemetryStats } from './emitter.ts';
+import { embeddedMetricFields, requestMetrics } from './metrics.ts';
 import type { TelemetryRecord } from './record.ts';
 
 /**
@@ -11,6 +12,9 @@ import type { TelemetryRecord } from './record.ts';
  * answer, and one left running is frozen with the sandbox and lost when it is recycled. A log line
  * costs a write to stdout, which the Lambda service ships after the invocation, durably.
  * Long-lived processes (local mode) use the Kinesis emitter (./emitter.ts) instead.
+ * The same line carries the request's product metrics in CloudWatch's embedded metric format
+ * (allowed / denied / rate-limited / unauthenticated, KMS or store errors), so the dashboard and
+ * alarms of lib/observability.ts count requests at no extra cost.
  */
 export const TELEMETRY_LOG_MARKER = 'keygateTelemetry';
 
@@ -22,7 +26,12 @@ export function createLogTelemetrySink(
     emit(record: TelemetryRecord) {
       stats.emitted++;
       try {
-        write(`${JSON.stringify({ [TELEMETRY_LOG_MARKER]: 1, record: bounded(record) })}\n`);
+        const safe = bounded(record);
+        const metrics = embeddedMetricFields(
+          requestMetrics(safe),
+          Date.parse(safe.processedAt) || Date.now(),
+        );
+        write(`${JSON.stringify({ ...metrics, [TELEMETRY_LOG_MARKER]: 1, record: safe })}\n`);
         stats.delivered++;
       } catch {
         stats.dropped++;

@@ -39,4 +39,6 @@ export interface TelemetryRecord {
   bytes: { in: number; out: number };
   sourceIp?: string;
   userAgent?: string;
+  /** On a 503: which dependency failed (the consumer is told only "unavailable"). */
+  failedDependency?: 'store' | 'kms';
 }

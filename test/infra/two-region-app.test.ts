@@ -104,7 +104,7 @@ describe('two-region app', () => {
       const code = readFileSync(file, 'utf8');
       // Minified (names mangled, long lines), and no import of the SDK left for the runtime to supply.
       expect(code).not.toContain('export const handler');
-      expect(code).toMatch(/export\s*\{\s*\w+ as handler\s*\}/);
+      expect(code).toMatch(/export\s*\{\s*[\w$]+ as handler\s*\}/);
       expect(code.length / code.split('\n').length).toBeGreaterThan(150);
       expect(code).not.toMatch(/from\s*["']@aws-sdk\//);
       // signature-v4-crt / signature-v4a are the SDK's optional SigV4a signers, required inside a

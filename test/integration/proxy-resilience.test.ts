@@ -3,6 +3,7 @@ import type { KMSClient } from '@aws-sdk/client-kms';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createKmsClient } from '../../lambdas/crypto/kms-client.ts';
+import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
@@ -26,11 +27,17 @@ const fronts: HttpFront[] = [];
 const servers: Server[] = [];
 const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
+let lastOutcome: ProxyOutcome | undefined;
 async function front(deps: Deps = stack.deps, options: ProxyHandlerOptions = {}): Promise<string> {
   const f = await startHttpFront({
     port: 0,
     functionName: 'keygate-proxy-test',
-    handler: createProxyHandler(deps, options) as unknown as LambdaHttpHandler,
+    handler: createProxyHandler(deps, {
+      onOutcome: (o) => {
+        lastOutcome = o;
+      },
+      ...options,
+    }) as unknown as LambdaHttpHandler,
   });
   fronts.push(f);
   return f.url;
@@ -96,7 +103,11 @@ const inventory = (extra: Partial<Parameters<typeof writeSnapshot>[1]> = {}) =>
   });
 
 describe('fail closed: store and KMS faults are a 503, never a forwarded call', () => {
-  const expect503 = async (url: string, p: { proxyId: string; proxyKey: string }) => {
+  const expect503 = async (
+    url: string,
+    p: { proxyId: string; proxyKey: string },
+    failedDependency: 'store' | 'kms',
+  ) => {
     const res = await send(url, {
       path: `/api/${p.proxyId}/v2/inventory/1`,
       headers: { authorization: p.proxyKey },
@@ -105,6 +116,8 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
     expect(res.headers['keygate-proxy-code']).toBe('proxy-dependency-unavailable');
     expect(res.headers['keygate-request-id']).toBeDefined();
     expect(res.json().code).toBe('proxy-dependency-unavailable');
+    // Same answer for both; the outcome (→ KmsErrors / StoreErrors metrics) names the culprit.
+    expect(lastOutcome?.failedDependency).toBe(failedDependency);
   };
 
   it('DynamoDB unreachable (closed port)', async () => {
@@ -115,7 +128,7 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
       credentials,
       maxAttempts: 1,
     });
-    await expect503(await front(withCell({ ddb })), p);
+    await expect503(await front(withCell({ ddb })), p, 'store');
     ddb.destroy();
     expect(upstream.received).toHaveLength(0);
   });
@@ -130,7 +143,7 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
       maxAttempts: 1,
       requestTimeoutMs: 200,
     });
-    await expect503(await front(withCell({ ddb }), { dependencyTimeoutMs: 300 }), p);
+    await expect503(await front(withCell({ ddb }), { dependencyTimeoutMs: 300 }), p, 'store');
     ddb.destroy();
     expect(upstream.received).toHaveLength(0);
   });
@@ -138,7 +151,7 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
   it('DynamoDB throttling', async () => {
     const p = await inventory();
     const ddb = { send: async () => Promise.reject(awsError('ProvisionedThroughputExceededException')) };
-    await expect503(await front(withCell({ ddb: ddb as unknown as DynamoDBDocumentClient })), p);
+    await expect503(await front(withCell({ ddb: ddb as unknown as DynamoDBDocumentClient })), p, 'store');
     expect(upstream.received).toHaveLength(0);
   });
 
@@ -152,8 +165,8 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
           : real.send(command as never),
     };
     const url = await front(withCell({ ddb: ddb as unknown as DynamoDBDocumentClient }));
-    await expect503(url, p);
-    await expect503(url, p);
+    await expect503(url, p, 'store');
+    await expect503(url, p, 'store');
     expect(upstream.received).toHaveLength(0);
   });
 
@@ -165,7 +178,7 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
       credentials,
       maxAttempts: 1,
     });
-    await expect503(await front(withCell({ kms })), p);
+    await expect503(await front(withCell({ kms })), p, 'kms');
     kms.destroy();
     expect(upstream.received).toHaveLength(0);
   });
@@ -173,7 +186,7 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
   it('KMS throttling', async () => {
     const p = await inventory();
     const kms = { send: async () => Promise.reject(awsError('ThrottlingException')) };
-    await expect503(await front(withCell({ kms: kms as unknown as KMSClient })), p);
+    await expect503(await front(withCell({ kms: kms as unknown as KMSClient })), p, 'kms');
     expect(upstream.received).toHaveLength(0);
   });
 

@@ -71,6 +71,26 @@ describe('telemetry log route (Lambda proxy → CloudWatch Logs → Kinesis → 
     expect(sink.stats()).toMatchObject({ emitted: 1, delivered: 1, dropped: 0 });
   });
 
+  it('carries the request metrics in embedded metric format on the same line', () => {
+    const lines: string[] = [];
+    const sink = createLogTelemetrySink((l) => lines.push(l));
+    sink.emit(makeRecord({ decision: 'denied', status: 403 }));
+    sink.emit(makeRecord({ decision: 'error', status: 503, failedDependency: 'kms' }));
+    sink.emit(makeRecord({ decision: 'error', status: 502 }));
+    const [denied, kms, other] = lines.map((l) => JSON.parse(l));
+    expect(denied._aws.CloudWatchMetrics).toEqual([
+      {
+        Namespace: 'keygate',
+        Dimensions: [['service']],
+        Metrics: [{ Name: 'ProxyRequestsDenied', Unit: 'Count' }],
+      },
+    ]);
+    expect(denied).toMatchObject({ service: 'keygate', ProxyRequestsDenied: 1, keygateTelemetry: 1 });
+    expect(kms).toMatchObject({ KmsErrors: 1 });
+    expect(kms._aws.CloudWatchMetrics[0].Metrics).toEqual([{ Name: 'KmsErrors', Unit: 'Count' }]);
+    expect(other._aws).toBeUndefined();
+  });
+
   it('reads plain and JSON-wrapped lines and ignores control messages and other lines', () => {
     const line = JSON.stringify({ keygateTelemetry: 1, record: { requestId: 'x' } });
     const wrapped = JSON.stringify({ timestamp: 't', level: 'INFO', message: line });

@@ -8,7 +8,7 @@ import {
   isExpired,
   presentedSecret,
 } from '../../lambdas/data-plane/authenticate-consumer.ts';
-import { withDeadline } from '../../lambdas/data-plane/deadline.ts';
+import { dependencyOf, withDeadline } from '../../lambdas/data-plane/deadline.ts';
 import {
   cleanConsumerHeaders,
   cleanUpstreamHeaders,
@@ -169,7 +169,16 @@ describe('withDeadline', () => {
   it('turns a hung dependency into a dependency error', async () => {
     const error = await withDeadline(new Promise(() => undefined), 20, 'the store').catch((e) => e);
     expect(isAwsDependencyError(error)).toBe(true);
-    await expect(withDeadline(Promise.resolve(1), 20, 'x')).resolves.toBe(1);
+    expect(dependencyOf(error)).toBe('the store');
+    await expect(withDeadline(Promise.resolve(1), 20, 'KMS')).resolves.toBe(1);
+  });
+
+  it('names the dependency whose call failed, for the KmsErrors / StoreErrors metrics', async () => {
+    const throttled = Object.assign(new Error('slow down'), { name: 'ThrottlingException' });
+    const error = await withDeadline(Promise.reject(throttled), 1000, 'KMS').catch((e) => e);
+    expect(error).toBe(throttled);
+    expect(dependencyOf(error)).toBe('KMS');
+    expect(dependencyOf(new Error('elsewhere'))).toBeUndefined();
   });
 });
 

@@ -1,0 +1,53 @@
+import type { TelemetryRecord } from './record.ts';
+
+/**
+ * keygate's own CloudWatch metrics: namespace `keygate`, dimension `service=keygate`. The CDK
+ * dashboard and alarms (lib/observability.ts) read exactly these names.
+ */
+export const PRODUCT_METRICS = {
+  namespace: 'keygate',
+  dimensions: { service: 'keygate' },
+  allowed: 'ProxyRequestsAllowed',
+  denied: 'ProxyRequestsDenied',
+  rateLimited: 'ProxyRequestsRateLimited',
+  unauthenticated: 'ProxyRequestsUnauthenticated',
+  kmsErrors: 'KmsErrors',
+  storeErrors: 'StoreErrors',
+  telemetryUndelivered: 'TelemetryRecordsUndelivered',
+  telemetrySkipped: 'TelemetryRecordsSkipped',
+  anomalyFlags: 'AnomalyFlags',
+} as const;
+
+/** The per-request metrics one proxied request counts toward (each a count of 1). */
+export function requestMetrics(record: TelemetryRecord): string[] {
+  const names: string[] = [];
+  if (record.decision === 'allowed') names.push(PRODUCT_METRICS.allowed);
+  else if (record.decision === 'denied') names.push(PRODUCT_METRICS.denied);
+  else if (record.decision === 'rate_limited') names.push(PRODUCT_METRICS.rateLimited);
+  else if (record.decision === 'unauthenticated') names.push(PRODUCT_METRICS.unauthenticated);
+  if (record.failedDependency === 'kms') names.push(PRODUCT_METRICS.kmsErrors);
+  if (record.failedDependency === 'store') names.push(PRODUCT_METRICS.storeErrors);
+  return names;
+}
+
+/**
+ * CloudWatch embedded metric format fields for a log line: CloudWatch Logs extracts the metrics from
+ * the line itself, so counting costs the request nothing beyond the line it already writes.
+ */
+export function embeddedMetricFields(names: string[], timestamp: number): Record<string, unknown> {
+  if (names.length === 0) return {};
+  return {
+    _aws: {
+      Timestamp: timestamp,
+      CloudWatchMetrics: [
+        {
+          Namespace: PRODUCT_METRICS.namespace,
+          Dimensions: [Object.keys(PRODUCT_METRICS.dimensions)],
+          Metrics: names.map((Name) => ({ Name, Unit: 'Count' })),
+        },
+      ],
+    },
+    ...PRODUCT_METRICS.dimensions,
+    ...Object.fromEntries(names.map((n) => [n, 1])),
+  };
+}
