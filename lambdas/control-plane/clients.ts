@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Deps } from '../shared/deps.ts';
+import type { Deps, TableRef } from '../shared/deps.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from '../shared/errors.ts';
 import { keys } from '../storage/keys.ts';
 import {
@@ -191,7 +191,11 @@ export async function configureClient(
  */
 export async function deleteClient(deps: Deps, caller: Caller, clientId: string) {
   const client = await authorizeClient(deps, caller, clientId, 'owner');
-  for (const cell of Object.values(deps.cells)) {
+  // Locally every region (and the home table) is one table: visit each table once.
+  const distinct = <T extends TableRef>(tables: T[]) => [
+    ...new Map(tables.map((t) => [t.tableName, t])).values(),
+  ];
+  for (const cell of distinct(Object.values(deps.cells))) {
     const proxies = await queryPrefix<Item>(cell, keys.proxiesPrefix(clientId));
     await deleteItems(
       cell,
@@ -201,7 +205,7 @@ export async function deleteClient(deps: Deps, caller: Caller, clientId: string)
       ]),
     );
   }
-  for (const table of [...Object.values(deps.cells), deps.home]) {
+  for (const table of distinct<TableRef>([...Object.values(deps.cells), deps.home])) {
     const items = await queryPrefix<Item & { pk: string; sk: string }>(table, {
       pk: keys.client(clientId).pk,
     });
