@@ -130,6 +130,7 @@ export const coreRoutes: Route[] = [
     tag: 'telemetry',
     summary:
       'Request log of a proxy, newest first (processedAfter, processedBefore ISO 8601; limit ≤ 1000; nextToken)',
+    query: telemetry.requestsQuerySchema,
     handle: ({ deps, caller, params, query }) =>
       telemetry.listRequests(deps, caller, params.clientId!, params.proxyId!, query),
   }),
@@ -146,6 +147,7 @@ export const coreRoutes: Route[] = [
     path: '/clients/{clientId}/telemetry',
     tag: 'telemetry',
     summary: 'Telemetry buckets of a client, newest first (interval=minute|hour|day, limit)',
+    query: telemetry.telemetryQuerySchema,
     handle: ({ deps, caller, params, query }) =>
       telemetry.clientTelemetry(deps, caller, params.clientId!, query),
   }),
@@ -155,6 +157,7 @@ export const coreRoutes: Route[] = [
     tag: 'telemetry',
     summary:
       'Telemetry buckets of a proxy with anomaly flags, newest first (interval=minute|hour|day, limit)',
+    query: telemetry.telemetryQuerySchema,
     handle: ({ deps, caller, params, query }) =>
       telemetry.proxyTelemetry(deps, caller, params.clientId!, params.proxyId!, query),
   }),

@@ -5,12 +5,26 @@ import type { Route } from './router.ts';
 export function buildOpenApi(routes: Route[]) {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
-    const params = [...r.path.matchAll(/\{([^}]+)\}/g)].map((m) => ({
+    const params: Array<Record<string, unknown>> = [...r.path.matchAll(/\{([^}]+)\}/g)].map((m) => ({
       name: m[1],
       in: 'path',
       required: true,
       schema: { type: 'string' },
     }));
+    if (r.query) {
+      const schema = z.toJSONSchema(r.query, { target: 'draft-2020-12', io: 'input' }) as {
+        properties?: Record<string, unknown>;
+        required?: string[];
+      };
+      for (const [name, property] of Object.entries(schema.properties ?? {})) {
+        params.push({
+          name,
+          in: 'query',
+          required: schema.required?.includes(name) ?? false,
+          schema: property,
+        });
+      }
+    }
     const status = String(r.status ?? 200);
     const operation: Record<string, unknown> = {
       summary: r.summary,

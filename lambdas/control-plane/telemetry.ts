@@ -57,7 +57,7 @@ const limitParam = (max: number) =>
     .transform(Number)
     .pipe(z.number().int().min(1).max(max));
 
-const requestsQuerySchema = z.strictObject({
+export const requestsQuerySchema = z.strictObject({
   processedAfter: isoTime.optional(),
   processedBefore: isoTime.optional(),
   limit: limitParam(1000).optional(),
@@ -104,9 +104,8 @@ export async function listRequests(
   caller: Caller,
   clientId: string,
   proxyId: string,
-  rawQuery: Record<string, string | undefined>,
+  q: z.infer<typeof requestsQuerySchema>,
 ) {
-  const q = validate(requestsQuerySchema, rawQuery, 'query');
   await authorizeClient(deps, caller, clientId, 'user');
   const table = await proxyTable(deps, clientId, proxyId);
   const now = deps.now();
@@ -216,10 +215,12 @@ export async function getRequest(
 const DEFAULT_BUCKETS: Record<Interval, number> = { minute: 60, hour: 24, day: 30 };
 const MAX_BUCKETS: Record<Interval, number> = { minute: 1440, hour: 840, day: 400 };
 
-const telemetryQuerySchema = z.strictObject({
+export const telemetryQuerySchema = z.strictObject({
   interval: z.enum(['minute', 'hour', 'day']).optional(),
   limit: limitParam(1440).optional(),
 });
+
+type TelemetryQuery = z.infer<typeof telemetryQuerySchema>;
 
 /** Bucket items of a series between two bucket starts (inclusive), summed across tables. */
 async function readSeries(tables: TableRef[], pk: string, first: string, last: string) {
@@ -251,8 +252,7 @@ async function readSeries(tables: TableRef[], pk: string, first: string, last: s
   return byStart;
 }
 
-function parseTelemetryQuery(rawQuery: Record<string, string | undefined>) {
-  const q = validate(telemetryQuerySchema, rawQuery, 'query');
+function parseTelemetryQuery(q: TelemetryQuery) {
   const interval: Interval = q.interval ?? 'hour';
   const limit = q.limit ?? DEFAULT_BUCKETS[interval];
   if (limit > MAX_BUCKETS[interval])
@@ -306,13 +306,8 @@ const MAX_PROXIES_FLAGGED = 50;
  * Telemetry of a client: every proxy of it, all cells, newest bucket first. Each bucket lists the
  * anomaly flags of the client's proxies (each judged against its own baseline), with the proxyId.
  */
-export async function clientTelemetry(
-  deps: Deps,
-  caller: Caller,
-  clientId: string,
-  rawQuery: Record<string, string | undefined>,
-) {
-  const { interval, limit } = parseTelemetryQuery(rawQuery);
+export async function clientTelemetry(deps: Deps, caller: Caller, clientId: string, query: TelemetryQuery) {
+  const { interval, limit } = parseTelemetryQuery(query);
   await authorizeClient(deps, caller, clientId, 'user');
   const range = starts(deps.now(), interval, limit);
   const tables = cellTables(deps);
@@ -358,9 +353,9 @@ export async function proxyTelemetry(
   caller: Caller,
   clientId: string,
   proxyId: string,
-  rawQuery: Record<string, string | undefined>,
+  query: TelemetryQuery,
 ) {
-  const { interval, limit } = parseTelemetryQuery(rawQuery);
+  const { interval, limit } = parseTelemetryQuery(query);
   await authorizeClient(deps, caller, clientId, 'user');
   const table = await proxyTable(deps, clientId, proxyId);
   const { views, flags } = await proxyFlags(table, proxyId, interval, starts(deps.now(), interval, limit));
