@@ -2,7 +2,6 @@ import { QueryCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import type { Deps, TableRef } from '../shared/deps.ts';
 import { BadRequestError, NotFoundError } from '../shared/errors.ts';
-import { validate } from '../shared/http.ts';
 import { type Interval, keys } from '../storage/keys.ts';
 import { getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
 import { BASELINE_BUCKETS, type BucketCounts, detectAnomalies } from '../telemetry/anomalies.ts';
