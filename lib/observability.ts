@@ -49,6 +49,21 @@ export const LOG_METRICS = {
     },
     { metricName: PRODUCT_METRICS.telemetrySkipped, messages: ['telemetry record skipped'], value: '1' },
   ],
+  // lambdas/shared/http.ts: one 'dependency unavailable' line per 503, naming the dependency.
+  coreApi: [
+    {
+      metricName: PRODUCT_METRICS.kmsErrors,
+      messages: ['dependency unavailable'],
+      value: '1',
+      dependency: 'kms',
+    },
+    {
+      metricName: PRODUCT_METRICS.storeErrors,
+      messages: ['dependency unavailable'],
+      value: '1',
+      dependency: 'store',
+    },
+  ],
 } as const;
 
 /** Alarm thresholds; the defaults suit a small deployment, context values override them. */
@@ -107,6 +122,7 @@ export class Observability extends Construct {
     const { proxy, telemetry, table, coreApi, thresholds } = props;
     this.addLogMetrics('Proxy', proxy.fn, LOG_METRICS.proxy);
     this.addLogMetrics('Aggregator', telemetry.aggregator, LOG_METRICS.aggregator);
+    if (coreApi) this.addLogMetrics('CoreApi', coreApi.fn, LOG_METRICS.coreApi);
     const api = proxy.gateway.api;
     const count = api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' });
     const serverErrors = api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' });
@@ -268,14 +284,22 @@ export class Observability extends Construct {
   private addLogMetrics(
     prefix: string,
     fn: KeygateFunction,
-    metrics: readonly { metricName: string; messages: readonly string[]; value: string }[],
+    metrics: readonly {
+      metricName: string;
+      messages: readonly string[];
+      value: string;
+      dependency?: string;
+    }[],
   ): void {
     for (const m of metrics) {
+      const message = logs.FilterPattern.any(
+        ...m.messages.map((text) => logs.FilterPattern.stringValue('$.message', '=', text)),
+      );
       new logs.MetricFilter(this, `${prefix}${m.metricName}`, {
         logGroup: fn.logGroup,
-        filterPattern: logs.FilterPattern.any(
-          ...m.messages.map((text) => logs.FilterPattern.stringValue('$.message', '=', text)),
-        ),
+        filterPattern: m.dependency
+          ? logs.FilterPattern.all(message, logs.FilterPattern.stringValue('$.dependency', '=', m.dependency))
+          : message,
         metricNamespace: PRODUCT_METRICS.namespace,
         metricName: m.metricName,
         metricValue: m.value,

@@ -4,7 +4,12 @@ import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../c
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
-import { ConflictError, NotFoundError } from '../shared/errors.ts';
+import {
+  ConflictError,
+  DependencyUnavailableError,
+  isAwsDependencyError,
+  NotFoundError,
+} from '../shared/errors.ts';
 import { validate } from '../shared/http.ts';
 import type { CredentialItem, ProxyItem } from '../storage/items.ts';
 import { keys } from '../storage/keys.ts';
@@ -63,6 +68,16 @@ function checkExpiry(deps: Deps, expiresAt: string | null | undefined) {
 }
 
 /** The hint reads show: type, readable prefix and last four characters (long secrets only). */
+/** Seals under the cell's key; a KMS failure is a 503 that names KMS (the KmsErrors metric). */
+async function sealWithKms(cell: Cell, plaintext: string, context: Record<string, string>) {
+  try {
+    return await sealSecret(cell.kms, cell.kmsKeyId, plaintext, context);
+  } catch (error) {
+    if (isAwsDependencyError(error)) throw new DependencyUnavailableError('kms', error);
+    throw error;
+  }
+}
+
 function hintOf(type: string, secret?: string): CredentialItem['credentialSecretHint'] {
   if (!secret || secret.length < 20) return { type };
   const prefix = readablePrefix(secret);
@@ -133,7 +148,7 @@ async function prepareSecret(
       return {
         settings: { jwksUrl: normalizedJwks, issuer: str('issuer'), audience: str('audience') },
         hint: { type },
-        sealed: shared ? await sealSecret(cell.kms, cell.kmsKeyId, shared, context) : undefined,
+        sealed: shared ? await sealWithKms(cell, shared, context) : undefined,
       };
     }
     for (const k of ['headerName', 'queryParam'])
@@ -213,7 +228,7 @@ async function prepareSecret(
   return {
     settings,
     hint,
-    sealed: await sealSecret(cell.kms, cell.kmsKeyId, JSON.stringify(sealedValue), context),
+    sealed: await sealWithKms(cell, JSON.stringify(sealedValue), context),
   };
 }
 

@@ -1,6 +1,12 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { z } from 'zod';
-import { isAwsDependencyError, KeygateError, PayloadTooLargeError, ValidationError } from './errors.ts';
+import {
+  DependencyUnavailableError,
+  isAwsDependencyError,
+  KeygateError,
+  PayloadTooLargeError,
+  ValidationError,
+} from './errors.ts';
 import { logger } from './logger.ts';
 
 /** The API Gateway HTTP API (payload 2.0) event, which Lambda function URLs deliver too. */
@@ -65,14 +71,8 @@ export function errorToResult(error: unknown, requestId: string): HttpResult {
   let known: KeygateError | undefined;
   if (error instanceof KeygateError) known = error;
   else if (isAwsDependencyError(error)) {
-    known = new KeygateError(
-      503,
-      'service_unavailable',
-      'A backing service is unavailable; try again later',
-      {
-        cause: error,
-      },
-    );
+    // Everything the Core API calls directly is DynamoDB; KMS calls are wrapped where they are made.
+    known = new DependencyUnavailableError('store', error);
   } else if (isExposedHttpError(error)) {
     known = new KeygateError(
       error.statusCode,
@@ -80,7 +80,15 @@ export function errorToResult(error: unknown, requestId: string): HttpResult {
       error.message,
     );
   }
-  if (!known || known.statusCode >= 500) {
+  if (known?.statusCode === 503) {
+    // One line per failed dependency call: the KmsErrors / StoreErrors metrics count these.
+    const dependency = (known.details as { dependency?: string } | undefined)?.dependency ?? 'store';
+    logger.error('dependency unavailable', {
+      requestId,
+      dependency,
+      errorName: (known.cause as Error)?.name,
+    });
+  } else if (!known || known.statusCode >= 500) {
     logger.error('request failed', {
       requestId,
       errorName: (error as Error)?.name,

@@ -415,20 +415,34 @@ describe('observability', () => {
     const sources = {
       proxy: readFileSync(new URL('../../lambdas/telemetry/emitter.ts', import.meta.url), 'utf8'),
       aggregator: readFileSync(new URL('../../lambdas/telemetry/aggregator.ts', import.meta.url), 'utf8'),
+      coreApi: readFileSync(new URL('../../lambdas/shared/http.ts', import.meta.url), 'utf8'),
+    };
+    const logGroupPrefix = {
+      proxy: 'ProxyFunctionLogs',
+      aggregator: 'TelemetryAggregatorLogs',
+      coreApi: 'CoreApiFunctionLogs',
     };
     const filters = resourcesOf(template, 'AWS::Logs::MetricFilter').map(([, f]) => f.Properties);
     for (const [fn, metrics] of Object.entries(LOG_METRICS)) {
-      for (const m of metrics) {
+      const prefix = new RegExp(`^${logGroupPrefix[fn as keyof typeof logGroupPrefix]}`);
+      for (const m of metrics as readonly {
+        metricName: string;
+        messages: readonly string[];
+        value: string;
+        dependency?: string;
+      }[]) {
         for (const text of m.messages) expect(sources[fn as keyof typeof sources]).toContain(`'${text}'`);
-        const filter = filters.find((f) => f.MetricTransformations[0].MetricName === m.metricName);
+        const filter = filters.find(
+          (f) => f.MetricTransformations[0].MetricName === m.metricName && prefix.test(f.LogGroupName.Ref),
+        );
+        expect(filter).toBeDefined();
         expect(filter.MetricTransformations[0]).toMatchObject({
           MetricNamespace: 'keygate',
           MetricValue: m.value,
           Dimensions: [{ Key: 'service', Value: '$.service' }],
         });
         for (const text of m.messages) expect(filter.FilterPattern).toContain(`$.message = "${text}"`);
-        const logGroupPrefix = fn === 'proxy' ? 'ProxyFunctionLogs' : 'TelemetryAggregatorLogs';
-        expect(filter.LogGroupName.Ref).toMatch(new RegExp(`^${logGroupPrefix}`));
+        if (m.dependency) expect(filter.FilterPattern).toContain(`$.dependency = "${m.dependency}"`);
       }
     }
   });

@@ -305,8 +305,9 @@ describe('reference walk-through', () => {
     });
     expect(res.status).toBe(503);
     expect(res.body.code).toBe('service_unavailable');
-    // The capture works: the failure was logged.
-    expect(logged).toContain('request failed');
+    // The capture works: the failure was logged, naming KMS (the KmsErrors metric counts it).
+    const line = logged.split('\n').find((l) => l.includes('"dependency unavailable"'));
+    expect(JSON.parse(line!)).toMatchObject({ level: 'ERROR', dependency: 'kms' });
   });
 
   it('no secret appears in any answer after creation or in any log line', () => {

@@ -39,3 +39,35 @@ describe('AWS clients against a dependency that accepts and never answers', () =
     expect(errorToResult(error, 'r1')).toMatchObject({ statusCode: 503 });
   });
 });
+
+describe('Core API answers when a dependency fails', () => {
+  it('names the store in its one log line (StoreErrors) and answers a bare 503', () => {
+    const lines: string[] = [];
+    const original = { out: process.stdout.write, err: process.stderr.write };
+    const capture = ((chunk: unknown) => {
+      lines.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    process.stdout.write = capture;
+    process.stderr.write = capture;
+    let result: ReturnType<typeof errorToResult>;
+    try {
+      const throttled = Object.assign(new Error('Rate exceeded'), {
+        name: 'ProvisionedThroughputExceededException',
+        $metadata: { httpStatusCode: 400 },
+      });
+      result = errorToResult(throttled, 'r2');
+    } finally {
+      process.stdout.write = original.out;
+      process.stderr.write = original.err;
+    }
+    expect(result.statusCode).toBe(503);
+    expect(JSON.parse(result.body!)).toEqual({
+      message: 'A backing service is unavailable; try again later',
+      code: 'service_unavailable',
+      requestId: 'r2',
+    });
+    const line = JSON.parse(lines.find((l) => l.includes('dependency unavailable'))!);
+    expect(line).toMatchObject({ dependency: 'store', errorName: 'ProvisionedThroughputExceededException' });
+  });
+});
