@@ -4,10 +4,24 @@ import type { AddressInfo } from 'node:net';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { sealSecret } from '../../lambdas/crypto/envelope.ts';
 import { generateSecret, hashSecret } from '../../lambdas/crypto/secrets.ts';
+import { createProxyHandler, type ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
 import type { Effect, Rule } from '../../lambdas/rules/types.ts';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { keys } from '../../lambdas/storage/keys.ts';
 import type { ProxyCredentialView, ProxySnapshot } from '../../lambdas/storage/snapshot-types.ts';
+import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../local/http-front.ts';
+
+/**
+ * Another proxy front over the given dependencies, with its own handler options (faulty clients,
+ * outcome capture, deadlines); the caller keeps it and closes it after the test.
+ */
+export function startProxyFront(deps: Deps, options: ProxyHandlerOptions = {}): Promise<HttpFront> {
+  return startHttpFront({
+    port: 0,
+    functionName: 'keygate-proxy-test',
+    handler: createProxyHandler(deps, options) as unknown as LambdaHttpHandler,
+  });
+}
 
 /**
  * Writes proxy snapshots straight into the cell table, as the Core API's snapshot writer does:

@@ -4,8 +4,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/glo
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { sealSecret } from '../../lambdas/crypto/envelope.ts';
 import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
-import { createProxyHandler, type ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
-import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../local/http-front.ts';
+import type { ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
+import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import {
   INVENTORY_RULE,
@@ -13,6 +13,7 @@ import {
   type RecordingUpstream,
   randomId,
   send,
+  startProxyFront,
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
@@ -23,11 +24,7 @@ const fronts: HttpFront[] = [];
 const servers: Server[] = [];
 
 async function front(options: ProxyHandlerOptions = {}): Promise<string> {
-  const f = await startHttpFront({
-    port: 0,
-    functionName: 'keygate-proxy-test',
-    handler: createProxyHandler(stack.deps, options) as unknown as LambdaHttpHandler,
-  });
+  const f = await startProxyFront(stack.deps, options);
   fronts.push(f);
   return f.url;
 }

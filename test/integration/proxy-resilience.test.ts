@@ -4,10 +4,10 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createKmsClient } from '../../lambdas/crypto/kms-client.ts';
 import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
-import { createProxyHandler, type ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
+import type { ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
-import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../local/http-front.ts';
+import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import {
   buildSnapshot,
@@ -17,6 +17,7 @@ import {
   REGION,
   type RecordingUpstream,
   send,
+  startProxyFront,
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
@@ -29,15 +30,11 @@ const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 let lastOutcome: ProxyOutcome | undefined;
 async function front(deps: Deps = stack.deps, options: ProxyHandlerOptions = {}): Promise<string> {
-  const f = await startHttpFront({
-    port: 0,
-    functionName: 'keygate-proxy-test',
-    handler: createProxyHandler(deps, {
-      onOutcome: (o) => {
-        lastOutcome = o;
-      },
-      ...options,
-    }) as unknown as LambdaHttpHandler,
+  const f = await startProxyFront(deps, {
+    onOutcome: (o) => {
+      lastOutcome = o;
+    },
+    ...options,
   });
   fronts.push(f);
   return f.url;

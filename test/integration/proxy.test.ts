@@ -4,13 +4,14 @@ import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { REQUEST_ID_PATTERN } from '../../lambdas/telemetry/request-id.ts';
-import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../local/http-front.ts';
+import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import {
   INVENTORY_RULE,
   type RecordingUpstream,
   send,
   sendRaw,
+  startProxyFront,
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
@@ -24,11 +25,7 @@ const extraFronts: HttpFront[] = [];
 
 /** Another proxy front over the same store, with its own handler options or dependencies. */
 async function front(options: ProxyHandlerOptions = {}, deps: Deps = stack.deps): Promise<string> {
-  const f = await startHttpFront({
-    port: 0,
-    functionName: 'keygate-proxy-test',
-    handler: createProxyHandler(deps, options) as unknown as LambdaHttpHandler,
-  });
+  const f = await startProxyFront(deps, options);
   extraFronts.push(f);
   return f.url;
 }
