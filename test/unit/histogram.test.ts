@@ -25,7 +25,7 @@ describe('log-linear latency histogram', () => {
   it('puts every value inside its bucket', () => {
     fc.assert(
       fc.property(fc.double({ min: 0, max: 3_000_000, noNaN: true }), (ms) => {
-        const us = Math.round(ms * 1000);
+        const us = ms * 1000;
         const [lo, hi] = bucketBoundsMicros(bucketIndex(ms));
         expect(us).toBeGreaterThanOrEqual(lo);
         expect(us).toBeLessThan(hi);
@@ -64,6 +64,9 @@ describe('log-linear latency histogram', () => {
           expect(Math.abs(read - exact)).toBeLessThanOrEqual(Math.max(0.001, exact * 0.035));
         },
       ),
+      // Found by CI: 63.5 µs was rounded up to 64 µs, the bottom of the next bucket, then read
+      // back at that bucket's midpoint (66 µs), 3.9% off. Values are truncated now.
+      { numRuns: 1000, examples: [[[0.0635], 0.5]] },
     );
   });
 
