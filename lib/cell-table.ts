@@ -101,8 +101,9 @@ export class CellTable extends Construct {
   grantAggregatorAccess(fn: KeygateFunction): void {
     this.grantLeadingKeys(
       fn,
-      ['REQLOG#*', 'TELEMETRY#*', 'PROXYOWNER#*', 'PROXYPATH#*'],
-      ['dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem'],
+      ['REQLOG#*', 'TELEMETRY#*', 'PROXYOWNER#*', 'PROXYPATH#*', 'ANOMALY#*'],
+      // Query: the minute buckets a proxy is judged on for the AnomalyFlags metric.
+      ['dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem', 'dynamodb:Query'],
     );
     grantKeyViaService(fn, this.region, 'dynamodb', KEY_WRITE, this.key);
   }

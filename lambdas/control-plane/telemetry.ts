@@ -4,14 +4,14 @@ import type { Deps, TableRef } from '../shared/deps.ts';
 import { BadRequestError, NotFoundError } from '../shared/errors.ts';
 import { type Interval, keys } from '../storage/keys.ts';
 import { getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
-import { BASELINE_BUCKETS, type BucketCounts, detectAnomalies } from '../telemetry/anomalies.ts';
+import { bucketStarts, judgeProxy, readSeries } from '../telemetry/proxy-anomalies.ts';
 import {
   REQUEST_ID_PATTERN,
   requestIdLowerBound,
   requestIdTime,
   requestIdUpperBound,
 } from '../telemetry/request-id.ts';
-import { bucketStart, bucketView, INTERVAL_MS } from '../telemetry/rollup.ts';
+import { bucketView } from '../telemetry/rollup.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
 
@@ -221,36 +221,6 @@ export const telemetryQuerySchema = z.strictObject({
 
 type TelemetryQuery = z.infer<typeof telemetryQuerySchema>;
 
-/** Bucket items of a series between two bucket starts (inclusive), summed across tables. */
-async function readSeries(tables: TableRef[], pk: string, first: string, last: string) {
-  const byStart = new Map<string, Record<string, unknown>>();
-  for (const table of tables) {
-    let startKey: Record<string, unknown> | undefined;
-    do {
-      const out = await table.ddb.send(
-        new QueryCommand({
-          TableName: table.tableName,
-          KeyConditionExpression: 'pk = :pk AND sk BETWEEN :a AND :b',
-          ExpressionAttributeValues: { ':pk': pk, ':a': first, ':b': last },
-          ConsistentRead: true,
-          ExclusiveStartKey: startKey,
-        }),
-      );
-      for (const item of out.Items ?? []) {
-        const sk = String(item.sk);
-        const merged = byStart.get(sk) ?? {};
-        // Every stored number is a sum, so buckets of several cells merge by addition.
-        for (const [k, v] of Object.entries(item)) {
-          if (typeof v === 'number' && k !== 'ttl') merged[k] = ((merged[k] as number) ?? 0) + v;
-        }
-        byStart.set(sk, merged);
-      }
-      startKey = out.LastEvaluatedKey;
-    } while (startKey);
-  }
-  return byStart;
-}
-
 function parseTelemetryQuery(q: TelemetryQuery) {
   const interval: Interval = q.interval ?? 'hour';
   const limit = q.limit ?? DEFAULT_BUCKETS[interval];
@@ -260,42 +230,6 @@ function parseTelemetryQuery(q: TelemetryQuery) {
       'validation_failed',
     );
   return { interval, limit };
-}
-
-function starts(now: Date, interval: Interval, count: number): string[] {
-  const last = Date.parse(bucketStart(now, interval));
-  return Array.from({ length: count }, (_, i) =>
-    bucketStart(last - (count - 1 - i) * INTERVAL_MS[interval], interval),
-  );
-}
-
-/** Anomaly flags of one proxy for the buckets `range` (oldest first), keyed by bucketStart. */
-async function proxyFlags(table: TableRef, proxyId: string, interval: Interval, range: string[]) {
-  const baseline = BASELINE_BUCKETS[interval];
-  const beforeFirst = new Date(Date.parse(range[0]!) - INTERVAL_MS[interval]);
-  const all = [...starts(beforeFirst, interval, baseline), ...range];
-  const [items, owner, paths] = await Promise.all([
-    readSeries([table], keys.telemetrySeries('PROXY', proxyId, interval).pk, all[0]!, all[all.length - 1]!),
-    getItem<{ firstSeenAt?: string }>(table, keys.proxyOwner(proxyId)),
-    queryPrefix<{ path: string; firstSeenAt: string }>(table, keys.proxyPaths(proxyId), { Limit: 5000 }),
-  ]);
-  const views = all.map((s) => bucketView(s, items.get(s)));
-  const flags = detectAnomalies({
-    interval,
-    series: views.map(
-      (v): BucketCounts => ({
-        bucketStart: v.bucketStart,
-        requests: v.requests,
-        denied: v.denied,
-        s4xx: v.status['4xx'],
-        s5xx: v.status['5xx'],
-      }),
-    ),
-    from: baseline,
-    proxyFirstSeenAt: owner?.firstSeenAt,
-    paths: paths.filter((p) => typeof p.firstSeenAt === 'string' && typeof p.path === 'string'),
-  });
-  return { views: views.slice(baseline), flags };
 }
 
 /** Proxies whose flags a client answer includes at most (each costs three reads). */
@@ -308,7 +242,7 @@ const MAX_PROXIES_FLAGGED = 50;
 export async function clientTelemetry(deps: Deps, caller: Caller, clientId: string, query: TelemetryQuery) {
   const { interval, limit } = parseTelemetryQuery(query);
   await authorizeClient(deps, caller, clientId, 'user');
-  const range = starts(deps.now(), interval, limit);
+  const range = bucketStarts(deps.now(), interval, limit);
   const tables = cellTables(deps);
   const [items, proxies] = await Promise.all([
     readSeries(
@@ -330,7 +264,7 @@ export async function clientTelemetry(deps: Deps, caller: Caller, clientId: stri
   const perProxy = await Promise.all(
     flagged.map(async (p) => ({
       proxyId: p.proxyId,
-      ...(await proxyFlags(p.table, p.proxyId, interval, range)),
+      ...(await judgeProxy(p.table, p.proxyId, interval, range)),
     })),
   );
   return {
@@ -357,7 +291,12 @@ export async function proxyTelemetry(
   const { interval, limit } = parseTelemetryQuery(query);
   await authorizeClient(deps, caller, clientId, 'user');
   const table = await proxyTable(deps, clientId, proxyId);
-  const { views, flags } = await proxyFlags(table, proxyId, interval, starts(deps.now(), interval, limit));
+  const { views, flags } = await judgeProxy(
+    table,
+    proxyId,
+    interval,
+    bucketStarts(deps.now(), interval, limit),
+  );
   return {
     clientId,
     proxyId,

@@ -37,6 +37,8 @@
  * 18. paths seen on a proxy              pk PROXYPATH#<proxyId>     sk <path template>      aggregator (if_not_exists firstSeenAt),
  *                                                                                         anomaly "first-seen path"
  * 19. local Kinesis poller checkpoints   pk CHECKPOINT#<stream>     sk <shardId>            local mode only (ESM stand-in)
+ * 20. anomaly flags raised               pk ANOMALY#<proxyId>       sk <interval>#<bucketStart>#<type>
+ *     aggregator (conditional put, ttl): each flag counts once in the AnomalyFlags metric
  */
 
 export type Key = { pk: string; sk: string };
@@ -102,6 +104,10 @@ export const keys = {
     sk: pathTemplate,
   }),
   proxyPaths: (proxyId: string) => ({ pk: `PROXYPATH#${proxyId}` }),
+  anomalyRaised: (proxyId: string, interval: Interval, bucketStart: string, type: string): Key => ({
+    pk: `ANOMALY#${proxyId}`,
+    sk: `${interval}#${bucketStart}#${type}`,
+  }),
   streamCheckpoint: (streamName: string, shardId: string): Key => ({
     pk: `CHECKPOINT#${streamName}`,
     sk: shardId,

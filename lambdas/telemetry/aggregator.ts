@@ -7,8 +7,11 @@ import type { Cell, Deps, TableRef } from '../shared/deps.ts';
 import { logger } from '../shared/logger.ts';
 import { type Interval, keys } from '../storage/keys.ts';
 import { isConditionFailure } from '../storage/table.ts';
+import type { Anomaly } from './anomalies.ts';
 import { recordsFromLogPayload } from './log-sink.ts';
 import { maskHeaders, maskPath, maskQuery } from './masking.ts';
+import { embeddedMetricFields, PRODUCT_METRICS } from './metrics.ts';
+import { bucketStarts, judgeProxy, type PathSeen } from './proxy-anomalies.ts';
 import type { TelemetryRecord } from './record.ts';
 import { REQUEST_ID_PATTERN, requestIdTime } from './request-id.ts';
 import {
@@ -18,6 +21,7 @@ import {
   type Delta,
   deltaAttributes,
   emptyDelta,
+  INTERVAL_MS,
   INTERVALS,
   pathTemplate,
 } from './rollup.ts';
@@ -107,6 +111,8 @@ export interface AggregateResult {
   poison: number;
   /** DynamoDB writes issued (log items + bucket updates + marker updates), for the benchmark. */
   writes: number;
+  /** Anomaly flags raised for the first time by this batch (each counted once in AnomalyFlags). */
+  flagged: number;
 }
 
 /** Module-scope caches (per Lambda container) so markers are written once per proxy/path and day. */
@@ -321,9 +327,18 @@ async function applyBucket(g: BucketGroup, counter: { writes: number }): Promise
   return false;
 }
 
-/** Upserts the proxy's owner marker and its first-seen paths (idempotent: if_not_exists). */
-async function writeMarkers(deps: Deps, items: Decoded[], counter: { writes: number }): Promise<Set<string>> {
+/**
+ * Upserts the proxy's owner marker and its first-seen paths (idempotent: if_not_exists). Answers
+ * the requestIds to redeliver and the paths this batch saw first (by `<table>|<proxyId>`): the path
+ * markers it created, known from their old value, so anomaly detection needs no scan of them.
+ */
+async function writeMarkers(
+  deps: Deps,
+  items: Decoded[],
+  counter: { writes: number },
+): Promise<{ failed: Set<string>; newPaths: Map<string, PathSeen[]> }> {
   const failed = new Set<string>();
+  const newPaths = new Map<string, PathSeen[]>();
   const jobs = new Map<string, { run: () => Promise<unknown>; requestIds: string[] }>();
   for (const d of items) {
     const r = d.record;
@@ -363,15 +378,22 @@ async function writeMarkers(deps: Deps, items: Decoded[], counter: { writes: num
             values[`:e${i}`] = v;
             sets.push(`#e${i} = :e${i}`);
           }
-          await d.cell.ddb.send(
+          const out = await d.cell.ddb.send(
             new UpdateCommand({
               TableName: d.cell.tableName,
               Key: key,
               UpdateExpression: `SET ${sets.join(', ')}`,
               ExpressionAttributeNames: names,
               ExpressionAttributeValues: values,
+              ReturnValues: 'ALL_OLD',
             }),
           );
+          if (extra.type === 'ProxyPath' && out.Attributes?.firstSeenAt === undefined) {
+            const proxyKey = `${d.cell.tableName}|${r.proxyId}`;
+            const list = newPaths.get(proxyKey) ?? [];
+            list.push({ path: extra.path, firstSeenAt: r.processedAt });
+            newPaths.set(proxyKey, list);
+          }
           rememberMarker(cacheKey);
         },
       });
@@ -385,7 +407,7 @@ async function writeMarkers(deps: Deps, items: Decoded[], counter: { writes: num
       for (const id of job.requestIds) failed.add(id);
     }
   });
-  return failed;
+  return { failed, newPaths };
 }
 
 async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>) {
@@ -455,7 +477,7 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
   for (const g of groups.values()) g.entries.sort((a, b) => (a.padded < b.padded ? -1 : 1));
 
   const failedIds = new Set<string>();
-  const [logFailures, markerFailures] = await Promise.all([
+  const [logFailures, markers] = await Promise.all([
     Promise.all([...byTable.values()].map(({ table, items }) => writeLog(deps, table, items, counter))),
     writeMarkers(deps, decoded, counter),
     runLimited([...groups.values()], BUCKET_CONCURRENCY, async (g) => {
@@ -463,9 +485,117 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
     }),
   ]);
   for (const s of logFailures) for (const id of s) failedIds.add(id);
-  for (const id of markerFailures) failedIds.add(id);
+  for (const id of markers.failed) failedIds.add(id);
+  const flagged = await raiseAnomalies(
+    deps,
+    decoded.filter((d) => !failedIds.has(d.record.requestId)),
+    markers.newPaths,
+    counter,
+  );
   const failed = new Set(decoded.filter((d) => failedIds.has(d.record.requestId)).map((d) => d.seq));
-  return { failed, poison, writes: counter.writes };
+  return { failed, poison, writes: counter.writes, flagged };
+}
+
+/** A batch judges at most this many of a proxy's latest minutes (a replay of old records, fewer). */
+const MAX_JUDGED_MINUTES = 10;
+
+/**
+ * The AnomalyFlags metric: after a batch is rolled up, each proxy it touched is judged, per minute
+ * bucket it touched, against its own baseline — the same detection the telemetry API shows
+ * (./proxy-anomalies.ts). A bucket is judged on what has arrived so far, so a spike is flagged while
+ * it happens; each flag (proxy, minute, type) is recorded once by a conditional write, and only a
+ * flag recorded for the first time is logged, with the metric in embedded metric format. So
+ * redelivered or replayed batches, later batches of the same minute and concurrent containers never
+ * count a flag twice. Costs per proxy and batch: one Query (31 minute buckets) and one GetItem.
+ * Best effort: a failure here is logged and never fails the batch — the records are already stored
+ * and counted, and the telemetry API judges from them whenever it is asked.
+ * A rate surge judged early in a minute (say the first 10 requests all fail) is counted even if the
+ * rest of the minute dilutes it below the threshold, which the API, judging the whole bucket, then
+ * no longer shows.
+ */
+async function raiseAnomalies(
+  deps: Deps,
+  applied: Decoded[],
+  newPaths: Map<string, PathSeen[]>,
+  counter: { writes: number },
+): Promise<number> {
+  const proxies = new Map<
+    string,
+    { table: TableRef; proxyId: string; clientId: string; minutes: Set<string> }
+  >();
+  for (const d of applied) {
+    const r = d.record;
+    if (!r.clientId) continue;
+    const key = `${d.cell.tableName}|${r.proxyId}`;
+    const entry = proxies.get(key) ?? {
+      table: d.cell,
+      proxyId: r.proxyId,
+      clientId: r.clientId,
+      minutes: new Set(),
+    };
+    entry.minutes.add(bucketStart(new Date(r.processedAt), 'minute'));
+    proxies.set(key, entry);
+  }
+  let flagged = 0;
+  await runLimited([...proxies.entries()], BUCKET_CONCURRENCY, async ([key, p]) => {
+    const minutes = [...p.minutes].sort();
+    const last = new Date(minutes[minutes.length - 1]!);
+    const span = (last.getTime() - Date.parse(minutes[0]!)) / INTERVAL_MS.minute + 1;
+    const range = bucketStarts(last, 'minute', Math.min(span, MAX_JUDGED_MINUTES));
+    try {
+      const { flags } = await judgeProxy(p.table, p.proxyId, 'minute', range, newPaths.get(key) ?? []);
+      for (const [start, list] of flags) {
+        if (!p.minutes.has(start)) continue;
+        for (const flag of list) {
+          if (await recordFlag(p.table, p.proxyId, start, flag, counter)) {
+            flagged++;
+            logger.info('anomaly flagged', {
+              ...embeddedMetricFields([PRODUCT_METRICS.anomalyFlags], deps.now().getTime()),
+              clientId: p.clientId,
+              proxyId: p.proxyId,
+              interval: 'minute',
+              bucketStart: start,
+              anomaly: flag,
+            });
+          }
+        }
+      }
+    } catch (error) {
+      logger.warn('anomaly check failed', { proxyId: p.proxyId, errorName: (error as Error).name });
+    }
+  });
+  return flagged;
+}
+
+/** Records a flag once; answers whether this call was the first to record it. */
+async function recordFlag(
+  table: TableRef,
+  proxyId: string,
+  start: string,
+  flag: Anomaly,
+  counter: { writes: number },
+): Promise<boolean> {
+  counter.writes++;
+  try {
+    await table.ddb.send(
+      new UpdateCommand({
+        TableName: table.tableName,
+        Key: keys.anomalyRaised(proxyId, 'minute', start, flag.type),
+        UpdateExpression: 'SET #t = :t, #r = :r, #ttl = :ttl',
+        ConditionExpression: 'attribute_not_exists(pk)',
+        ExpressionAttributeNames: { '#t': 'type', '#r': 'reason', '#ttl': 'ttl' },
+        ExpressionAttributeValues: {
+          ':t': 'AnomalyRaised',
+          ':r': flag.reason,
+          ':ttl': epochSeconds(new Date(start), 2),
+        },
+      }),
+    );
+    return true;
+  } catch (error) {
+    if (isConditionFailure(error)) return false;
+    throw error;
+  }
 }
 
 function bucketMeta(scope: string, id: string, interval: Interval, start: string, clientId: string) {

@@ -231,11 +231,14 @@ describe('least privilege', () => {
       'TELEMETRY#*',
       'PROXYOWNER#*',
       'PROXYPATH#*',
+      'ANOMALY#*',
     ]);
-    // BatchWriteCommand, UpdateCommand, GetCommand in lambdas/telemetry/aggregator.ts.
+    // BatchWriteCommand, UpdateCommand, GetCommand in lambdas/telemetry/aggregator.ts; QueryCommand
+    // in lambdas/telemetry/proxy-anomalies.ts (the buckets a proxy is judged on).
     expect(actionsOf(ddb[0]).sort()).toEqual([
       'dynamodb:BatchWriteItem',
       'dynamodb:GetItem',
+      'dynamodb:Query',
       'dynamodb:UpdateItem',
     ]);
     expect(aggregator.some((s) => s.Condition?.Null?.['kms:EncryptionContext:clientId'])).toBe(false);

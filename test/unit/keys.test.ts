@@ -41,6 +41,10 @@ describe('single-table key builders', () => {
     expect(keys.proxyOwner('p1')).toEqual({ pk: 'PROXYOWNER#p1', sk: 'OWNER' });
     expect(keys.proxyPath('p1', '/v2/items/{id}')).toEqual({ pk: 'PROXYPATH#p1', sk: '/v2/items/{id}' });
     expect(keys.proxyPaths('p1')).toEqual({ pk: 'PROXYPATH#p1' });
+    expect(keys.anomalyRaised('p1', 'minute', '2026-11-28T10:15:00.000Z', 'request_spike')).toEqual({
+      pk: 'ANOMALY#p1',
+      sk: 'minute#2026-11-28T10:15:00.000Z#request_spike',
+    });
     expect(keys.streamCheckpoint('s', 'shardId-000000000000')).toEqual({
       pk: 'CHECKPOINT#s',
       sk: 'shardId-000000000000',
