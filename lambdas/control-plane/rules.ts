@@ -146,11 +146,23 @@ export async function createRule(
     createdAt: now,
     updatedAt: now,
   };
-  await putItem(
-    parent.cell,
-    { ...keys.rule(clientId, parentType, parentId, item.ruleId), type: 'Rule', ...item },
-    { ifAbsent: true },
-  );
+  const key = keys.rule(clientId, parentType, parentId, item.ruleId);
+  await putItem(parent.cell, { ...key, type: 'Rule', ...item }, { ifAbsent: true });
+  // The count above may be stale: creates running side by side all saw room. Counted again after
+  // our own write (a consistent read), the last of them to count sees every write that preceded
+  // it, so a parent over the cap is always seen, and each create that sees it takes its own rule
+  // back. Never over the cap at rest, without a transaction; under a race at the cap, a create may
+  // be refused although another one also backed out (the 409 says to retry).
+  const after = await queryPrefix(parent.cell, keys.rulesPrefix(clientId, parentType, parentId));
+  if (after.length > MAX_RULES_PER_PARENT) {
+    await deleteItem(parent.cell, key);
+    // A concurrent create may have put our rule into a snapshot: rebuild from what is stored now.
+    await refresh(deps, clientId, parent);
+    throw new ConflictError(
+      `A ${parentType} holds at most ${MAX_RULES_PER_PARENT} rules (another create took the last place; retry if one is still free)`,
+      'rule_limit',
+    );
+  }
   await refresh(deps, clientId, parent);
   return view(item);
 }

@@ -818,6 +818,32 @@ describe('credentials, targets, proxies and rules', () => {
           (await readSnapshot(cell(), proxyId))!.rules.proxyCredential.map((r) => r.ruleId).sort(),
         ).toEqual(left);
     });
+
+    it('the rule cap holds under concurrent creates: never over 25, every refusal a 409, snapshot exact', async () => {
+      const { proxy: p, t } = await proxy();
+      for (let i = 0; i < 22; i++)
+        expect((await post(`/targets/${t.targetId}/rules`, { effect: 'allow', priority: i })).status).toBe(
+          201,
+        );
+      const racing = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          post(`/targets/${t.targetId}/rules`, { effect: 'deny', priority: 50 + i }),
+        ),
+      );
+      expect(
+        racing.every((r) => r.status === 201 || (r.status === 409 && r.body.code === 'rule_limit')),
+      ).toBe(true);
+      const listed = (await gw.api('GET', `/clients/${c}/targets/${t.targetId}/rules`)).body.rules as Array<{
+        ruleId: string;
+      }>;
+      expect(listed.length).toBeLessThanOrEqual(25);
+      expect(listed.length).toBe(22 + racing.filter((r) => r.status === 201).length);
+      const snap = (await readSnapshot(cell(), p.proxyId))!;
+      expect(snap.rules.target.map((r) => r.ruleId).sort()).toEqual(listed.map((r) => r.ruleId).sort());
+      // A refused create left a place free or the parent is full; either way the next answer is exact.
+      const next = await post(`/targets/${t.targetId}/rules`, { effect: 'allow', priority: 99 });
+      expect(next.status).toBe(listed.length < 25 ? 201 : 409);
+    });
   });
 
   describe('client deletion and the API document', () => {
