@@ -3,6 +3,7 @@ import * as clients from './clients.ts';
 import * as credentials from './credentials.ts';
 import * as identity from './identity.ts';
 import { buildOpenApi } from './openapi.ts';
+import { pageQuerySchema } from './paging.ts';
 import * as proxies from './proxies.ts';
 import { type Route, route } from './router.ts';
 import * as rules from './rules.ts';
@@ -59,8 +60,9 @@ export const coreRoutes: Route[] = [
     method: 'GET',
     path: '/users/tokens',
     tag: 'tokens',
-    summary: 'List your tokens (never their values)',
-    handle: ({ deps, caller }) => identity.listTokens(deps, caller),
+    summary: 'List your tokens (never their values), a page at a time (limit, nextToken)',
+    query: pageQuerySchema,
+    handle: ({ deps, caller, query }) => identity.listTokens(deps, caller, query),
   }),
   route({
     method: 'POST',
@@ -90,8 +92,9 @@ export const coreRoutes: Route[] = [
     method: 'GET',
     path: '/clients',
     tag: 'clients',
-    summary: 'List the clients you are a member of',
-    handle: ({ deps, caller }) => clients.listClients(deps, caller),
+    summary: 'List the clients you are a member of, a page at a time (limit, nextToken)',
+    query: pageQuerySchema,
+    handle: ({ deps, caller, query }) => clients.listClients(deps, caller, query),
   }),
   route({
     method: 'GET',
@@ -179,8 +182,10 @@ coreRoutes.push(
     method: 'GET',
     path: '/clients/{clientId}/credentials',
     tag: 'credentials',
-    summary: 'List credentials (never their secrets)',
-    handle: ({ deps, caller, params }) => credentials.listCredentials(deps, caller, params.clientId!),
+    summary: 'List credentials (never their secrets), a page at a time (limit, nextToken)',
+    query: pageQuerySchema,
+    handle: ({ deps, caller, params, query }) =>
+      credentials.listCredentials(deps, caller, params.clientId!, query),
   }),
   route({
     method: 'GET',
@@ -221,8 +226,9 @@ coreRoutes.push(
     method: 'GET',
     path: '/clients/{clientId}/targets',
     tag: 'targets',
-    summary: 'List targets',
-    handle: ({ deps, caller, params }) => targets.listTargets(deps, caller, params.clientId!),
+    summary: 'List targets, a page at a time (limit, nextToken)',
+    query: pageQuerySchema,
+    handle: ({ deps, caller, params, query }) => targets.listTargets(deps, caller, params.clientId!, query),
   }),
   route({
     method: 'GET',
@@ -262,8 +268,9 @@ coreRoutes.push(
     method: 'GET',
     path: '/clients/{clientId}/proxies',
     tag: 'proxies',
-    summary: 'List proxies',
-    handle: ({ deps, caller, params }) => proxies.listProxies(deps, caller, params.clientId!),
+    summary: 'List proxies, a page at a time (limit, nextToken)',
+    query: pageQuerySchema,
+    handle: ({ deps, caller, params, query }) => proxies.listProxies(deps, caller, params.clientId!, query),
   }),
   route({
     method: 'GET',

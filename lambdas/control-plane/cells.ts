@@ -2,7 +2,8 @@ import type { Cell, Deps } from '../shared/deps.ts';
 import { BadRequestError } from '../shared/errors.ts';
 import type { ProxyItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
-import { getItem, queryPrefix } from '../storage/table.ts';
+import { getItem, queryPrefix, queryPrefixPage } from '../storage/table.ts';
+import { encodePageToken, type PageQuery, pageRequest } from './paging.ts';
 
 /**
  * Data residency: a credential, target or proxy (and its rules) lives in the table of the cell of
@@ -36,17 +37,40 @@ export async function findInCells<T extends object>(
   return undefined;
 }
 
-/** Every item under a key prefix of the client's partition, across all cells. */
-export async function listInCells<T extends object>(
+/**
+ * One page of the items under a key prefix of the client's partition, across all cells: each cell
+ * is read from the same point on, the answers are merged in sort-key order and cut at the limit, so
+ * the next page starts right after the last item answered, whichever cell held it.
+ */
+export async function pageInCells<T extends object>(
   deps: Deps,
-  where: { pk: string; skPrefix?: string },
+  where: { pk: string; skPrefix: string },
   regionField: keyof T & string,
-): Promise<T[]> {
+  query: PageQuery | undefined,
+): Promise<{ items: T[]; nextToken?: string }> {
+  const page = pageRequest(query, where.skPrefix);
   const cells = Object.values(deps.cells);
-  const lists = await Promise.all(cells.map((cell) => queryPrefix<T>(cell, where)));
-  return lists.flatMap((items, i) =>
-    items.filter((it) => (it as Record<string, unknown>)[regionField] === cells[i]!.region),
+  const lists = await Promise.all(
+    cells.map((cell) =>
+      queryPrefixPage<T>(
+        cell,
+        where,
+        page,
+        (it) => (it as Record<string, unknown>)[regionField] === cell.region,
+      ),
+    ),
   );
+  return cutPage(lists.flat(), page.limit);
+}
+
+/** Sorts by sort key, keeps `limit` items and names the last one when more follow. */
+export function cutPage<T extends object>(items: T[], limit: number): { items: T[]; nextToken?: string } {
+  const sk = (it: T) => String((it as Record<string, unknown>).sk);
+  const sorted = [...items].sort((a, b) => (sk(a) < sk(b) ? -1 : sk(a) > sk(b) ? 1 : 0));
+  const kept = sorted.slice(0, limit);
+  return sorted.length > limit
+    ? { items: kept, nextToken: encodePageToken(sk(kept[kept.length - 1]!)) }
+    : { items: kept };
 }
 
 /** The proxies of a cell that satisfy `uses` (which use a credential, either side, or a target). */

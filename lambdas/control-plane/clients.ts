@@ -10,9 +10,12 @@ import {
   publicView,
   putItem,
   queryPrefix,
+  queryPrefixPage,
 } from '../storage/table.ts';
+import { cutPage } from './cells.ts';
 import type { Caller } from './identity.ts';
 import { userExists } from './identity.ts';
+import { type PageQuery, pageRequest } from './paging.ts';
 
 /**
  * Clients (tenants) and who may touch them. Members are embedded in the client item, so one
@@ -130,16 +133,23 @@ export async function createClient(
   return view(client);
 }
 
-export async function listClients(deps: Deps, caller: Caller) {
-  const memberships = await queryPrefix<Item>(deps.home, keys.membershipsPrefix(caller.userId));
+export async function listClients(deps: Deps, caller: Caller, query?: PageQuery) {
+  const where = keys.membershipsPrefix(caller.userId);
+  const page = pageRequest(query, where.skPrefix);
+  const { items: memberships, nextToken } = cutPage(
+    await queryPrefixPage<Item>(deps.home, where, page),
+    page.limit,
+  );
   const clients = await Promise.all(
     memberships.map((m) => getItem<ClientItem>(deps.home, keys.client(String(m.clientId)))),
   );
-  // Membership items trail the client item; the embedded member list is the authority.
+  // Membership items trail the client item; the embedded member list is the authority (a page
+  // may therefore hold fewer clients than memberships).
   return {
     clients: clients
       .filter((c): c is ClientItem => !!c && c.clientMembers.some((m) => m.userId === caller.userId))
       .map(view),
+    ...(nextToken ? { nextToken } : {}),
   };
 }
 

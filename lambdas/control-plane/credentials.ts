@@ -22,9 +22,10 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
-import { cellFor, findInCells, listInCells, proxiesUsing } from './cells.ts';
+import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
+import type { PageQuery } from './paging.ts';
 import {
   type CredentialAuthType,
   type CredentialCreate,
@@ -332,10 +333,11 @@ export async function createCredential(
   return prepared.generated ? { ...view(item), credentialSecret: prepared.generated } : view(item);
 }
 
-export async function listCredentials(deps: Deps, caller: Caller, clientId: string) {
+export async function listCredentials(deps: Deps, caller: Caller, clientId: string, query?: PageQuery) {
   await authorizeClient(deps, caller, clientId, 'user');
-  const items = await listInCells<CredentialItem>(deps, keys.credentialsPrefix(clientId), 'credentialRegion');
-  return { credentials: items.map(view) };
+  const where = keys.credentialsPrefix(clientId);
+  const { items, nextToken } = await pageInCells<CredentialItem>(deps, where, 'credentialRegion', query);
+  return { credentials: items.map(view), ...(nextToken ? { nextToken } : {}) };
 }
 
 export async function getCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {

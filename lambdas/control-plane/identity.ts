@@ -12,7 +12,10 @@ import {
   publicView,
   putItem,
   queryPrefix,
+  queryPrefixPage,
 } from '../storage/table.ts';
+import { cutPage } from './cells.ts';
+import { type PageQuery, pageRequest } from './paging.ts';
 
 /**
  * Users and their Core API tokens. A token is shown once, stored as a SHA-256 hash in two places:
@@ -145,9 +148,11 @@ export async function createToken(
   return { ...publicView(item, TOKEN_HIDDEN), token };
 }
 
-export async function listTokens(deps: Deps, caller: Caller) {
-  const items = await queryPrefix<TokenItem>(deps.home, keys.userTokensPrefix(caller.userId));
-  return { tokens: items.map((t) => publicView(t, TOKEN_HIDDEN)) };
+export async function listTokens(deps: Deps, caller: Caller, query?: PageQuery) {
+  const where = keys.userTokensPrefix(caller.userId);
+  const page = pageRequest(query, where.skPrefix);
+  const { items, nextToken } = cutPage(await queryPrefixPage<TokenItem>(deps.home, where, page), page.limit);
+  return { tokens: items.map((t) => publicView(t, TOKEN_HIDDEN)), ...(nextToken ? { nextToken } : {}) };
 }
 
 async function ownToken(deps: Deps, caller: Caller, tokenId: string): Promise<TokenItem> {

@@ -14,10 +14,11 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
-import { cellFor, findInCells, listInCells } from './cells.ts';
+import { cellFor, findInCells, pageInCells } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
 import type { Caller } from './identity.ts';
+import type { PageQuery } from './paging.ts';
 import type { ProxyCreate, ProxyUpdate, SimulateInput } from './schemas.ts';
 import { checkImmutable, fieldError } from './validation.ts';
 
@@ -135,10 +136,11 @@ export async function createProxy(deps: Deps, caller: Caller, clientId: string, 
   return view(item);
 }
 
-export async function listProxies(deps: Deps, caller: Caller, clientId: string) {
+export async function listProxies(deps: Deps, caller: Caller, clientId: string, query?: PageQuery) {
   await authorizeClient(deps, caller, clientId, 'user');
-  const items = await listInCells<ProxyItem>(deps, keys.proxiesPrefix(clientId), 'proxyRegion');
-  return { proxies: items.map(view) };
+  const where = keys.proxiesPrefix(clientId);
+  const { items, nextToken } = await pageInCells<ProxyItem>(deps, where, 'proxyRegion', query);
+  return { proxies: items.map(view), ...(nextToken ? { nextToken } : {}) };
 }
 
 export async function getProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {

@@ -14,10 +14,11 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
-import { cellFor, findInCells, listInCells, proxiesUsing } from './cells.ts';
+import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
 import type { Caller } from './identity.ts';
+import type { PageQuery } from './paging.ts';
 import type { TargetCreate, TargetUpdate } from './schemas.ts';
 import { checkImmutable, fieldError } from './validation.ts';
 
@@ -82,10 +83,11 @@ export async function createTarget(deps: Deps, caller: Caller, clientId: string,
   return view(item);
 }
 
-export async function listTargets(deps: Deps, caller: Caller, clientId: string) {
+export async function listTargets(deps: Deps, caller: Caller, clientId: string, query?: PageQuery) {
   await authorizeClient(deps, caller, clientId, 'user');
-  const items = await listInCells<TargetItem>(deps, keys.targetsPrefix(clientId), 'targetRegion');
-  return { targets: items.map(view) };
+  const where = keys.targetsPrefix(clientId);
+  const { items, nextToken } = await pageInCells<TargetItem>(deps, where, 'targetRegion', query);
+  return { targets: items.map(view), ...(nextToken ? { nextToken } : {}) };
 }
 
 export async function getTarget(deps: Deps, caller: Caller, clientId: string, targetId: string) {

@@ -14,6 +14,7 @@ import {
 import { bucketView } from '../telemetry/rollup.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
+import { limitParam } from './paging.ts';
 
 /**
  * The read side of telemetry: the request log of a proxy and the telemetry buckets of a client or
@@ -49,12 +50,6 @@ async function proxyTable(deps: Deps, clientId: string, proxyId: string): Promis
 }
 
 const isoTime = z.iso.datetime({ offset: true });
-const limitParam = (max: number) =>
-  z
-    .string()
-    .regex(/^\d{1,7}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(max));
 
 export const requestsQuerySchema = z.strictObject({
   processedAfter: isoTime.optional(),

@@ -75,6 +75,38 @@ export async function queryPrefix<T = Item>(
   return items;
 }
 
+/**
+ * Up to `limit + 1` items of a partition whose sort key starts with `skPrefix` and comes after
+ * `after`, in sort-key order, keeping only those `keep` accepts (the extra item tells the caller
+ * that more follow).
+ */
+export async function queryPrefixPage<T = Item>(
+  table: TableRef,
+  where: { pk: string; skPrefix: string },
+  page: { limit: number; after?: string },
+  keep: (item: T) => boolean = () => true,
+): Promise<T[]> {
+  const items: T[] = [];
+  let ExclusiveStartKey: Record<string, unknown> | undefined = page.after
+    ? { pk: where.pk, sk: page.after }
+    : undefined;
+  do {
+    const out = await table.ddb.send(
+      new QueryCommand({
+        TableName: table.tableName,
+        KeyConditionExpression: 'pk = :pk AND begins_with(sk, :sk)',
+        ExpressionAttributeValues: { ':pk': where.pk, ':sk': where.skPrefix },
+        ConsistentRead: true,
+        ExclusiveStartKey,
+        Limit: page.limit + 1,
+      }),
+    );
+    for (const item of (out.Items ?? []) as T[]) if (keep(item)) items.push(item);
+    ExclusiveStartKey = out.LastEvaluatedKey;
+  } while (ExclusiveStartKey && items.length <= page.limit);
+  return items.slice(0, page.limit + 1);
+}
+
 /** Deletes many keys, 25 per BatchWrite, retrying what DynamoDB leaves unprocessed. */
 export async function deleteItems(table: TableRef, itemKeys: Key[]) {
   for (let i = 0; i < itemKeys.length; i += 25) {

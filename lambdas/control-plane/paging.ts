@@ -1,0 +1,57 @@
+import { z } from 'zod';
+import { BadRequestError } from '../shared/errors.ts';
+
+/**
+ * Pages of a list: `?limit=` (1–1000, default 100) and `?nextToken=` (from the previous answer).
+ * A list answers `nextToken` only when more items follow. The token is opaque to the caller; inside
+ * it is the sort key of the last item answered, checked on the way back in to be a key of the very
+ * list asked for, so a token can neither reach another list nor another tenant (the partition comes
+ * from the authorised path, never from the token).
+ */
+export const DEFAULT_PAGE = 100;
+export const MAX_PAGE = 1000;
+
+/** A whole-number query parameter between 1 and `max`. */
+export const limitParam = (max: number) =>
+  z
+    .string()
+    .regex(/^\d{1,7}$/, 'must be a whole number')
+    .transform(Number)
+    .pipe(z.number().int().min(1).max(max));
+
+export const pageQuerySchema = z.strictObject({
+  limit: limitParam(MAX_PAGE).optional(),
+  nextToken: z.string().max(600).optional(),
+});
+
+export type PageQuery = z.infer<typeof pageQuerySchema>;
+
+export interface PageRequest {
+  limit: number;
+  /** Sort key of the last item of the previous page. */
+  after?: string;
+}
+
+export function encodePageToken(lastSortKey: string): string {
+  return Buffer.from(JSON.stringify({ v: 1, after: lastSortKey })).toString('base64url');
+}
+
+/** The page a query asks for, within the list whose sort keys start with `skPrefix`. */
+export function pageRequest(query: PageQuery | undefined, skPrefix: string): PageRequest {
+  const limit = query?.limit ?? DEFAULT_PAGE;
+  if (query?.nextToken === undefined) return { limit };
+  try {
+    const parsed = JSON.parse(Buffer.from(query.nextToken, 'base64url').toString('utf8')) as {
+      v?: number;
+      after?: unknown;
+    };
+    if (parsed.v === 1 && typeof parsed.after === 'string' && parsed.after.startsWith(skPrefix))
+      return { limit, after: parsed.after };
+  } catch {
+    // falls through to the 400
+  }
+  throw new BadRequestError(
+    'nextToken is not valid for this list; pass the one a previous answer returned',
+    'invalid_next_token',
+  );
+}
