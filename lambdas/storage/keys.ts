@@ -34,8 +34,9 @@
  * 16. resources by region (GSI gsi1)     gsi1pk REGION#<region>#<entity>  gsi1sk <clientId>#<id>  operational listing per cell
  * 17. telemetry owner of a proxy         pk PROXYOWNER#<proxyId>    sk OWNER                aggregator writes {clientId, firstSeenAt};
  *     request-log/telemetry reads check it, so a deleted proxy's records stay readable to its client
- * 18. paths seen on a proxy              pk PROXYPATH#<proxyId>     sk <path template>      aggregator (if_not_exists firstSeenAt),
- *                                                                                         anomaly "first-seen path"
+ * 18. paths seen on a proxy              pk PROXYPATH#<proxyId>     sk <path template>      aggregator (if_not_exists firstSeenAt,
+ *                                                                                         firstDeniedAt), anomalies "first-seen /
+ *                                                                                         first-denied paths"
  * 19. local Kinesis poller checkpoints   pk CHECKPOINT#<stream>     sk <shardId>            local mode only (ESM stand-in)
  * 20. anomaly flags raised               pk ANOMALY#<proxyId>       sk <interval>#<bucketStart>#<type>
  *     aggregator (conditional put, ttl): each flag counts once in the AnomalyFlags metric

@@ -348,18 +348,29 @@ async function writeMarkers(
     const ownerKey = `${d.cell.tableName}|owner|${r.proxyId}|${day}`;
     const template = pathTemplate(r.path);
     const pathKey = `${d.cell.tableName}|path|${r.proxyId}|${template}|${day}`;
-    for (const [cacheKey, key, extra] of [
-      [
-        ownerKey,
-        keys.proxyOwner(r.proxyId),
-        { clientId: r.clientId, type: 'ProxyOwner', proxyId: r.proxyId },
-      ],
-      [
-        pathKey,
-        keys.proxyPath(r.proxyId, template),
-        { type: 'ProxyPath', proxyId: r.proxyId, path: template },
-      ],
-    ] as const) {
+    const pathMarker = { type: 'ProxyPath', proxyId: r.proxyId, path: template };
+    const markers: {
+      cacheKey: string;
+      key: { pk: string; sk: string };
+      extra: Record<string, string>;
+      stampDenied?: boolean;
+    }[] = [
+      {
+        cacheKey: ownerKey,
+        key: keys.proxyOwner(r.proxyId),
+        extra: { clientId: r.clientId, type: 'ProxyOwner', proxyId: r.proxyId },
+      },
+      { cacheKey: pathKey, key: keys.proxyPath(r.proxyId, template), extra: pathMarker },
+    ];
+    // A denied call also stamps when its path was first denied (once per path and day and container).
+    if (r.decision === 'denied')
+      markers.push({
+        cacheKey: `${pathKey}|denied`,
+        key: keys.proxyPath(r.proxyId, template),
+        extra: pathMarker,
+        stampDenied: true,
+      });
+    for (const { cacheKey, key, extra, stampDenied } of markers) {
       if (markerCache.has(cacheKey)) continue;
       const job = jobs.get(cacheKey);
       if (job) {
@@ -373,6 +384,10 @@ async function writeMarkers(
           const names: Record<string, string> = { '#f': 'firstSeenAt', '#l': 'lastSeenDay', '#ttl': 'ttl' };
           const values: Record<string, unknown> = { ':f': r.processedAt, ':l': day, ':ttl': ttl };
           const sets = ['#f = if_not_exists(#f, :f)', '#l = :l', '#ttl = :ttl'];
+          if (stampDenied) {
+            names['#d'] = 'firstDeniedAt';
+            sets.push('#d = if_not_exists(#d, :f)');
+          }
           for (const [i, [k, v]] of Object.entries(extra).entries()) {
             names[`#e${i}`] = k;
             values[`:e${i}`] = v;
@@ -388,10 +403,17 @@ async function writeMarkers(
               ReturnValues: 'ALL_OLD',
             }),
           );
-          if (extra.type === 'ProxyPath' && out.Attributes?.firstSeenAt === undefined) {
+          // What this write was the first to stamp (never both writes of one path: if_not_exists).
+          const seenFirst = extra.type === 'ProxyPath' && out.Attributes?.firstSeenAt === undefined;
+          const deniedFirst = stampDenied && out.Attributes?.firstDeniedAt === undefined;
+          if (seenFirst || deniedFirst) {
             const proxyKey = `${d.cell.tableName}|${r.proxyId}`;
             const list = newPaths.get(proxyKey) ?? [];
-            list.push({ path: extra.path, firstSeenAt: r.processedAt });
+            list.push({
+              path: template,
+              ...(seenFirst ? { firstSeenAt: r.processedAt } : {}),
+              ...(deniedFirst ? { firstDeniedAt: r.processedAt } : {}),
+            });
             newPaths.set(proxyKey, list);
           }
           rememberMarker(cacheKey);

@@ -12,6 +12,7 @@ import { INTERVAL_MS } from './rollup.ts';
 export type AnomalyType =
   | 'request_spike'
   | 'first_seen_paths'
+  | 'first_denied_paths'
   | 'denied_surge'
   | 'client_error_surge'
   | 'server_error_surge';
@@ -47,8 +48,8 @@ export interface DetectionInput {
   from: number;
   /** When the proxy was first seen (owner marker), if known. */
   proxyFirstSeenAt?: string;
-  /** Paths with their first-seen time. */
-  paths: { path: string; firstSeenAt: string }[];
+  /** Path templates with the time each was first seen and first denied (either may be unknown). */
+  paths: { path: string; firstSeenAt?: string; firstDeniedAt?: string }[];
 }
 
 function round(x: number, digits = 3) {
@@ -108,22 +109,27 @@ export function detectAnomalies(input: DetectionInput): Map<string, Anomaly[]> {
     const startMs = Date.parse(bucket.bucketStart);
     const mature = firstSeenMs !== undefined && firstSeenMs <= startMs - MIN_BASELINE_BUCKETS * step;
     if (mature) {
-      const fresh = input.paths
-        .filter((p) => {
-          const t = Date.parse(p.firstSeenAt);
+      // A consumer probing outside its rules shows as paths denied for the first time, even when
+      // each is denied once — too few for a denied surge.
+      for (const [type, field, words] of [
+        ['first_seen_paths', 'firstSeenAt', 'never seen on this proxy before'],
+        ['first_denied_paths', 'firstDeniedAt', 'denied on this proxy for the first time'],
+      ] as const) {
+        const inBucket = (at: string | undefined) => {
+          const t = at === undefined ? Number.NaN : Date.parse(at);
           return t >= startMs && t < startMs + step;
-        })
-        .map((p) => p.path)
-        .sort();
-      if (fresh.length > 0) {
-        flags.push({
-          type: 'first_seen_paths',
-          reason: `${fresh.length} path(s) never seen on this proxy before: ${fresh.slice(0, 5).join(', ')}`,
-          observed: fresh.length,
-          baseline: 0,
-          threshold: 1,
-          paths: fresh.slice(0, 20),
-        });
+        };
+        const fresh = [...new Set(input.paths.filter((p) => inBucket(p[field])).map((p) => p.path))].sort();
+        if (fresh.length > 0) {
+          flags.push({
+            type,
+            reason: `${fresh.length} path(s) ${words}: ${fresh.slice(0, 5).join(', ')}`,
+            observed: fresh.length,
+            baseline: 0,
+            threshold: 1,
+            paths: fresh.slice(0, 20),
+          });
+        }
       }
     }
     if (flags.length > 0) out.set(bucket.bucketStart, flags);

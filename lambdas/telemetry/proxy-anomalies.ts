@@ -51,7 +51,8 @@ export function bucketStarts(last: Date, interval: Interval, count: number): str
 
 export interface PathSeen {
   path: string;
-  firstSeenAt: string;
+  firstSeenAt?: string;
+  firstDeniedAt?: string;
 }
 
 export interface ProxyJudgement {
@@ -79,8 +80,7 @@ export async function judgeProxy(
   const [items, owner, paths] = await Promise.all([
     readSeries([table], keys.telemetrySeries('PROXY', proxyId, interval).pk, all[0]!, all[all.length - 1]!),
     getItem<{ firstSeenAt?: string }>(table, keys.proxyOwner(proxyId)),
-    knownPaths ??
-      queryPrefix<{ path: string; firstSeenAt: string }>(table, keys.proxyPaths(proxyId), { Limit: 5000 }),
+    knownPaths ?? queryPrefix<PathSeen>(table, keys.proxyPaths(proxyId), { Limit: 5000 }),
   ]);
   const views = all.map((s) => bucketView(s, items.get(s)));
   const flags = detectAnomalies({
@@ -96,7 +96,7 @@ export async function judgeProxy(
     ),
     from: baseline,
     proxyFirstSeenAt: owner?.firstSeenAt,
-    paths: paths.filter((p) => typeof p.firstSeenAt === 'string' && typeof p.path === 'string'),
+    paths: paths.filter((p) => typeof p.path === 'string'),
   });
   return { views: views.slice(baseline), flags };
 }

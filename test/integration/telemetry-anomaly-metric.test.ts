@@ -148,4 +148,42 @@ describe('AnomalyFlags metric', () => {
     expect(flagLines(quiet).map((l) => l.anomaly.type)).toEqual(['request_spike']);
     expect(flagLines(busy)).toEqual([]);
   });
+
+  it('counts paths denied for the first time: one probing call is enough, the next one is not new', async () => {
+    const proxyId = `proxy-probed-${Date.now()}`;
+    const t0 = minutesAgo(20);
+    for (let m = 0; m < 8; m++) await deliver(minuteOf(proxyId, t0 + m * MINUTE, 6));
+    const denied = { status: 403, decision: 'denied' as const, proxyCode: 'proxy-access-denied' };
+    await deliver([
+      ...minuteOf(proxyId, t0 + 8 * MINUTE, 6),
+      makeRecord(
+        { proxyId, clientId: `client-${proxyId}`, path: '/v2/admin/users', ...denied },
+        new Date(t0 + 8 * MINUTE + 7000),
+      ),
+    ]);
+    // Denied again a minute later, and an allowed path denied for the first time.
+    await deliver([
+      makeRecord(
+        { proxyId, clientId: `client-${proxyId}`, path: '/v2/admin/users', ...denied },
+        new Date(t0 + 9 * MINUTE + 1000),
+      ),
+      makeRecord(
+        { proxyId, clientId: `client-${proxyId}`, path: '/v2/inventory/items', ...denied },
+        new Date(t0 + 9 * MINUTE + 2000),
+      ),
+    ]);
+    const lines = flagLines(proxyId).map((l) => [l.bucketStart, l.anomaly.type, l.anomaly.paths]);
+    const m8 = bucketStart(new Date(t0 + 8 * MINUTE), 'minute');
+    const m9 = bucketStart(new Date(t0 + 9 * MINUTE), 'minute');
+    expect(lines).toEqual([
+      [m8, 'first_seen_paths', ['/v2/admin/users']],
+      [m8, 'first_denied_paths', ['/v2/admin/users']],
+      [m9, 'first_denied_paths', ['/v2/inventory/items']],
+    ]);
+    // The telemetry API reads the same from the path markers.
+    const { flags } = await judgeProxy(table(), proxyId, 'minute', [m8, m9]);
+    expect((flags.get(m9) ?? []).map((f) => [f.type, f.paths])).toEqual([
+      ['first_denied_paths', ['/v2/inventory/items']],
+    ]);
+  });
 });

@@ -100,4 +100,32 @@ describe('anomaly flags', () => {
       expect.objectContaining({ type: 'first_seen_paths', observed: 1, paths: ['/admin/export'] }),
     ]);
   });
+
+  it('flags paths denied for the first time, even one call each, and only on a proxy with a history', () => {
+    const at = (i: number, s = 0) => new Date(T0 + i * 60_000 + s * 1000).toISOString();
+    const input = {
+      interval: 'minute' as const,
+      series: series(steady),
+      from: 30,
+      paths: [
+        { path: '/v2/inventory/{id}', firstSeenAt: minute(0), firstDeniedAt: minute(1) },
+        { path: '/admin/users', firstSeenAt: minute(2), firstDeniedAt: at(34, 5) },
+        { path: '/admin/export', firstSeenAt: at(34, 9), firstDeniedAt: at(34, 9) },
+        { path: '/admin/export', firstSeenAt: at(34, 9) },
+      ],
+    };
+    const flags = detectAnomalies({ ...input, proxyFirstSeenAt: minute(0) });
+    expect([...flags.keys()]).toEqual([minute(34)]);
+    expect(flags.get(minute(34))).toEqual([
+      expect.objectContaining({ type: 'first_seen_paths', observed: 1, paths: ['/admin/export'] }),
+      expect.objectContaining({
+        type: 'first_denied_paths',
+        observed: 2,
+        paths: ['/admin/export', '/admin/users'],
+        reason: '2 path(s) denied on this proxy for the first time: /admin/export, /admin/users',
+      }),
+    ]);
+    // A new proxy's first denials are its rules at work, not an anomaly.
+    expect(detectAnomalies({ ...input, proxyFirstSeenAt: minute(32) }).size).toBe(0);
+  });
 });
