@@ -81,15 +81,13 @@ export class CellTable extends Construct {
   }
 
   /**
-   * The proxy: reads its snapshot and updates its rate-limit counters — `PROXY#<id>` partitions
-   * only, and nothing else (patterns 10 and 11 in keys.ts).
+   * The proxy: reads its snapshot (`PROXY#<id>`, GetItem only: it can never change what it is
+   * allowed to do) and updates its rate-limit counters (`LIMIT#<id>#…`, UpdateItem only) — patterns
+   * 10 and 11 in keys.ts, and nothing else.
    */
   grantProxyAccess(fn: KeygateFunction): void {
-    this.grantLeadingKeys(
-      fn,
-      ['PROXY#*'],
-      ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:UpdateItem'],
-    );
+    this.grantLeadingKeys(fn, ['PROXY#*'], ['dynamodb:GetItem']);
+    this.grantLeadingKeys(fn, ['LIMIT#*'], ['dynamodb:UpdateItem']);
     grantKeyViaService(fn, this.region, 'dynamodb', KEY_WRITE, this.key);
   }
 

@@ -21,7 +21,9 @@
  *                                        pk PROXY#<proxyId>         sk SNAPSHOT             data plane (materialised view)
  * 10b. snapshot version counter (atomic ADD; orders concurrent rebuilds, see storage/snapshot.ts)
  *                                        pk PROXY#<proxyId>         sk SNAPSEQ              Core API writes only
- * 11. rate-limit counters                pk PROXY#<proxyId>         sk LIMIT#<window>#<start> data plane (atomic ADD, ttl)
+ * 11. rate-limit counters                pk LIMIT#<proxyId>#<window>#<start>  sk COUNTER  data plane (atomic ADD, ttl);
+ *     each counter its own partition key, apart from the snapshot: a proxy's writes never share
+ *     the partition its every request reads, and the proxy may write nothing under PROXY#
  * 12. request log by proxy and time     pk REQLOG#<proxyId>#<day>  sk <requestId>          aggregator writes, Core API reads;
  *     requestIds are time-ordered (ULID-like), so a time range is a key range and a requestId alone
  *     names its day partition; ttl = processedAt + retention.
@@ -83,8 +85,8 @@ export const keys = {
   proxySnapshot: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSHOT' }),
   proxySnapshotSeq: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSEQ' }),
   rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
-    pk: `PROXY#${proxyId}`,
-    sk: `LIMIT#${window}#${windowStart}`,
+    pk: `LIMIT#${proxyId}#${window}#${windowStart}`,
+    sk: 'COUNTER',
   }),
 
   requestLog: (proxyId: string, day: string, requestId: string): Key => ({

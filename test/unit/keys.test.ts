@@ -18,8 +18,8 @@ describe('single-table key builders', () => {
   it('keys the hot-path snapshot and limits by proxy id alone', () => {
     expect(keys.proxySnapshot('p1')).toEqual({ pk: 'PROXY#p1', sk: 'SNAPSHOT' });
     expect(keys.rateCounter('p1', 'minute', '2026-01-01T00:00')).toEqual({
-      pk: 'PROXY#p1',
-      sk: 'LIMIT#minute#2026-01-01T00:00',
+      pk: 'LIMIT#p1#minute#2026-01-01T00:00',
+      sk: 'COUNTER',
     });
   });
 
