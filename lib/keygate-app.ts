@@ -29,11 +29,12 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
     const value = app.node.tryGetContext(name);
     return value === undefined || value === null || value === '' ? undefined : String(value);
   };
-  const number = (name: string, fallback: number): number => {
+  const number = (name: string, fallback: number, min = 1): number => {
     const raw = context(name);
     if (raw === undefined) return fallback;
     const value = Number(raw);
-    if (!Number.isInteger(value) || value <= 0) throw new Error(`Context ${name} must be a positive integer`);
+    if (!Number.isInteger(value) || value < min)
+      throw new Error(`Context ${name} must be an integer of at least ${min}`);
     return value;
   };
   const domain = (name: string, certificate: string): CustomDomain | undefined => {
@@ -58,6 +59,11 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
       serverErrorPercent: number('alarm5xxPercent', DEFAULT_THRESHOLDS.serverErrorPercent),
       deniedPer5Minutes: number('alarmDeniedPer5Minutes', DEFAULT_THRESHOLDS.deniedPer5Minutes),
       iteratorAgeSeconds: number('alarmIteratorAgeSeconds', DEFAULT_THRESHOLDS.iteratorAgeSeconds),
+      anomalyFlagsPer5Minutes: number(
+        'alarmAnomalyFlagsPer5Minutes',
+        DEFAULT_THRESHOLDS.anomalyFlagsPer5Minutes,
+        0,
+      ),
     },
     alarmEmails: (context('alarmEmails') ?? '')
       .split(',')

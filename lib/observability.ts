@@ -74,12 +74,15 @@ export interface AlarmThresholds {
   deniedPer5Minutes: number;
   /** Age of the oldest unprocessed telemetry record, in seconds. */
   iteratorAgeSeconds: number;
+  /** Anomaly flags raised in 5 minutes (each flag counts once); 0 turns the alarm off. */
+  anomalyFlagsPer5Minutes: number;
 }
 
 export const DEFAULT_THRESHOLDS: AlarmThresholds = {
   serverErrorPercent: 5,
   deniedPer5Minutes: 100,
   iteratorAgeSeconds: 300,
+  anomalyFlagsPer5Minutes: 1,
 };
 
 export interface ObservabilityProps {
@@ -98,7 +101,7 @@ const FIVE_MINUTES = Duration.minutes(5);
 
 /**
  * One dashboard (`keygate-<region>`) and the alarms of a cell, every alarm notifying one
- * KMS-encrypted SNS topic (`keygate-alarms-<region>`): 5xx rate, denied surge, KMS errors,
+ * KMS-encrypted SNS topic (`keygate-alarms-<region>`): 5xx rate, denied surge, anomaly flags, KMS errors,
  * store errors, telemetry iterator age, on-failure queue depth, undelivered telemetry, Lambda errors
  * and throttles.
  */
@@ -199,6 +202,13 @@ export class Observability extends Construct {
       );
     }
     this.alarm('DeniedSurge', denied, thresholds.deniedPer5Minutes, 'Denied proxy requests in 5 minutes');
+    if (thresholds.anomalyFlagsPer5Minutes > 0)
+      this.alarm(
+        'AnomalyFlags',
+        anomalies,
+        thresholds.anomalyFlagsPer5Minutes,
+        'Anomaly flags raised (spike, surge, first-seen or first-denied paths): see the anomaly flagged log lines of the aggregator',
+      );
     this.alarm('KmsErrors', kmsErrors, 1, 'KMS calls that failed (the proxy answers 503, closed)');
     this.alarm('StoreErrors', storeErrors, 1, 'DynamoDB calls that failed in a handler');
     this.alarm('DynamoDbSystemErrors', ddbSystemErrors, 1, 'DynamoDB system errors on the cell table');

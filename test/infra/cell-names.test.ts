@@ -60,6 +60,7 @@ describe('custom domains and thresholds from context', () => {
       'proxyDomain.us-east-1': 'proxy.example.com',
       'proxyCertificateArn.us-east-1': cert,
       alarmDeniedPer5Minutes: '7',
+      alarmAnomalyFlagsPer5Minutes: '0',
     });
     const t = templates[0]!;
     t.resourceCountIs('AWS::ApiGatewayV2::DomainName', 2);
@@ -77,5 +78,9 @@ describe('custom domains and thresholds from context', () => {
       id.includes('DeniedSurge'),
     )!;
     expect(denied[1].Properties.Threshold).toBe(7);
+    // 0 turns the anomaly alarm off.
+    expect(
+      Object.keys(t.findResources('AWS::CloudWatch::Alarm')).some((id) => id.includes('AnomalyFlags')),
+    ).toBe(false);
   });
 });

@@ -362,6 +362,7 @@ describe('observability', () => {
       'Proxy5xxRate',
       'CoreApi5xxRate',
       'DeniedSurge',
+      'AnomalyFlags',
       'KmsErrors',
       'TelemetryIteratorAge',
       'TelemetryFailureQueueDepth',
@@ -389,6 +390,9 @@ describe('observability', () => {
       MetricName: PRODUCT_METRICS.denied,
       Dimensions: [{ Name: 'service', Value: 'keygate' }],
     });
+    const anomalies = alarms.find(([id]) => id.startsWith('ObservabilityAnomalyFlags'))![1];
+    expect(anomalies.Properties.Metrics[0].MetricStat.Metric.MetricName).toBe(PRODUCT_METRICS.anomalyFlags);
+    expect(anomalies.Properties.Threshold).toBe(1);
     const age = alarms.find(([id]) => id.startsWith('ObservabilityTelemetryIteratorAge'))![1];
     expect(JSON.stringify(age.Properties)).toContain('"MetricName":"IteratorAge","Namespace":"AWS/Lambda"');
   });
