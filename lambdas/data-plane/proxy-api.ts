@@ -377,7 +377,43 @@ async function readSnapshot(
     // Aborts the call itself (and frees its socket) when the store hangs; withDeadline answers.
     { abortSignal: AbortSignal.timeout(timeoutMs) },
   );
-  return out.Item as ProxySnapshot | undefined;
+  if (out.Item === undefined) return undefined;
+  if (!isSnapshot(out.Item, proxyId)) throw new MalformedSnapshotError();
+  return out.Item;
+}
+
+/**
+ * A stored snapshot the proxy cannot read (a hand-edited item, a half-migrated shape) is a fault
+ * of the store, not a reason to guess: it fails closed with the same 503 as an unreachable table
+ * and counts as a store error. Only what the hot path relies on is checked — a handful of typeof
+ * tests, nothing that costs.
+ */
+export class MalformedSnapshotError extends Error {
+  constructor() {
+    super('the stored proxy snapshot is malformed');
+    this.name = 'MalformedSnapshotError';
+  }
+}
+
+const RULE_SCOPES = ['proxyCredential', 'targetCredential', 'proxy', 'target'] as const;
+
+function isSnapshot(
+  item: Record<string, unknown>,
+  proxyId: string,
+): item is ProxySnapshot & Record<string, unknown> {
+  const s = item as Partial<ProxySnapshot>;
+  return (
+    s.proxyId === proxyId &&
+    typeof s.clientId === 'string' &&
+    typeof s.proxyActive === 'boolean' &&
+    typeof s.version === 'number' &&
+    typeof s.target?.targetBaseURL === 'string' &&
+    typeof s.rules === 'object' &&
+    s.rules !== null &&
+    RULE_SCOPES.every((scope) => Array.isArray(s.rules![scope])) &&
+    (s.proxyCredential === undefined || typeof s.proxyCredential.credentialAuthType === 'string') &&
+    (s.targetCredential === undefined || typeof s.targetCredential.credentialAuthType === 'string')
+  );
 }
 
 function digest(value: string): string {
@@ -441,7 +477,12 @@ function refusalFor(error: unknown): Refusal {
     return REFUSALS.unreachable;
   }
   if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
-  if (error instanceof JwksUnavailableError || isAwsDependencyError(error)) return REFUSALS.dependency;
+  if (
+    error instanceof JwksUnavailableError ||
+    error instanceof MalformedSnapshotError ||
+    isAwsDependencyError(error)
+  )
+    return REFUSALS.dependency;
   return REFUSALS.internal;
 }
 

@@ -1,12 +1,13 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { KMSClient } from '@aws-sdk/client-kms';
-import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { createKmsClient } from '../../lambdas/crypto/kms-client.ts';
 import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import type { ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
+import { keys } from '../../lambdas/storage/keys.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import {
@@ -116,6 +117,41 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
     // Same answer for both; the outcome (→ KmsErrors / StoreErrors metrics) names the culprit.
     expect(lastOutcome?.failedDependency).toBe(failedDependency);
   };
+
+  it('a malformed snapshot item (hand-edited, half-migrated) is a store fault, not a guess', async () => {
+    const url = await front();
+    for (const breakIt of [
+      (s: Record<string, any>) => delete s.rules,
+      (s: Record<string, any>) => {
+        s.rules.proxyCredential = { 0: s.rules.proxyCredential[0] };
+      },
+      (s: Record<string, any>) => {
+        s.proxyActive = 'yes';
+      },
+      (s: Record<string, any>) => delete s.target,
+      (s: Record<string, any>) => {
+        s.proxyCredential = 'apiKey';
+      },
+    ]) {
+      const p = await inventory();
+      const broken = structuredClone(p.snapshot) as unknown as Record<string, any>;
+      breakIt(broken);
+      await putSnapshot(stack.deps, broken as never);
+      await expect503(url, p, 'store');
+    }
+    // A snapshot stored under another proxy's key is not this proxy's.
+    const p = await inventory();
+    const other = await inventory();
+    const cell = stack.deps.cells[REGION]!;
+    await cell.ddb.send(
+      new PutCommand({
+        TableName: cell.tableName,
+        Item: { ...keys.proxySnapshot(p.proxyId), type: 'PROXY_SNAPSHOT', ...other.snapshot },
+      }),
+    );
+    await expect503(url, p, 'store');
+    expect(upstream.received).toHaveLength(0);
+  });
 
   it('DynamoDB unreachable (closed port)', async () => {
     const p = await inventory();
