@@ -3,7 +3,7 @@ import { BadRequestError } from '../shared/errors.ts';
 import type { ProxyItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
 import { getItem, queryPrefix, queryPrefixPage } from '../storage/table.ts';
-import { encodePageToken, type PageQuery, pageRequest } from './paging.ts';
+import { encodeCursor, type PageQuery, pageRequest } from './paging.ts';
 
 /**
  * Data residency: a credential, target or proxy (and its rules) lives in the table of the cell of
@@ -69,7 +69,7 @@ export function cutPage<T extends object>(items: T[], limit: number): { items: T
   const sorted = [...items].sort((a, b) => (sk(a) < sk(b) ? -1 : sk(a) > sk(b) ? 1 : 0));
   const kept = sorted.slice(0, limit);
   return sorted.length > limit
-    ? { items: kept, nextToken: encodePageToken(sk(kept[kept.length - 1]!)) }
+    ? { items: kept, nextToken: encodeCursor('after', sk(kept[kept.length - 1]!)) }
     : { items: kept };
 }
 

@@ -32,21 +32,21 @@ export interface PageRequest {
   after?: string;
 }
 
-export function encodePageToken(lastSortKey: string): string {
-  return Buffer.from(JSON.stringify({ v: 1, after: lastSortKey })).toString('base64url');
+/** A `nextToken`: one position in a list (`after` a sort key, or `before` a request id), opaque. */
+export function encodeCursor(key: 'after' | 'before', position: string): string {
+  return Buffer.from(JSON.stringify({ v: 1, [key]: position })).toString('base64url');
 }
 
-/** The page a query asks for, within the list whose sort keys start with `skPrefix`. */
-export function pageRequest(query: PageQuery | undefined, skPrefix: string): PageRequest {
-  const limit = query?.limit ?? DEFAULT_PAGE;
-  if (query?.nextToken === undefined) return { limit };
+/** The position inside a `nextToken`, if `accept` takes it as one of the list asked for; else 400. */
+export function decodeCursor(
+  token: string,
+  key: 'after' | 'before',
+  accept: (position: string) => boolean,
+): string {
   try {
-    const parsed = JSON.parse(Buffer.from(query.nextToken, 'base64url').toString('utf8')) as {
-      v?: number;
-      after?: unknown;
-    };
-    if (parsed.v === 1 && typeof parsed.after === 'string' && parsed.after.startsWith(skPrefix))
-      return { limit, after: parsed.after };
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const position = parsed[key];
+    if (parsed.v === 1 && typeof position === 'string' && accept(position)) return position;
   } catch {
     // falls through to the 400
   }
@@ -54,4 +54,11 @@ export function pageRequest(query: PageQuery | undefined, skPrefix: string): Pag
     'nextToken is not valid for this list; pass the one a previous answer returned',
     'invalid_next_token',
   );
+}
+
+/** The page a query asks for, within the list whose sort keys start with `skPrefix`. */
+export function pageRequest(query: PageQuery | undefined, skPrefix: string): PageRequest {
+  const limit = query?.limit ?? DEFAULT_PAGE;
+  if (query?.nextToken === undefined) return { limit };
+  return { limit, after: decodeCursor(query.nextToken, 'after', (sk) => sk.startsWith(skPrefix)) };
 }

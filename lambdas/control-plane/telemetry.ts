@@ -14,7 +14,7 @@ import {
 import { bucketView } from '../telemetry/rollup.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
-import { limitParam } from './paging.ts';
+import { decodeCursor, encodeCursor, limitParam } from './paging.ts';
 
 /**
  * The read side of telemetry: the request log of a proxy and the telemetry buckets of a client or
@@ -62,27 +62,6 @@ const REQUESTS_DEFAULT_LIMIT = 100;
 /** Clock skew tolerated between the proxy's clock and ours for "up to now". */
 const SKEW_MS = 60_000;
 
-function encodeToken(lastRequestId: string): string {
-  return Buffer.from(JSON.stringify({ v: 1, before: lastRequestId })).toString('base64url');
-}
-
-function decodeToken(token: string): string {
-  try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as {
-      v?: number;
-      before?: unknown;
-    };
-    if (parsed.v === 1 && typeof parsed.before === 'string' && REQUEST_ID_PATTERN.test(parsed.before))
-      return parsed.before;
-  } catch {
-    // falls through to the 400
-  }
-  throw new BadRequestError(
-    'nextToken is not valid; pass the one a previous answer returned',
-    'invalid_next_token',
-  );
-}
-
 function isLive(item: Item, nowSeconds: number): boolean {
   return typeof item.ttl !== 'number' || item.ttl > nowSeconds;
 }
@@ -111,7 +90,9 @@ export async function listRequests(
   const limit = q.limit ?? REQUESTS_DEFAULT_LIMIT;
   const from = Math.max(after, oldest);
   let upper = requestIdUpperBound(new Date(before));
-  const cursor = q.nextToken ? decodeToken(q.nextToken) : undefined;
+  const cursor = q.nextToken
+    ? decodeCursor(q.nextToken, 'before', (id) => REQUEST_ID_PATTERN.test(id))
+    : undefined;
   if (cursor && cursor < upper) upper = cursor;
   const lower = requestIdLowerBound(new Date(from));
   const nowSeconds = Math.floor(now.getTime() / 1000);
@@ -183,7 +164,7 @@ export async function listRequests(
     requests: records.map((r) => publicView(r)),
     count: records.length,
     summary: { byTargetCredentialId: byTargetCredential, byProxyCredentialId: byProxyCredential },
-    ...(more && last ? { nextToken: encodeToken(String(last.sk)) } : {}),
+    ...(more && last ? { nextToken: encodeCursor('before', String(last.sk)) } : {}),
   };
 }
 
