@@ -2,15 +2,15 @@ import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import dynalite from 'dynalite';
 import kinesalite from 'kinesalite';
+import { startDynalite } from './dynamodb-transactions.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
 
 /**
  * The embedded AWS stand-ins, each a real server speaking the service's wire protocol, so the same
  * AWS SDK v3 clients run locally as in Lambda:
- * - DynamoDB: dynalite (pure JavaScript, LevelDB on disk under the data dir; no transactions,
- *   which keygate does not use);
+ * - DynamoDB: dynalite (pure JavaScript, LevelDB on disk under the data dir), plus
+ *   TransactWriteItems/TransactGetItems from ./dynamodb-transactions.ts (docs/embedded-dynamodb.md);
  * - Kinesis: kinesalite (LevelDB on disk);
  * - KMS: keygate's own stand-in (./kms-server.ts), master key in the data dir, mode 0600.
  * Without a data dir everything lives in memory (tests).
@@ -39,7 +39,7 @@ function closeServer(server: Server): Promise<void> {
 
 export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedServices> {
   if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const ddb: Server = dynalite({
+  const ddb: Server = startDynalite({
     path: dataDir ? join(dataDir, 'dynamodb') : undefined,
     createTableMs: 0,
     deleteTableMs: 0,
