@@ -73,6 +73,13 @@ export function cutPage<T extends object>(items: T[], limit: number): { items: T
     : { items: kept };
 }
 
+/**
+ * How many proxies one credential or target may serve: a change of it rebuilds every one of their
+ * snapshots in the same transaction as the change itself, and a transaction holds at most 100
+ * actions (storage/transact.ts).
+ */
+export const MAX_PROXIES_PER_RESOURCE = 90;
+
 /** The proxies of a cell that satisfy `uses` (which use a credential, either side, or a target). */
 export async function proxiesUsing(
   cell: Cell,

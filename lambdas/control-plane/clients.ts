@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Deps, TableRef } from '../shared/deps.ts';
 import { BadRequestError, ForbiddenError, NotFoundError } from '../shared/errors.ts';
-import { keys } from '../storage/keys.ts';
+import { type Key, keys } from '../storage/keys.ts';
 import {
   deleteItem,
   deleteItems,
@@ -12,6 +12,16 @@ import {
   queryPrefix,
   queryPrefixPage,
 } from '../storage/table.ts';
+import {
+  MAX_TX_ITEMS,
+  retryOnConflict,
+  type TxItem,
+  transact,
+  txCreate,
+  txDeleteAny,
+  txReplace,
+  versionOf,
+} from '../storage/transact.ts';
 import { cutPage } from './cells.ts';
 import type { Caller } from './identity.ts';
 import { userExists } from './identity.ts';
@@ -41,6 +51,8 @@ export interface ClientItem extends Item {
   clientName: string;
   clientMembers: ClientMember[];
   configuration: { limits: Limits };
+  /** Set when a DELETE began: the client is gone for every route but finishing that DELETE. */
+  deleting?: boolean;
   createdAt: string;
   updatedAt: string;
 }
@@ -60,10 +72,13 @@ export async function authorizeClient(
   caller: Caller,
   clientId: string,
   minRole: Role,
+  options: { deleting?: boolean } = {},
 ): Promise<ClientItem> {
   const client = await getItem<ClientItem>(deps.home, keys.client(clientId));
   const member = client?.clientMembers.find((m) => m.userId === caller.userId);
-  if (!client || !member) throw new NotFoundError('Client not found');
+  // A client being deleted is gone for everything but finishing its deletion.
+  if (!client || !member || (client.deleting && !options.deleting))
+    throw new NotFoundError('Client not found');
   if (RANK[topRole(member)] < RANK[minRole])
     throw new ForbiddenError(`This needs the ${minRole} role on the client`);
   return client;
@@ -86,20 +101,57 @@ async function checkMembers(deps: Deps, members: ClientMember[]) {
   if (missing.length > 0) throw new BadRequestError(`Unknown user(s): ${missing.join(', ')}`, 'unknown_user');
 }
 
-async function writeMemberships(deps: Deps, clientId: string, before: ClientMember[], after: ClientMember[]) {
+/**
+ * The membership items (USER#…/MEMBER#…) that a change of the member list touches: new or changed
+ * members are put, removed ones deleted.
+ */
+function membershipWrites(
+  deps: Deps,
+  clientId: string,
+  before: ClientMember[],
+  after: ClientMember[],
+): TxItem[] {
+  const old = new Map(before.map((m) => [m.userId, JSON.stringify(m.roles)]));
   const kept = new Set(after.map((m) => m.userId));
-  for (const m of after) {
-    await putItem(deps.home, {
-      ...keys.membership(m.userId, clientId),
-      type: 'Membership',
-      clientId,
-      userId: m.userId,
-      roles: m.roles,
-    });
-  }
-  for (const m of before) {
-    if (!kept.has(m.userId)) await deleteItem(deps.home, keys.membership(m.userId, clientId));
-  }
+  return [
+    ...after
+      .filter((m) => old.get(m.userId) !== JSON.stringify(m.roles))
+      .map(
+        (m): TxItem => ({
+          Put: {
+            TableName: deps.home.tableName,
+            Item: {
+              ...keys.membership(m.userId, clientId),
+              type: 'Membership',
+              clientId,
+              userId: m.userId,
+              roles: m.roles,
+            },
+          },
+        }),
+      ),
+    ...before
+      .filter((m) => !kept.has(m.userId))
+      .map((m) => txDeleteAny(deps.home, keys.membership(m.userId, clientId))),
+  ];
+}
+
+/**
+ * Stores a client item (created, or changed conditional on the version read) with its membership
+ * items, in one transaction. The client item's member list is the authority (every route reads it);
+ * membership items only index "which clients are mine". A change too big for one transaction (a
+ * member list replaced wholesale) writes the client item first and the index after.
+ */
+async function writeClient(deps: Deps, before: ClientItem | undefined, after: ClientItem) {
+  const stored = { ...keys.client(after.clientId), type: 'Client', ...after } as Record<string, unknown>;
+  delete stored.version;
+  const main = before
+    ? txReplace(deps.home, stored as Key & Item, versionOf(before))
+    : txCreate(deps.home, stored as Key & Item);
+  const index = membershipWrites(deps, after.clientId, before?.clientMembers ?? [], after.clientMembers);
+  if (index.length < MAX_TX_ITEMS) return transact(deps.home, [main, ...index]);
+  await transact(deps.home, [main]);
+  for (let i = 0; i < index.length; i += 25) await transact(deps.home, index.slice(i, i + 25));
 }
 
 export async function createClient(
@@ -124,12 +176,7 @@ export async function createClient(
     createdAt: now,
     updatedAt: now,
   };
-  await putItem(
-    deps.home,
-    { ...keys.client(client.clientId), type: 'Client', ...client },
-    { ifAbsent: true },
-  );
-  await writeMemberships(deps, client.clientId, [], members);
+  await writeClient(deps, undefined, client);
   return view(client);
 }
 
@@ -157,7 +204,11 @@ export async function getClient(deps: Deps, caller: Caller, clientId: string) {
   return view(await authorizeClient(deps, caller, clientId, 'user'));
 }
 
-/** Renames (admin) and/or changes members (owner only). */
+/**
+ * Renames (admin) and/or changes members (owner only). Conditional on the version read, with the
+ * membership items in the same transaction; a concurrent change re-runs the whole step, authorisation
+ * included, so a member removed meanwhile is refused, and a removal is never undone by a rename.
+ */
 export async function updateClient(
   deps: Deps,
   caller: Caller,
@@ -165,17 +216,18 @@ export async function updateClient(
   input: { clientName?: string; clientMembers?: ClientMember[] },
 ) {
   const minRole: Role = input.clientMembers ? 'owner' : 'admin';
-  const client = await authorizeClient(deps, caller, clientId, minRole);
-  const updated: ClientItem = {
-    ...client,
-    clientName: input.clientName ?? client.clientName,
-    clientMembers: input.clientMembers ?? client.clientMembers,
-    updatedAt: deps.now().toISOString(),
-  };
   if (input.clientMembers) await checkMembers(deps, input.clientMembers);
-  await putItem(deps.home, updated as ClientItem & { pk: string; sk: string });
-  if (input.clientMembers) await writeMemberships(deps, clientId, client.clientMembers, input.clientMembers);
-  return view(updated);
+  return retryOnConflict(clientId, async () => {
+    const client = await authorizeClient(deps, caller, clientId, minRole);
+    const updated: ClientItem = {
+      ...client,
+      clientName: input.clientName ?? client.clientName,
+      clientMembers: input.clientMembers ?? client.clientMembers,
+      updatedAt: deps.now().toISOString(),
+    };
+    await writeClient(deps, client, updated);
+    return view(updated);
+  });
 }
 
 export async function configureClient(
@@ -184,27 +236,36 @@ export async function configureClient(
   clientId: string,
   input: { limits: Partial<Limits> },
 ) {
-  const client = await authorizeClient(deps, caller, clientId, 'admin');
-  const updated: ClientItem = {
-    ...client,
-    configuration: { ...client.configuration, limits: { ...client.configuration.limits, ...input.limits } },
-    updatedAt: deps.now().toISOString(),
-  };
-  await putItem(deps.home, updated as ClientItem & { pk: string; sk: string });
-  return updated.configuration;
+  return retryOnConflict(clientId, async () => {
+    const client = await authorizeClient(deps, caller, clientId, 'admin');
+    const updated: ClientItem = {
+      ...client,
+      configuration: { ...client.configuration, limits: { ...client.configuration.limits, ...input.limits } },
+      updatedAt: deps.now().toISOString(),
+    };
+    await writeClient(deps, client, updated);
+    return updated.configuration;
+  });
 }
 
 /**
- * Deletes a client and everything in it. Proxy snapshots go first, in every cell, so traffic stops
- * before anything else changes; the client item goes last, so a failure midway can be retried.
+ * Deletes a client and everything in it, revoking first:
+ *  1. each cell gets the client's deletion mark, which every snapshot-writing transaction checks,
+ *     so no proxy of the client can be created or rebuilt any more;
+ *  2. every proxy snapshot goes: traffic stops;
+ *  3. only then is the client item marked `deleting` (every route but this DELETE answers 404);
+ *  4. every item of the client, its memberships, and the client item last.
+ * A failure midway leaves a client that serves nothing and that a retried DELETE finishes.
  * Request-log records and telemetry stay (they age out by TTL).
  */
 export async function deleteClient(deps: Deps, caller: Caller, clientId: string) {
-  const client = await authorizeClient(deps, caller, clientId, 'owner');
+  await authorizeClient(deps, caller, clientId, 'owner', { deleting: true });
   // Locally every region (and the home table) is one table: visit each table once.
   const distinct = <T extends TableRef>(tables: T[]) => [
     ...new Map(tables.map((t) => [t.tableName, t])).values(),
   ];
+  for (const cell of distinct(Object.values(deps.cells)))
+    await putItem(cell, { ...keys.clientCell(clientId), type: 'ClientCell', clientId, deleting: true });
   for (const cell of distinct(Object.values(deps.cells))) {
     const proxies = await queryPrefix<Item>(cell, keys.proxiesPrefix(clientId));
     await deleteItems(
@@ -215,13 +276,18 @@ export async function deleteClient(deps: Deps, caller: Caller, clientId: string)
       ]),
     );
   }
+  const client = await retryOnConflict(clientId, async () => {
+    const client = await authorizeClient(deps, caller, clientId, 'owner', { deleting: true });
+    if (!client.deleting) await writeClient(deps, client, { ...client, deleting: true });
+    return client;
+  });
   for (const table of distinct<TableRef>([...Object.values(deps.cells), deps.home])) {
     const items = await queryPrefix<Item & { pk: string; sk: string }>(table, {
       pk: keys.client(clientId).pk,
     });
     await deleteItems(
       table,
-      items.filter((i) => i.sk !== 'CLIENT').map((i) => ({ pk: i.pk, sk: i.sk })),
+      items.filter((i) => i.sk !== 'CLIENT' && i.sk !== 'CELLSTATE').map((i) => ({ pk: i.pk, sk: i.sk })),
     );
   }
   await deleteItems(

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { sealSecret } from '../crypto/envelope.ts';
 import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../crypto/key-strength.ts';
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
@@ -12,16 +13,18 @@ import {
 } from '../shared/errors.ts';
 import { validate } from '../shared/http.ts';
 import type { CredentialItem, ProxyItem } from '../storage/items.ts';
-import { keys } from '../storage/keys.ts';
-import { rebuildSnapshots } from '../storage/snapshot.ts';
+import { type Key, keys } from '../storage/keys.ts';
+import { commitChange } from '../storage/snapshot.ts';
 import {
-  deleteItem,
   deleteItems,
+  getItem,
+  type Item,
   isConditionFailure,
   publicView,
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
+import { retryOnConflict, txCreate, txDelete, txReplace, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
@@ -253,30 +256,91 @@ function usesCredential(credentialId: string) {
     p.proxyProxyCredentialId === credentialId || p.proxyTargetCredentialId === credentialId;
 }
 
+/** How long a claim may wait for its credential to be written before it counts as orphaned. */
+const CLAIM_GRACE_MS = 60_000;
+
+interface KeyClaim extends Item {
+  clientId: string;
+  credentialId: string;
+  credentialRegion?: string;
+  claimedAt?: string;
+}
+
 /**
  * Claims a proxy secret's hash for a credential in the client's home partition, so one key serves
- * one identity: a supplied key another credential of this client already uses is a 409.
+ * one identity: a supplied key another credential of this client already uses is a 409. The claim
+ * lives in the home table and the credential in its region's table, so the two cannot change in one
+ * transaction; a claim whose credential does not exist (a crash between the two writes, or a
+ * deletion that failed before releasing it) is taken over once it is older than CLAIM_GRACE_MS —
+ * the grace covers a creation still in flight. The data plane never reads claims: an orphaned one
+ * can only refuse a key, never let one in.
  */
-async function claimSecretHash(deps: Deps, clientId: string, credentialId: string, hash: string | undefined) {
+async function claimSecretHash(
+  deps: Deps,
+  claim: { clientId: string; credentialId: string; credentialRegion: string },
+  hash: string | undefined,
+) {
   if (!hash) return;
+  const key = keys.proxyKeyHash(claim.clientId, hash);
+  const now = deps.now();
+  const item = { ...key, type: 'ProxyKeyHash', ...claim, claimedAt: now.toISOString() };
+  const duplicate = () =>
+    new ConflictError(
+      'body.credentialSecret: this secret is already used by another credential of this client; use one key per identity',
+      'duplicate_key',
+    );
   try {
-    await putItem(
-      deps.home,
-      { ...keys.proxyKeyHash(clientId, hash), type: 'ProxyKeyHash', clientId, credentialId },
-      { ifAbsent: true },
+    await putItem(deps.home, item, { ifAbsent: true });
+    return;
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
+  const held = await getItem<KeyClaim>(deps.home, key);
+  if (held && held.credentialId !== claim.credentialId) {
+    const holder = await findInCells<CredentialItem>(
+      deps,
+      keys.credential(claim.clientId, held.credentialId),
+      'credentialRegion',
+    );
+    const age = now.getTime() - Date.parse(held.claimedAt ?? '1970-01-01T00:00:00Z');
+    if (holder || age < CLAIM_GRACE_MS) throw duplicate();
+  }
+  // Ours already (a retry), or orphaned: take it over, unless someone else just did.
+  try {
+    await deps.home.ddb.send(
+      new PutCommand({
+        TableName: deps.home.tableName,
+        Item: item,
+        ConditionExpression: 'attribute_not_exists(pk) OR credentialId = :held',
+        ExpressionAttributeValues: { ':held': held?.credentialId ?? claim.credentialId },
+      }),
     );
   } catch (error) {
-    if (isConditionFailure(error))
-      throw new ConflictError(
-        'body.credentialSecret: this secret is already used by another credential of this client; use one key per identity',
-        'duplicate_key',
-      );
+    if (isConditionFailure(error)) throw duplicate();
     throw error;
   }
 }
 
-async function releaseSecretHash(deps: Deps, clientId: string, hash: string | undefined) {
-  if (hash) await deleteItem(deps.home, keys.proxyKeyHash(clientId, hash));
+/** Releases a claim, only if it is still this credential's. */
+async function releaseSecretHash(
+  deps: Deps,
+  clientId: string,
+  credentialId: string,
+  hash: string | undefined,
+) {
+  if (!hash) return;
+  try {
+    await deps.home.ddb.send(
+      new DeleteCommand({
+        TableName: deps.home.tableName,
+        Key: keys.proxyKeyHash(clientId, hash),
+        ConditionExpression: 'credentialId = :mine',
+        ExpressionAttributeValues: { ':mine': credentialId },
+      }),
+    );
+  } catch (error) {
+    if (!isConditionFailure(error)) throw error;
+  }
 }
 
 export async function createCredential(
@@ -314,20 +378,27 @@ export async function createCredential(
     createdAt: now,
     updatedAt: now,
   };
-  await claimSecretHash(deps, clientId, credentialId, prepared.secretHash);
+  const claim = { clientId, credentialId, credentialRegion: input.credentialRegion };
+  await claimSecretHash(deps, claim, prepared.secretHash);
+  const key = keys.credential(clientId, credentialId);
+  const stored = {
+    ...key,
+    type: 'Credential',
+    ...keys.byRegion(item.credentialRegion, 'CREDENTIAL', clientId, credentialId),
+    ...item,
+  } as Key & Item;
   try {
-    await putItem(
-      cell,
-      {
-        ...keys.credential(clientId, credentialId),
-        type: 'Credential',
-        ...keys.byRegion(item.credentialRegion, 'CREDENTIAL', clientId, credentialId),
-        ...item,
-      },
-      { ifAbsent: true },
-    );
+    await retryOnConflict(clientId, async () => {
+      await authorizeClient(deps, caller, clientId, 'admin');
+      await commitChange(
+        cell,
+        clientId,
+        { writes: [txCreate(cell, stored)], after: [[key, stored]], proxyIds: [] },
+        deps.now(),
+      );
+    });
   } catch (error) {
-    await releaseSecretHash(deps, clientId, prepared.secretHash).catch(() => undefined);
+    await releaseSecretHash(deps, clientId, credentialId, prepared.secretHash).catch(() => undefined);
     throw error;
   }
   return prepared.generated ? { ...view(item), credentialSecret: prepared.generated } : view(item);
@@ -347,7 +418,8 @@ export async function getCredential(deps: Deps, caller: Caller, clientId: string
 
 /**
  * Renames, sets or clears `expiresAt`, or replaces the secret in place (a generated proxy key is
- * answered once). Every proxy using the credential sees the change before this answers.
+ * answered once). The credential and the snapshot of every proxy using it change in one
+ * transaction.
  */
 export async function updateCredential(
   deps: Deps,
@@ -357,85 +429,103 @@ export async function updateCredential(
   input: CredentialUpdate,
 ) {
   await authorizeClient(deps, caller, clientId, 'admin');
-  const { item, cell } = await loadCredential(deps, clientId, credentialId);
-  checkImmutable('credentialId', input.credentialId, item.credentialId);
-  checkImmutable('clientId', input.clientId, item.clientId);
-  checkImmutable('credentialType', input.credentialType, item.credentialType);
-  checkImmutable('credentialAuthType', input.credentialAuthType, item.credentialAuthType);
-  checkImmutable('credentialRegion', input.credentialRegion, item.credentialRegion);
+  const first = await loadCredential(deps, clientId, credentialId);
+  checkImmutable('credentialId', input.credentialId, first.item.credentialId);
+  checkImmutable('clientId', input.clientId, first.item.clientId);
+  checkImmutable('credentialType', input.credentialType, first.item.credentialType);
+  checkImmutable('credentialAuthType', input.credentialAuthType, first.item.credentialAuthType);
+  checkImmutable('credentialRegion', input.credentialRegion, first.item.credentialRegion);
   checkExpiry(deps, input.expiresAt);
-  const now = deps.now().toISOString();
-  const updated: CredentialItem = {
-    ...item,
-    credentialName: input.credentialName ?? item.credentialName,
-    expiresAt: input.expiresAt === null ? undefined : (input.expiresAt ?? item.expiresAt),
-    updatedAt: now,
-  };
-  let generated: Record<string, string> | undefined;
-  if (input.credentialSecret !== undefined) {
-    const prepared = await prepareSecret(
-      deps,
-      cell,
-      { clientId, credentialId },
-      item.credentialType,
-      item.credentialAuthType as CredentialAuthType,
-      input.credentialSecret,
-    );
-    updated.credentialSettings = prepared.settings;
-    updated.credentialSecretHint = prepared.hint;
-    updated.secretHash = prepared.secretHash;
-    updated.sealedSecret = prepared.sealed;
-    updated.secretUpdatedAt = now;
-    generated = prepared.generated;
-    if (prepared.secretHash !== item.secretHash)
-      await claimSecretHash(deps, clientId, credentialId, prepared.secretHash);
-  }
-  const stored = { ...keys.credential(clientId, credentialId), ...item, ...updated } as Record<
-    string,
-    unknown
-  >;
-  if (updated.expiresAt === undefined) delete stored.expiresAt;
-  const hashChanged = updated.secretHash !== item.secretHash;
+  const { cell } = first;
+  // The new secret is sealed (and a key generated) once, whatever retries follow.
+  const prepared =
+    input.credentialSecret === undefined
+      ? undefined
+      : await prepareSecret(
+          deps,
+          cell,
+          { clientId, credentialId },
+          first.item.credentialType,
+          first.item.credentialAuthType as CredentialAuthType,
+          input.credentialSecret,
+        );
+  const claim = { clientId, credentialId, credentialRegion: first.item.credentialRegion };
+  if (prepared && prepared.secretHash !== first.item.secretHash)
+    await claimSecretHash(deps, claim, prepared.secretHash);
+  let before: CredentialItem;
+  let updated: CredentialItem;
   try {
-    await putItem(cell, stored as typeof stored & { pk: string; sk: string }, { ifExists: true });
+    [before, updated] = await retryOnConflict(clientId, async () => {
+      await authorizeClient(deps, caller, clientId, 'admin');
+      const { item } = await loadCredential(deps, clientId, credentialId);
+      const now = deps.now().toISOString();
+      const next: CredentialItem = {
+        ...item,
+        credentialName: input.credentialName ?? item.credentialName,
+        expiresAt: input.expiresAt === null ? undefined : (input.expiresAt ?? item.expiresAt),
+        updatedAt: now,
+      };
+      if (prepared) {
+        next.credentialSettings = prepared.settings;
+        next.credentialSecretHint = prepared.hint;
+        next.secretHash = prepared.secretHash;
+        next.sealedSecret = prepared.sealed;
+        next.secretUpdatedAt = now;
+      }
+      const key = keys.credential(clientId, credentialId);
+      const stored = { ...key, ...item, ...next } as Record<string, unknown>;
+      if (next.expiresAt === undefined) delete stored.expiresAt;
+      delete stored.version;
+      const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
+      await commitChange(
+        cell,
+        clientId,
+        {
+          writes: [txReplace(cell, stored as Key & Item, versionOf(item as unknown as Item))],
+          after: [[key, stored]],
+          proxyIds: proxies.map((p) => p.proxyId),
+        },
+        deps.now(),
+      );
+      return [item, next] as const;
+    });
   } catch (error) {
-    if (hashChanged) await releaseSecretHash(deps, clientId, updated.secretHash).catch(() => undefined);
-    if (isConditionFailure(error)) throw new NotFoundError('Credential not found');
+    if (prepared?.secretHash !== first.item.secretHash)
+      await releaseSecretHash(deps, clientId, credentialId, prepared?.secretHash).catch(() => undefined);
     throw error;
   }
-  const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
-  await rebuildSnapshots(
-    cell,
-    clientId,
-    proxies.map((p) => p.proxyId),
-    deps.now(),
-  );
-  if (hashChanged) await releaseSecretHash(deps, clientId, item.secretHash);
-  return generated ? { ...view(updated), credentialSecret: generated } : view(updated);
+  if (before.secretHash !== updated.secretHash)
+    await releaseSecretHash(deps, clientId, credentialId, before.secretHash);
+  return prepared?.generated ? { ...view(updated), credentialSecret: prepared.generated } : view(updated);
 }
 
 /**
- * Deletes a credential: the item goes first, then every proxy snapshot that used it is rebuilt
- * without it (so the next proxied request fails), then its rules. Request-log records stay.
+ * Deletes a credential: the item and the snapshot of every proxy using it change in one
+ * transaction (the next proxied request with it fails), then its rules go (unreachable once the
+ * credential is gone) and its key claim is released. Request-log records stay.
  */
 export async function deleteCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { cell, item } = await loadCredential(deps, clientId, credentialId);
-  await deleteItem(cell, keys.credential(clientId, credentialId));
-  const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
-  await rebuildSnapshots(
-    cell,
-    clientId,
-    proxies.map((p) => p.proxyId),
-    deps.now(),
-  );
-  const rules = await queryPrefix<{ pk: string; sk: string }>(
-    cell,
-    keys.rulesPrefix(clientId, 'credential', credentialId),
-  );
+  const { cell, item } = await retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { cell, item } = await loadCredential(deps, clientId, credentialId);
+    const key = keys.credential(clientId, credentialId);
+    const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
+    await commitChange(
+      cell,
+      clientId,
+      {
+        writes: [txDelete(cell, key, versionOf(item as unknown as Item))],
+        after: [[key, null]],
+        proxyIds: proxies.map((p) => p.proxyId),
+      },
+      deps.now(),
+    );
+    return { cell, item };
+  });
+  const rules = await queryPrefix<Key>(cell, keys.rulesPrefix(clientId, 'credential', credentialId));
   await deleteItems(
     cell,
     rules.map((r) => ({ pk: r.pk, sk: r.sk })),
   );
-  await releaseSecretHash(deps, clientId, item.secretHash);
+  await releaseSecretHash(deps, clientId, credentialId, item.secretHash);
 }

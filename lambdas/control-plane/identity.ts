@@ -1,19 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { digestsEqual, generateSecret, hashSecret, hasValidChecksum, secretHint } from '../crypto/secrets.ts';
 import type { Deps } from '../shared/deps.ts';
 import { BadRequestError, ForbiddenError, NotFoundError, UnauthorizedError } from '../shared/errors.ts';
 import { keys } from '../storage/keys.ts';
-import {
-  deleteItem,
-  getItem,
-  type Item,
-  isConditionFailure,
-  publicView,
-  putItem,
-  queryPrefix,
-  queryPrefixPage,
-} from '../storage/table.ts';
+import { getItem, type Item, publicView, putItem, queryPrefix, queryPrefixPage } from '../storage/table.ts';
+import { retryOnConflict, transact, txCreate, txDeleteAny } from '../storage/transact.ts';
 import { cutPage } from './cells.ts';
 import { type PageQuery, pageRequest } from './paging.ts';
 
@@ -67,8 +58,13 @@ export async function authenticate(deps: Deps, authorization: string | undefined
   const found = await getItem<TokenHashItem>(deps.home, keys.tokenHash(hash));
   if (!found || !digestsEqual(found.tokenHash, hash)) throw new UnauthorizedError();
   if (found.expiresAt && Date.parse(found.expiresAt) <= deps.now().getTime()) throw new UnauthorizedError();
-  const user = await getItem<UserItem>(deps.home, keys.user(found.userId));
-  if (!user) throw new UnauthorizedError();
+  // The token item must agree too: a lookup item left behind by anything (a crash of an older
+  // version, a restored backup) authenticates nobody.
+  const [user, tokenItem] = await Promise.all([
+    getItem<UserItem>(deps.home, keys.user(found.userId)),
+    getItem<TokenItem>(deps.home, keys.userToken(found.userId, found.tokenId)),
+  ]);
+  if (!user || !tokenItem || !digestsEqual(tokenItem.tokenHash, hash)) throw new UnauthorizedError();
   return { userId: user.userId, tokenId: found.tokenId, platformAdmin: user.platformAdmin === true };
 }
 
@@ -88,19 +84,17 @@ async function issueToken(
     createdAt: deps.now().toISOString(),
     expiresAt: input.expiresAt,
   };
-  await putItem(
-    deps.home,
-    {
+  await transact(deps.home, [
+    txCreate(deps.home, {
       ...keys.tokenHash(tokenHash),
       type: 'TokenHash',
       userId,
       tokenId: item.tokenId,
       tokenHash,
       expiresAt: input.expiresAt,
-    },
-    { ifAbsent: true },
-  );
-  await putItem(deps.home, { ...keys.userToken(userId, item.tokenId), type: 'Token', ...item });
+    }),
+    txCreate(deps.home, { ...keys.userToken(userId, item.tokenId), type: 'Token', ...item }),
+  ]);
   return { item, token };
 }
 
@@ -162,51 +156,65 @@ async function ownToken(deps: Deps, caller: Caller, tokenId: string): Promise<To
 }
 
 /**
- * Rotates a token: the token item is switched to the new hash first (conditional on the old one,
- * so two concurrent rotations cannot both win), then the old lookup item is deleted and the new
- * one written. When this answers, the old token is dead.
+ * Rotates a token: the token item switches to the new hash, the old lookup item goes and the new
+ * one comes, in one transaction conditional on the hash read — so a rotation racing a revocation
+ * (or another rotation) of the same token either sees its result or is cancelled and re-read.
+ * When this answers, the old token is dead.
  */
 export async function rotateToken(deps: Deps, caller: Caller, tokenId: string) {
-  const current = await ownToken(deps, caller, tokenId);
   const newToken = generateSecret('kg_user_');
   const newHash = hashSecret(newToken);
-  const rotatedAt = deps.now().toISOString();
-  try {
-    await deps.home.ddb.send(
-      new UpdateCommand({
-        TableName: deps.home.tableName,
-        Key: keys.userToken(caller.userId, tokenId),
-        UpdateExpression: 'SET tokenHash = :new, tokenHint = :hint, rotatedAt = :at',
-        ConditionExpression: 'tokenHash = :old',
-        ExpressionAttributeValues: {
-          ':new': newHash,
-          ':old': current.tokenHash,
-          ':hint': secretHint(newToken),
-          ':at': rotatedAt,
+  return retryOnConflict(caller.userId, async () => {
+    const current = await ownToken(deps, caller, tokenId);
+    const rotatedAt = deps.now().toISOString();
+    await transact(deps.home, [
+      {
+        Update: {
+          TableName: deps.home.tableName,
+          Key: keys.userToken(caller.userId, tokenId),
+          UpdateExpression: 'SET tokenHash = :new, tokenHint = :hint, rotatedAt = :at',
+          ConditionExpression: 'tokenHash = :old',
+          ExpressionAttributeValues: {
+            ':new': newHash,
+            ':old': current.tokenHash,
+            ':hint': secretHint(newToken),
+            ':at': rotatedAt,
+          },
         },
+      },
+      txDeleteAny(deps.home, keys.tokenHash(current.tokenHash)),
+      txCreate(deps.home, {
+        ...keys.tokenHash(newHash),
+        type: 'TokenHash',
+        userId: caller.userId,
+        tokenId,
+        tokenHash: newHash,
+        expiresAt: current.expiresAt,
       }),
-    );
-  } catch (error) {
-    if (isConditionFailure(error)) throw new NotFoundError('Token not found');
-    throw error;
-  }
-  await deleteItem(deps.home, keys.tokenHash(current.tokenHash));
-  await putItem(deps.home, {
-    ...keys.tokenHash(newHash),
-    type: 'TokenHash',
-    userId: caller.userId,
-    tokenId,
-    tokenHash: newHash,
-    expiresAt: current.expiresAt,
+    ]);
+    return { tokenId, newToken, rotatedAt };
   });
-  return { tokenId, newToken, rotatedAt };
 }
 
-/** Revokes a token: its lookup item goes first, so it fails from the next request on. */
+/**
+ * Revokes a token: the token item (conditional on the hash read) and its lookup item go in one
+ * transaction; a rotation that raced it cancels it, and the re-read deletes the rotated token.
+ */
 export async function deleteToken(deps: Deps, caller: Caller, tokenId: string) {
-  const current = await ownToken(deps, caller, tokenId);
-  await deleteItem(deps.home, keys.tokenHash(current.tokenHash));
-  await deleteItem(deps.home, keys.userToken(caller.userId, tokenId));
+  await retryOnConflict(caller.userId, async () => {
+    const current = await ownToken(deps, caller, tokenId);
+    await transact(deps.home, [
+      {
+        Delete: {
+          TableName: deps.home.tableName,
+          Key: keys.userToken(caller.userId, tokenId),
+          ConditionExpression: 'tokenHash = :current',
+          ExpressionAttributeValues: { ':current': current.tokenHash },
+        },
+      },
+      txDeleteAny(deps.home, keys.tokenHash(current.tokenHash)),
+    ]);
+  });
 }
 
 /** True when a user with this id exists. */

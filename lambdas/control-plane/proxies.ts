@@ -4,17 +4,19 @@ import { evaluateRules } from '../rules/evaluator.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
 import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { CredentialItem, ProxyItem, TargetItem } from '../storage/items.ts';
-import { keys } from '../storage/keys.ts';
-import { deleteSnapshot, readSnapshot, rebuildSnapshot } from '../storage/snapshot.ts';
+import { type Key, keys } from '../storage/keys.ts';
+import { commitChange, readSnapshot } from '../storage/snapshot.ts';
+import { deleteItems, getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
 import {
-  deleteItem,
-  deleteItems,
-  isConditionFailure,
-  publicView,
-  putItem,
-  queryPrefix,
-} from '../storage/table.ts';
-import { cellFor, findInCells, pageInCells } from './cells.ts';
+  retryOnConflict,
+  type TxItem,
+  txCreate,
+  txDelete,
+  txReplace,
+  txTouch,
+  versionOf,
+} from '../storage/transact.ts';
+import { cellFor, findInCells, MAX_PROXIES_PER_RESOURCE, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
 import type { Caller } from './identity.ts';
@@ -47,7 +49,7 @@ async function checkReferences(
   region: string,
   refs: Pick<ProxyItem, 'proxyProxyCredentialId' | 'proxyTargetId' | 'proxyTargetCredentialId'>,
   changed: (field: string) => boolean = () => true,
-) {
+): Promise<Array<{ field: string; key: Key; item: Item }>> {
   const [pc, target, tc] = await Promise.all([
     findInCells<CredentialItem>(
       deps,
@@ -74,6 +76,17 @@ async function checkReferences(
       'target',
     ],
   ];
+  const found: Array<{ field: string; key: Key; item: Item }> = [];
+  const keyOf: Record<string, Key> = {
+    proxyProxyCredentialId: keys.credential(clientId, refs.proxyProxyCredentialId),
+    proxyTargetId: keys.target(clientId, refs.proxyTargetId),
+    proxyTargetCredentialId: keys.credential(clientId, refs.proxyTargetCredentialId),
+  };
+  const items: Record<string, Item | undefined> = {
+    proxyProxyCredentialId: pc?.item as Item | undefined,
+    proxyTargetId: target?.item as Item | undefined,
+    proxyTargetCredentialId: tc?.item as Item | undefined,
+  };
   for (const [field, found, credentialType] of checks) {
     if (!changed(field)) continue;
     if (!found) throw fieldError(`body.${field}`, 'no such resource in this client', 'unknown_reference');
@@ -90,50 +103,88 @@ async function checkReferences(
         'wrong_credential_type',
       );
   }
+  for (const field of Object.keys(keyOf))
+    if (changed(field)) found.push({ field, key: keyOf[field]!, item: items[field]! });
+  return found;
+}
+
+/**
+ * What a proxy starting to use credentials and a target adds to its transaction: a version bump of
+ * each (storage/snapshot.ts, point 2), and a check that none already serves the most proxies one
+ * change can rebuild atomically.
+ */
+async function startUsing(
+  cell: Cell,
+  clientId: string,
+  refs: Array<{ field: string; key: Key; item: Item }>,
+): Promise<TxItem[]> {
+  if (refs.length === 0) return [];
+  const proxies = await proxiesUsing(cell, clientId, () => true);
+  for (const { field, item } of refs) {
+    const id = String(item.credentialId ?? item.targetId);
+    const users = proxies.filter(
+      (p) => p.proxyProxyCredentialId === id || p.proxyTargetCredentialId === id || p.proxyTargetId === id,
+    ).length;
+    if (users >= MAX_PROXIES_PER_RESOURCE)
+      throw new ConflictError(
+        `body.${field}: already used by ${users} proxies; one credential or target serves at most ${MAX_PROXIES_PER_RESOURCE}`,
+        'too_many_proxies',
+      );
+  }
+  return refs.map(({ key, item }) => txTouch(cell, key, versionOf(item)));
+}
+
+/** The version bumps of the items a proxy stops using (those that still exist). */
+async function stopUsing(cell: Cell, keysOf: Key[]): Promise<TxItem[]> {
+  const items = await Promise.all(keysOf.map((k) => getItem<Item>(cell, k)));
+  return keysOf.flatMap((k, i) => (items[i] ? [txTouch(cell, k, versionOf(items[i]))] : []));
 }
 
 export async function createProxy(deps: Deps, caller: Caller, clientId: string, input: ProxyCreate) {
-  const client = await authorizeClient(deps, caller, clientId, 'admin');
-  const cell = cellFor(deps, input.proxyRegion, 'body.proxyRegion');
-  await checkReferences(deps, clientId, input.proxyRegion, input);
-  const now = deps.now().toISOString();
-  const limits = client.configuration.limits;
-  const item: ProxyItem = {
-    proxyId: randomUUID(),
-    clientId,
-    proxyName: input.proxyName,
-    proxyAlias: input.proxyAlias,
-    proxyRegion: input.proxyRegion,
-    proxyProxyCredentialId: input.proxyProxyCredentialId,
-    proxyTargetId: input.proxyTargetId,
-    proxyTargetCredentialId: input.proxyTargetCredentialId,
-    proxyDefaultRuleEffect: input.proxyDefaultRuleEffect ?? 'deny',
-    proxyActive: input.proxyActive ?? true,
-    proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? limits.requestsPerMinute,
-    proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? limits.requestsPerDay,
-    createdAt: now,
-    updatedAt: now,
-  };
-  // The first build creates the snapshot item before the proxy item exists (see storage/snapshot.ts).
-  await rebuildSnapshot(cell, clientId, item.proxyId, deps.now(), item);
-  try {
-    await putItem(
+  const proxyId = randomUUID();
+  return retryOnConflict(clientId, async () => {
+    const client = await authorizeClient(deps, caller, clientId, 'admin');
+    const cell = cellFor(deps, input.proxyRegion, 'body.proxyRegion');
+    const refs = await checkReferences(deps, clientId, input.proxyRegion, input);
+    const now = deps.now().toISOString();
+    const limits = client.configuration.limits;
+    const item: ProxyItem = {
+      proxyId,
+      clientId,
+      proxyName: input.proxyName,
+      proxyAlias: input.proxyAlias,
+      proxyRegion: input.proxyRegion,
+      proxyProxyCredentialId: input.proxyProxyCredentialId,
+      proxyTargetId: input.proxyTargetId,
+      proxyTargetCredentialId: input.proxyTargetCredentialId,
+      proxyDefaultRuleEffect: input.proxyDefaultRuleEffect ?? 'deny',
+      proxyActive: input.proxyActive ?? true,
+      proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? limits.requestsPerMinute,
+      proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? limits.requestsPerDay,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const key = keys.proxy(clientId, proxyId);
+    const stored = {
+      ...key,
+      type: 'Proxy',
+      ...keys.byRegion(item.proxyRegion, 'PROXY', clientId, proxyId),
+      ...item,
+    } as Key & Item;
+    // The proxy item, its snapshot and the version bumps of what it uses: one transaction.
+    await commitChange(
       cell,
+      clientId,
       {
-        ...keys.proxy(clientId, item.proxyId),
-        type: 'Proxy',
-        ...keys.byRegion(item.proxyRegion, 'PROXY', clientId, item.proxyId),
-        ...item,
+        writes: [txCreate(cell, stored), ...(await startUsing(cell, clientId, refs))],
+        after: [[key, stored]],
+        proxyIds: [proxyId],
+        createdProxyId: proxyId,
       },
-      { ifAbsent: true },
+      deps.now(),
     );
-  } catch (error) {
-    await deleteSnapshot(cell, item.proxyId).catch(() => undefined);
-    throw error;
-  }
-  // A change to a credential, target or rule that raced with this creation is picked up here.
-  await rebuildSnapshot(cell, clientId, item.proxyId, deps.now());
-  return view(item);
+    return view(item);
+  });
 }
 
 export async function listProxies(deps: Deps, caller: Caller, clientId: string, query?: PageQuery) {
@@ -155,59 +206,88 @@ export async function updateProxy(
   proxyId: string,
   input: ProxyUpdate,
 ) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { item, cell } = await loadProxy(deps, clientId, proxyId);
-  checkImmutable('proxyId', input.proxyId, item.proxyId);
-  checkImmutable('clientId', input.clientId, item.clientId);
-  checkImmutable('proxyRegion', input.proxyRegion, item.proxyRegion);
-  const updated: ProxyItem = {
-    ...item,
-    proxyName: input.proxyName ?? item.proxyName,
-    proxyAlias: input.proxyAlias === null ? undefined : (input.proxyAlias ?? item.proxyAlias),
-    proxyProxyCredentialId: input.proxyProxyCredentialId ?? item.proxyProxyCredentialId,
-    proxyTargetId: input.proxyTargetId ?? item.proxyTargetId,
-    proxyTargetCredentialId: input.proxyTargetCredentialId ?? item.proxyTargetCredentialId,
-    proxyDefaultRuleEffect: input.proxyDefaultRuleEffect ?? item.proxyDefaultRuleEffect,
-    proxyActive: input.proxyActive ?? item.proxyActive,
-    proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? item.proxyMaxRequestsPerMinute,
-    proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? item.proxyMaxRequestsPerDay,
-    updatedAt: deps.now().toISOString(),
-  };
-  // Only references this PUT changes are checked: a proxy whose credential was revoked can still be
-  // renamed or deactivated, and is repaired by pointing it at a new credential.
-  await checkReferences(
-    deps,
-    clientId,
-    item.proxyRegion,
-    updated,
-    (field) => updated[field as keyof ProxyItem] !== item[field as keyof ProxyItem],
-  );
-  const stored = { ...keys.proxy(clientId, proxyId), ...item, ...updated } as Record<string, unknown>;
-  if (updated.proxyAlias === undefined) delete stored.proxyAlias;
-  try {
-    await putItem(cell, stored as typeof stored & { pk: string; sk: string }, { ifExists: true });
-  } catch (error) {
-    if (isConditionFailure(error)) throw new NotFoundError('Proxy not found');
-    throw error;
-  }
-  await rebuildSnapshot(cell, clientId, proxyId, deps.now());
-  return view(updated);
+  return retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { item, cell } = await loadProxy(deps, clientId, proxyId);
+    checkImmutable('proxyId', input.proxyId, item.proxyId);
+    checkImmutable('clientId', input.clientId, item.clientId);
+    checkImmutable('proxyRegion', input.proxyRegion, item.proxyRegion);
+    const updated: ProxyItem = {
+      ...item,
+      proxyName: input.proxyName ?? item.proxyName,
+      proxyAlias: input.proxyAlias === null ? undefined : (input.proxyAlias ?? item.proxyAlias),
+      proxyProxyCredentialId: input.proxyProxyCredentialId ?? item.proxyProxyCredentialId,
+      proxyTargetId: input.proxyTargetId ?? item.proxyTargetId,
+      proxyTargetCredentialId: input.proxyTargetCredentialId ?? item.proxyTargetCredentialId,
+      proxyDefaultRuleEffect: input.proxyDefaultRuleEffect ?? item.proxyDefaultRuleEffect,
+      proxyActive: input.proxyActive ?? item.proxyActive,
+      proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? item.proxyMaxRequestsPerMinute,
+      proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? item.proxyMaxRequestsPerDay,
+      updatedAt: deps.now().toISOString(),
+    };
+    const changed = (field: string) => updated[field as keyof ProxyItem] !== item[field as keyof ProxyItem];
+    // Only references this PUT changes are checked: a proxy whose credential was revoked can still
+    // be renamed or deactivated, and is repaired by pointing it at a new credential.
+    const refs = await checkReferences(deps, clientId, item.proxyRegion, updated, changed);
+    const dropped = refs.map(({ field }) =>
+      field === 'proxyTargetId'
+        ? keys.target(clientId, item.proxyTargetId)
+        : keys.credential(clientId, String(item[field as keyof ProxyItem])),
+    );
+    const key = keys.proxy(clientId, proxyId);
+    const stored = { ...key, ...item, ...updated } as Record<string, unknown>;
+    if (updated.proxyAlias === undefined) delete stored.proxyAlias;
+    delete stored.version;
+    await commitChange(
+      cell,
+      clientId,
+      {
+        writes: [
+          txReplace(cell, stored as Key & Item, versionOf(item as unknown as Item)),
+          ...(await startUsing(cell, clientId, refs)),
+          ...(await stopUsing(cell, dropped)),
+        ],
+        after: [[key, stored]],
+        proxyIds: [proxyId],
+      },
+      deps.now(),
+    );
+    return view(updated);
+  });
 }
 
-/** Deletes a proxy: its item, then its snapshot (the data plane answers 401 from then on), then its rules. */
+/**
+ * Deletes a proxy: its item and its snapshot in one transaction (the data plane answers 401 from
+ * then on), then its rules (unreachable once the proxy is gone; a failure there leaves nothing
+ * visible or usable).
+ */
 export async function deleteProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { cell } = await loadProxy(deps, clientId, proxyId);
-  await deleteItem(cell, keys.proxy(clientId, proxyId));
-  await deleteSnapshot(cell, proxyId);
-  const rules = await queryPrefix<{ pk: string; sk: string }>(
-    cell,
-    keys.rulesPrefix(clientId, 'proxy', proxyId),
-  );
-  await deleteItems(
-    cell,
-    rules.map((r) => ({ pk: r.pk, sk: r.sk })),
-  );
+  const cell = await retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { item, cell } = await loadProxy(deps, clientId, proxyId);
+    const key = keys.proxy(clientId, proxyId);
+    await commitChange(
+      cell,
+      clientId,
+      {
+        writes: [
+          txDelete(cell, key, versionOf(item as unknown as Item)),
+          ...(await stopUsing(cell, [
+            keys.credential(clientId, item.proxyProxyCredentialId),
+            keys.target(clientId, item.proxyTargetId),
+            keys.credential(clientId, item.proxyTargetCredentialId),
+          ])),
+        ],
+        after: [[key, null]],
+        proxyIds: [],
+        deletedProxyId: proxyId,
+      },
+      deps.now(),
+    );
+    return cell;
+  });
+  const rules = await queryPrefix<Key>(cell, keys.rulesPrefix(clientId, 'proxy', proxyId));
+  await deleteItems(cell, [...rules.map((r) => ({ pk: r.pk, sk: r.sk })), keys.proxySnapshotSeq(proxyId)]);
 }
 
 function encodeQuery(query: SimulateInput['query']): string {

@@ -5,16 +5,18 @@ import type { Rule } from '../rules/types.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { ProxyItem, RuleItem } from '../storage/items.ts';
-import { keys, type RuleScope as ParentType } from '../storage/keys.ts';
-import { rebuildSnapshots } from '../storage/snapshot.ts';
+import { type Key, keys, type RuleScope as ParentType } from '../storage/keys.ts';
+import { commitChange } from '../storage/snapshot.ts';
+import { getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
 import {
-  deleteItem,
-  getItem,
-  isConditionFailure,
-  publicView,
-  putItem,
-  queryPrefix,
-} from '../storage/table.ts';
+  retryOnConflict,
+  type TxItem,
+  txCreate,
+  txDelete,
+  txReplace,
+  txTouch,
+  versionOf,
+} from '../storage/transact.ts';
 import { proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import { loadCredential } from './credentials.ts';
@@ -77,6 +79,9 @@ export function checkRulePatterns(rule: RuleInput) {
 
 interface Parent {
   cell: Cell;
+  key: Key;
+  /** The parent as read (its version orders rule changes against changes of the parent). */
+  item: Item;
   /** The proxies whose snapshots hold this parent's rules. */
   proxies: () => Promise<string[]>;
 }
@@ -88,10 +93,15 @@ async function loadParent(
   parentId: string,
 ): Promise<Parent> {
   if (parentType === 'proxy') {
-    const { cell } = await loadProxy(deps, clientId, parentId);
-    return { cell, proxies: async () => [parentId] };
+    const { cell, item } = await loadProxy(deps, clientId, parentId);
+    return {
+      cell,
+      key: keys.proxy(clientId, parentId),
+      item: item as unknown as Item,
+      proxies: async () => [parentId],
+    };
   }
-  const { cell } =
+  const { cell, item } =
     parentType === 'credential'
       ? await loadCredential(deps, clientId, parentId)
       : await loadTarget(deps, clientId, parentId);
@@ -99,7 +109,37 @@ async function loadParent(
     parentType === 'credential'
       ? (p: ProxyItem) => p.proxyProxyCredentialId === parentId || p.proxyTargetCredentialId === parentId
       : (p: ProxyItem) => p.proxyTargetId === parentId;
-  return { cell, proxies: async () => (await proxiesUsing(cell, clientId, uses)).map((p) => p.proxyId) };
+  return {
+    cell,
+    key: parentType === 'credential' ? keys.credential(clientId, parentId) : keys.target(clientId, parentId),
+    item: item as unknown as Item,
+    proxies: async () => (await proxiesUsing(cell, clientId, uses)).map((p) => p.proxyId),
+  };
+}
+
+/**
+ * Writes one rule change: the rule, a version bump of its parent (so concurrent rule changes of one
+ * parent are serialised, which keeps the per-parent cap exact) and the snapshot of every proxy
+ * holding the parent's rules, in one transaction.
+ */
+async function commitRule(
+  deps: Deps,
+  clientId: string,
+  parent: Parent,
+  write: TxItem,
+  key: Key,
+  after: Item | null,
+) {
+  await commitChange(
+    parent.cell,
+    clientId,
+    {
+      writes: [write, txTouch(parent.cell, parent.key, versionOf(parent.item))],
+      after: [[key, after]],
+      proxyIds: await parent.proxies(),
+    },
+    deps.now(),
+  );
 }
 
 function ruleFields(input: RuleInput): Omit<Rule, 'ruleId'> {
@@ -118,10 +158,6 @@ function view(item: RuleItem) {
   return publicView(item as unknown as Record<string, unknown>);
 }
 
-async function refresh(deps: Deps, clientId: string, parent: Parent) {
-  await rebuildSnapshots(parent.cell, clientId, await parent.proxies(), deps.now());
-}
-
 export async function createRule(
   deps: Deps,
   caller: Caller,
@@ -130,41 +166,29 @@ export async function createRule(
   parentId: string,
   input: RuleInput,
 ) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const parent = await loadParent(deps, clientId, parentType, parentId);
   checkRulePatterns(input);
-  const existing = await queryPrefix(parent.cell, keys.rulesPrefix(clientId, parentType, parentId));
-  if (existing.length >= MAX_RULES_PER_PARENT)
-    throw new ConflictError(`A ${parentType} holds at most ${MAX_RULES_PER_PARENT} rules`, 'rule_limit');
-  const now = deps.now().toISOString();
-  const item: RuleItem = {
-    ruleId: randomUUID(),
-    ...ruleFields(input),
-    clientId,
-    parentType,
-    parentId,
-    createdAt: now,
-    updatedAt: now,
-  };
-  const key = keys.rule(clientId, parentType, parentId, item.ruleId);
-  await putItem(parent.cell, { ...key, type: 'Rule', ...item }, { ifAbsent: true });
-  // The count above may be stale: creates running side by side all saw room. Counted again after
-  // our own write (a consistent read), the last of them to count sees every write that preceded
-  // it, so a parent over the cap is always seen, and each create that sees it takes its own rule
-  // back. Never over the cap at rest, without a transaction; under a race at the cap, a create may
-  // be refused although another one also backed out (the 409 says to retry).
-  const after = await queryPrefix(parent.cell, keys.rulesPrefix(clientId, parentType, parentId));
-  if (after.length > MAX_RULES_PER_PARENT) {
-    await deleteItem(parent.cell, key);
-    // A concurrent create may have put our rule into a snapshot: rebuild from what is stored now.
-    await refresh(deps, clientId, parent);
-    throw new ConflictError(
-      `A ${parentType} holds at most ${MAX_RULES_PER_PARENT} rules (another create took the last place; retry if one is still free)`,
-      'rule_limit',
-    );
-  }
-  await refresh(deps, clientId, parent);
-  return view(item);
+  const ruleId = randomUUID();
+  return retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const parent = await loadParent(deps, clientId, parentType, parentId);
+    const existing = await queryPrefix(parent.cell, keys.rulesPrefix(clientId, parentType, parentId));
+    if (existing.length >= MAX_RULES_PER_PARENT)
+      throw new ConflictError(`A ${parentType} holds at most ${MAX_RULES_PER_PARENT} rules`, 'rule_limit');
+    const now = deps.now().toISOString();
+    const item: RuleItem = {
+      ruleId,
+      ...ruleFields(input),
+      clientId,
+      parentType,
+      parentId,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const key = keys.rule(clientId, parentType, parentId, ruleId);
+    const stored = { ...key, type: 'Rule', ...item } as Key & Item;
+    await commitRule(deps, clientId, parent, txCreate(parent.cell, stored), key, stored);
+    return view(item);
+  });
 }
 
 export async function listRules(
@@ -216,32 +240,27 @@ export async function updateRule(
   ruleId: string,
   input: RuleInput & { ruleId?: string },
 ) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { parent, item } = await loadRule(deps, clientId, parentType, parentId, ruleId);
   if (input.ruleId !== undefined && input.ruleId !== ruleId)
     throw new BadRequestError('body.ruleId: cannot be changed', 'immutable_field');
   checkRulePatterns(input);
-  const updated: RuleItem = {
-    ruleId,
-    ...ruleFields(input),
-    clientId,
-    parentType,
-    parentId,
-    createdAt: item.createdAt,
-    updatedAt: deps.now().toISOString(),
-  };
-  try {
-    await putItem(
-      parent.cell,
-      { ...keys.rule(clientId, parentType, parentId, ruleId), type: 'Rule', ...updated },
-      { ifExists: true },
-    );
-  } catch (error) {
-    if (isConditionFailure(error)) throw new NotFoundError('Rule not found');
-    throw error;
-  }
-  await refresh(deps, clientId, parent);
-  return view(updated);
+  return retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { parent, item } = await loadRule(deps, clientId, parentType, parentId, ruleId);
+    const updated: RuleItem = {
+      ruleId,
+      ...ruleFields(input),
+      clientId,
+      parentType,
+      parentId,
+      createdAt: item.createdAt,
+      updatedAt: deps.now().toISOString(),
+    };
+    const key = keys.rule(clientId, parentType, parentId, ruleId);
+    const stored = { ...key, type: 'Rule', ...updated } as Key & Item;
+    const write = txReplace(parent.cell, stored, versionOf(item as unknown as Item));
+    await commitRule(deps, clientId, parent, write, key, stored);
+    return view(updated);
+  });
 }
 
 export async function deleteRule(
@@ -252,8 +271,11 @@ export async function deleteRule(
   parentId: string,
   ruleId: string,
 ) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { parent } = await loadRule(deps, clientId, parentType, parentId, ruleId);
-  await deleteItem(parent.cell, keys.rule(clientId, parentType, parentId, ruleId));
-  await refresh(deps, clientId, parent);
+  await retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { parent, item } = await loadRule(deps, clientId, parentType, parentId, ruleId);
+    const key = keys.rule(clientId, parentType, parentId, ruleId);
+    const write = txDelete(parent.cell, key, versionOf(item as unknown as Item));
+    await commitRule(deps, clientId, parent, write, key, null);
+  });
 }

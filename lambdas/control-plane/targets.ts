@@ -4,16 +4,10 @@ import { checkTargetUrl } from '../net/target-url.ts';
 import type { Deps } from '../shared/deps.ts';
 import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { ProxyItem, TargetItem } from '../storage/items.ts';
-import { keys } from '../storage/keys.ts';
-import { rebuildSnapshots } from '../storage/snapshot.ts';
-import {
-  deleteItem,
-  deleteItems,
-  isConditionFailure,
-  publicView,
-  putItem,
-  queryPrefix,
-} from '../storage/table.ts';
+import { type Key, keys } from '../storage/keys.ts';
+import { commitChange } from '../storage/snapshot.ts';
+import { deleteItems, type Item, publicView, queryPrefix } from '../storage/table.ts';
+import { retryOnConflict, txCreate, txDelete, txReplace, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
@@ -70,15 +64,20 @@ export async function createTarget(deps: Deps, caller: Caller, clientId: string,
     createdAt: now,
     updatedAt: now,
   };
-  await putItem(
-    cell,
-    {
-      ...keys.target(clientId, item.targetId),
-      type: 'Target',
-      ...keys.byRegion(item.targetRegion, 'TARGET', clientId, item.targetId),
-      ...item,
-    },
-    { ifAbsent: true },
+  const key = keys.target(clientId, item.targetId);
+  const stored = {
+    ...key,
+    type: 'Target',
+    ...keys.byRegion(item.targetRegion, 'TARGET', clientId, item.targetId),
+    ...item,
+  } as Key & Item;
+  await retryOnConflict(clientId, () =>
+    commitChange(
+      cell,
+      clientId,
+      { writes: [txCreate(cell, stored)], after: [[key, stored]], proxyIds: [] },
+      deps.now(),
+    ),
   );
   return view(item);
 }
@@ -102,65 +101,73 @@ export async function updateTarget(
   targetId: string,
   input: TargetUpdate,
 ) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { item, cell } = await loadTarget(deps, clientId, targetId);
-  checkImmutable('targetId', input.targetId, item.targetId);
-  checkImmutable('clientId', input.clientId, item.clientId);
-  checkImmutable('targetRegion', input.targetRegion, item.targetRegion);
-  const updated: TargetItem = {
-    ...item,
-    targetName: input.targetName ?? item.targetName,
-    targetBaseURL:
-      input.targetBaseURL === undefined ? item.targetBaseURL : checkBaseUrl(deps, input.targetBaseURL),
-    targetTestPath:
-      input.targetTestPath === null
-        ? undefined
-        : input.targetTestPath === undefined
-          ? item.targetTestPath
-          : checkTestPath(input.targetTestPath),
-    targetDefaultRuleEffect: input.targetDefaultRuleEffect ?? item.targetDefaultRuleEffect,
-    updatedAt: deps.now().toISOString(),
-  };
-  const stored = { ...keys.target(clientId, targetId), ...item, ...updated } as Record<string, unknown>;
-  if (updated.targetTestPath === undefined) delete stored.targetTestPath;
-  try {
-    await putItem(cell, stored as typeof stored & { pk: string; sk: string }, { ifExists: true });
-  } catch (error) {
-    if (isConditionFailure(error)) throw new NotFoundError('Target not found');
-    throw error;
-  }
-  const proxies = await proxiesUsing(cell, clientId, usesTarget(targetId));
-  await rebuildSnapshots(
-    cell,
-    clientId,
-    proxies.map((p) => p.proxyId),
-    deps.now(),
-  );
-  return view(updated);
+  return retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { item, cell } = await loadTarget(deps, clientId, targetId);
+    checkImmutable('targetId', input.targetId, item.targetId);
+    checkImmutable('clientId', input.clientId, item.clientId);
+    checkImmutable('targetRegion', input.targetRegion, item.targetRegion);
+    const updated: TargetItem = {
+      ...item,
+      targetName: input.targetName ?? item.targetName,
+      targetBaseURL:
+        input.targetBaseURL === undefined ? item.targetBaseURL : checkBaseUrl(deps, input.targetBaseURL),
+      targetTestPath:
+        input.targetTestPath === null
+          ? undefined
+          : input.targetTestPath === undefined
+            ? item.targetTestPath
+            : checkTestPath(input.targetTestPath),
+      targetDefaultRuleEffect: input.targetDefaultRuleEffect ?? item.targetDefaultRuleEffect,
+      updatedAt: deps.now().toISOString(),
+    };
+    const key = keys.target(clientId, targetId);
+    const stored = { ...key, ...item, ...updated } as Record<string, unknown>;
+    if (updated.targetTestPath === undefined) delete stored.targetTestPath;
+    delete stored.version;
+    const proxies = await proxiesUsing(cell, clientId, usesTarget(targetId));
+    await commitChange(
+      cell,
+      clientId,
+      {
+        writes: [txReplace(cell, stored as Key & Item, versionOf(item as unknown as Item))],
+        after: [[key, stored]],
+        proxyIds: proxies.map((p) => p.proxyId),
+      },
+      deps.now(),
+    );
+    return view(updated);
+  });
 }
 
+/**
+ * Deletes a target no proxy uses (409 otherwise). A proxy starting to use it concurrently bumps
+ * its version, so this delete is then cancelled and re-checked. Its rules go after the item.
+ */
 export async function deleteTarget(deps: Deps, caller: Caller, clientId: string, targetId: string) {
-  await authorizeClient(deps, caller, clientId, 'admin');
-  const { cell } = await loadTarget(deps, clientId, targetId);
-  const users = await proxiesUsing(cell, clientId, usesTarget(targetId));
-  if (users.length > 0)
-    throw new ConflictError(
-      `Target is used by proxies ${users.map((p) => p.proxyId).join(', ')}; repoint or delete them first`,
-      'target_in_use',
+  const cell = await retryOnConflict(clientId, async () => {
+    await authorizeClient(deps, caller, clientId, 'admin');
+    const { cell, item } = await loadTarget(deps, clientId, targetId);
+    const users = await proxiesUsing(cell, clientId, usesTarget(targetId));
+    if (users.length > 0)
+      throw new ConflictError(
+        `Target is used by proxies ${users.map((p) => p.proxyId).join(', ')}; repoint or delete them first`,
+        'target_in_use',
+      );
+    const key = keys.target(clientId, targetId);
+    await commitChange(
+      cell,
+      clientId,
+      {
+        writes: [txDelete(cell, key, versionOf(item as unknown as Item))],
+        after: [[key, null]],
+        proxyIds: [],
+      },
+      deps.now(),
     );
-  await deleteItem(cell, keys.target(clientId, targetId));
-  // A proxy created concurrently with this delete would be left without a target: serve nothing.
-  const late = await proxiesUsing(cell, clientId, usesTarget(targetId));
-  await rebuildSnapshots(
-    cell,
-    clientId,
-    late.map((p) => p.proxyId),
-    deps.now(),
-  );
-  const rules = await queryPrefix<{ pk: string; sk: string }>(
-    cell,
-    keys.rulesPrefix(clientId, 'target', targetId),
-  );
+    return cell;
+  });
+  const rules = await queryPrefix<Key>(cell, keys.rulesPrefix(clientId, 'target', targetId));
   await deleteItems(
     cell,
     rules.map((r) => ({ pk: r.pk, sk: r.sk })),

@@ -19,8 +19,9 @@
  *      keeps one key per identity (a supplied key already used by another credential is a 409)
  * 10. hot path: everything one proxied request needs, in one GetItem
  *                                        pk PROXY#<proxyId>         sk SNAPSHOT             data plane (materialised view)
- * 10b. snapshot version counter (atomic ADD; orders concurrent rebuilds, see storage/snapshot.ts)
- *                                        pk PROXY#<proxyId>         sk SNAPSEQ              Core API writes only
+ * 10b. (legacy) snapshot version counter pk PROXY#<proxyId>      sk SNAPSEQ              no longer written; deleted with its proxy
+ * 10c. client deletion mark, per cell    pk CLIENT#<clientId>       sk CELLSTATE            {deleting: true} once a client's deletion
+ *     began; every transaction that writes a snapshot checks it is absent (storage/snapshot.ts commitChange)
  * 11. rate-limit counters                pk LIMIT#<proxyId>#<window>#<start>  sk COUNTER  data plane (atomic ADD, ttl);
  *     each counter its own partition key, apart from the snapshot: a proxy's writes never share
  *     the partition its every request reads, and the proxy may write nothing under PROXY#
@@ -57,6 +58,7 @@ export const keys = {
   membershipsPrefix: (userId: string) => ({ pk: `USER#${userId}`, skPrefix: 'MEMBER#' }),
 
   client: (clientId: string): Key => ({ pk: `CLIENT#${clientId}`, sk: 'CLIENT' }),
+  clientCell: (clientId: string): Key => ({ pk: `CLIENT#${clientId}`, sk: 'CELLSTATE' }),
   credential: (clientId: string, credentialId: string): Key => ({
     pk: `CLIENT#${clientId}`,
     sk: `CREDENTIAL#${credentialId}`,

@@ -1,6 +1,6 @@
-import { DeleteCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { Rule } from '../rules/types.ts';
 import type { Cell } from '../shared/deps.ts';
+import { NotFoundError } from '../shared/errors.ts';
 import {
   type CredentialItem,
   normalizeAuthType,
@@ -8,50 +8,62 @@ import {
   type RuleItem,
   type TargetItem,
 } from './items.ts';
-import { keys } from './keys.ts';
+import { type Key, keys } from './keys.ts';
 import type { ProxyCredentialView, ProxySnapshot, TargetCredentialView } from './snapshot-types.ts';
-import { getItem, isConditionFailure, queryPrefix } from './table.ts';
+import { getItem, type Item, queryPrefix } from './table.ts';
+import { TxConflict, type TxItem, transact, txDeleteAny } from './transact.ts';
 
 /**
- * Builds and writes the per-proxy hot-path snapshot (keys.proxySnapshot), the one item the data
- * plane reads per request. Called by the Core API *after* every source write that changes anything
- * a snapshot holds, and awaited before the API call answers.
+ * The per-proxy hot-path snapshot (keys.proxySnapshot), the one item the data plane reads per
+ * request, is a materialised view of source items (proxy, target, both credentials, the rules of
+ * the four scopes). It changes only **in the same transaction** as the sources it is built from
+ * ({@link commitChange}), so the data plane can never read a view more permissive than the sources
+ * the Core API shows, at any instant, after any failed step or crash.
  *
- * Consistency without transactions:
- *  1. Every rebuild first draws a ticket from an atomic per-proxy counter (UpdateItem ADD on
- *     keys.proxySnapshotSeq), then reads every source item with strongly consistent reads, then
- *     writes the snapshot with `version = ticket` under the condition `version < ticket`. Tickets are
- *     totally ordered, and a rebuild's reads happen after its ticket was drawn, so a rebuild with a
- *     higher ticket has seen every source write a lower-ticket rebuild saw (and more).
- *  2. A source write W is followed by a rebuild R drawing ticket m, so R sees W. R's conditional
- *     write either succeeds, or fails because a snapshot with a version > m is already stored — and
- *     that one also saw W. Versions only grow, so once the API call that made W returns, every
- *     snapshot the data plane can read reflects W (a deleted credential is gone from it, a new rule
- *     is in it). A stale rebuild can never overwrite a newer one.
- *  3. Deletion cannot be undone by a late stale rebuild: only a proxy's first build may create the
- *     snapshot item (condition `attribute_not_exists`), and it runs before the proxy item exists, so
- *     no other writer can know the proxy yet. Every later rebuild requires the item to exist. After
- *     a proxy's snapshot is deleted, nothing can bring it back. Proxy creation then rebuilds once
- *     more after writing the proxy item, so a change that raced with the creation is not lost.
- *  4. Callers find the proxies to rebuild with a strongly consistent query *after* their own write
- *     (and a proxy write rebuilds its proxy after writing it): both sides write, then read, in the
- *     same partition, so of two concurrent changes (a proxy repointed at a credential while the
- *     credential changes) at least one rebuild sees both.
+ * Why a built view cannot go stale under concurrency:
+ *  1. A change reads the current snapshot of each affected proxy *first*, then the sources, then
+ *     writes source items and snapshots in one transaction, each snapshot conditional on the version
+ *     it read. Every change that affects a proxy writes its snapshot, so two changes affecting one
+ *     proxy are serialised by that item: if another change committed after our snapshot read, our
+ *     transaction is cancelled and re-run on fresh reads (storage/transact.ts retryOnConflict).
+ *  2. "Which proxies does a change of X affect" is itself protected: a proxy that starts or stops
+ *     using a credential or target bumps that item's version in its own transaction (txTouch), and
+ *     every change of X is conditional on X's version, so a change of X either sees the new proxy
+ *     or is cancelled.
+ *  3. A deleted proxy's snapshot is deleted in the deleting transaction; snapshot writes are
+ *     conditional on the version read, which a missing item never has, so nothing brings it back.
+ *  4. Deleting a client first marks it deleted in every cell (keys.clientCell); every change that
+ *     writes a snapshot checks that mark in its transaction, so none commits after the mark.
  */
 export type SnapshotRules = ProxySnapshot['rules'];
 
-async function drawTicket(cell: Cell, proxyId: string): Promise<number> {
-  const out = await cell.ddb.send(
-    new UpdateCommand({
-      TableName: cell.tableName,
-      Key: keys.proxySnapshotSeq(proxyId),
-      UpdateExpression: 'ADD #seq :one SET #type = :type',
-      ExpressionAttributeNames: { '#seq': 'seq', '#type': 'type' },
-      ExpressionAttributeValues: { ':one': 1, ':type': 'SnapshotSeq' },
-      ReturnValues: 'UPDATED_NEW',
-    }),
-  );
-  return Number(out.Attributes?.seq);
+/** Source items as a pending change will leave them: reads fall through to the table. */
+class Sources {
+  readonly #pending = new Map<string, Item | null>();
+  readonly #cell: Cell;
+  constructor(cell: Cell, after: Array<[Key, Item | null]>) {
+    this.#cell = cell;
+    for (const [key, item] of after) this.#pending.set(`${key.pk}\u0000${key.sk}`, item);
+  }
+
+  async get<T>(key: Key): Promise<T | undefined> {
+    const pending = this.#pending.get(`${key.pk}\u0000${key.sk}`);
+    if (pending !== undefined) return (pending ?? undefined) as T | undefined;
+    return getItem<T>(this.#cell, key);
+  }
+
+  async query<T>(where: { pk: string; skPrefix: string }): Promise<T[]> {
+    const stored = await queryPrefix<T & Key>(this.#cell, where);
+    const out = new Map<string, T>();
+    for (const item of stored) out.set(item.sk, item);
+    for (const [id, item] of this.#pending) {
+      const [pk, sk] = id.split('\u0000') as [string, string];
+      if (pk !== where.pk || !sk.startsWith(where.skPrefix)) continue;
+      if (item === null) out.delete(sk);
+      else out.set(sk, item as T);
+    }
+    return [...out.values()];
+  }
 }
 
 function ruleOf(item: RuleItem): Rule {
@@ -93,19 +105,19 @@ function targetCredentialView(c: CredentialItem | undefined): TargetCredentialVi
 }
 
 /** Reads every source of one proxy's snapshot (strongly consistent) and assembles it. */
-export async function buildSnapshot(
-  cell: Cell,
+async function assembleSnapshot(
+  sources: Sources,
   proxy: ProxyItem,
   version: number,
   builtAt: string,
 ): Promise<ProxySnapshot> {
   const { clientId } = proxy;
   const rulesOf = async (scope: 'credential' | 'target' | 'proxy', parentId: string) =>
-    (await queryPrefix<RuleItem>(cell, keys.rulesPrefix(clientId, scope, parentId))).map(ruleOf);
+    (await sources.query<RuleItem>(keys.rulesPrefix(clientId, scope, parentId))).map(ruleOf);
   const [target, proxyCred, targetCred, pcRules, tcRules, pRules, tRules] = await Promise.all([
-    getItem<TargetItem>(cell, keys.target(clientId, proxy.proxyTargetId)),
-    getItem<CredentialItem>(cell, keys.credential(clientId, proxy.proxyProxyCredentialId)),
-    getItem<CredentialItem>(cell, keys.credential(clientId, proxy.proxyTargetCredentialId)),
+    sources.get<TargetItem>(keys.target(clientId, proxy.proxyTargetId)),
+    sources.get<CredentialItem>(keys.credential(clientId, proxy.proxyProxyCredentialId)),
+    sources.get<CredentialItem>(keys.credential(clientId, proxy.proxyTargetCredentialId)),
     rulesOf('credential', proxy.proxyProxyCredentialId),
     rulesOf('credential', proxy.proxyTargetCredentialId),
     rulesOf('proxy', proxy.proxyId),
@@ -143,52 +155,82 @@ export async function buildSnapshot(
   return snapshot;
 }
 
+/** Builds one proxy's snapshot from the stored sources (tests and tools). */
+export function buildSnapshot(cell: Cell, proxy: ProxyItem, version: number, builtAt: string) {
+  return assembleSnapshot(new Sources(cell, []), proxy, version, builtAt);
+}
+
+export interface Change {
+  /** The source writes, each already conditional on the version it was read at. */
+  writes: TxItem[];
+  /** Every source item the writes change, as it will be after them (null: deleted). */
+  after: Array<[Key, Item | null]>;
+  /** Proxies whose snapshot depends on what changes (found after reading the changed items). */
+  proxyIds: string[];
+  /** A proxy this change creates: its snapshot is created with it. */
+  createdProxyId?: string;
+  /** A proxy this change deletes: its snapshot goes with it. */
+  deletedProxyId?: string;
+}
+
+/** "This client is not being deleted", checked by every transaction that writes a snapshot. */
+function clientAlive(cell: Cell, clientId: string): TxItem {
+  return {
+    ConditionCheck: {
+      TableName: cell.tableName,
+      Key: keys.clientCell(clientId),
+      ConditionExpression: 'attribute_not_exists(deleting)',
+    },
+  };
+}
+
 /**
- * (Re)builds one proxy's snapshot. `initial` is the proxy being created, before its item is
- * written: only that build may create the snapshot item. Answers the version written, or undefined
- * when a newer snapshot was already there or the proxy is gone.
+ * Commits a change of source items together with every snapshot it affects, in one transaction
+ * (see the top of this file for why the result is never stale). Raises TxConflict when a
+ * concurrent change got there first (the caller re-reads and retries, see retryOnConflict), and
+ * 404 when the client is being deleted.
  */
-export async function rebuildSnapshot(
-  cell: Cell,
-  clientId: string,
-  proxyId: string,
-  now: Date,
-  initial?: ProxyItem,
-): Promise<number | undefined> {
-  const ticket = await drawTicket(cell, proxyId);
-  const proxy = initial ?? (await getItem<ProxyItem>(cell, keys.proxy(clientId, proxyId)));
-  if (!proxy) return undefined;
-  const snapshot = await buildSnapshot(cell, proxy, ticket, now.toISOString());
+export async function commitChange(cell: Cell, clientId: string, change: Change, now: Date) {
+  const ids = [...new Set(change.proxyIds)].filter((id) => id !== change.deletedProxyId);
+  // Snapshots first, sources after: see point 1 above.
+  const current = await Promise.all(ids.map((id) => readSnapshot(cell, id)));
+  const sources = new Sources(cell, change.after);
+  const builtAt = now.toISOString();
+  const snapshotWrites: TxItem[] = [];
+  await Promise.all(
+    ids.map(async (proxyId, i) => {
+      const created = proxyId === change.createdProxyId;
+      const existing = current[i];
+      if (!created && !existing) return; // deleted meanwhile: nothing may bring it back
+      const proxy = await sources.get<ProxyItem>(keys.proxy(clientId, proxyId));
+      if (!proxy) return;
+      const version = created ? 1 : existing!.version + 1;
+      const snapshot = await assembleSnapshot(sources, proxy, version, builtAt);
+      snapshotWrites.push({
+        Put: {
+          TableName: cell.tableName,
+          Item: { ...keys.proxySnapshot(proxyId), type: 'ProxySnapshot', ...snapshot },
+          ...(created
+            ? { ConditionExpression: 'attribute_not_exists(pk)' }
+            : {
+                ConditionExpression: '#version = :snapshotVersion',
+                ExpressionAttributeNames: { '#version': 'version' },
+                ExpressionAttributeValues: { ':snapshotVersion': existing!.version },
+              }),
+        },
+      });
+    }),
+  );
+  if (change.deletedProxyId)
+    snapshotWrites.push(txDeleteAny(cell, keys.proxySnapshot(change.deletedProxyId)));
+  const items = [clientAlive(cell, clientId), ...change.writes, ...snapshotWrites];
   try {
-    await cell.ddb.send(
-      new PutCommand({
-        TableName: cell.tableName,
-        Item: { ...keys.proxySnapshot(proxyId), type: 'ProxySnapshot', ...snapshot },
-        ConditionExpression: initial
-          ? 'attribute_not_exists(pk)'
-          : 'attribute_exists(pk) AND #version < :version',
-        ExpressionAttributeNames: initial ? undefined : { '#version': 'version' },
-        ExpressionAttributeValues: initial ? undefined : { ':version': ticket },
-      }),
-    );
-    return ticket;
+    await transact(cell, items);
   } catch (error) {
-    if (isConditionFailure(error)) return undefined;
+    if (error instanceof TxConflict && error.codes[0] === 'ConditionalCheckFailed')
+      throw new NotFoundError('Client not found');
     throw error;
   }
-}
-
-/** Rebuilds the snapshots of several proxies of one cell, a few at a time. */
-export async function rebuildSnapshots(cell: Cell, clientId: string, proxyIds: string[], now: Date) {
-  for (let i = 0; i < proxyIds.length; i += 8) {
-    await Promise.all(proxyIds.slice(i, i + 8).map((id) => rebuildSnapshot(cell, clientId, id, now)));
-  }
-}
-
-/** Deletes a proxy's snapshot (the data plane answers 401 from the next request) and its counter. */
-export async function deleteSnapshot(cell: Cell, proxyId: string) {
-  await cell.ddb.send(new DeleteCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId) }));
-  await cell.ddb.send(new DeleteCommand({ TableName: cell.tableName, Key: keys.proxySnapshotSeq(proxyId) }));
 }
 
 /** Reads a proxy's current snapshot (strongly consistent), as the data plane does. */

@@ -126,7 +126,7 @@ export async function deleteItems(table: TableRef, itemKeys: Key[]) {
 export function publicView<T extends Item>(item: T, hidden: readonly string[] = []): Item {
   const out: Item = {};
   for (const [k, v] of Object.entries(item)) {
-    if (['pk', 'sk', 'gsi1pk', 'gsi1sk', 'type', 'ttl', ...hidden].includes(k)) continue;
+    if (['pk', 'sk', 'gsi1pk', 'gsi1sk', 'type', 'ttl', 'version', ...hidden].includes(k)) continue;
     out[k] = v;
   }
   return out;
