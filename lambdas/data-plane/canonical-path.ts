@@ -163,7 +163,11 @@ export function parseFormFields(body: string): Canonical<Array<[string, string]>
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
 const CONTROL = /[\u0000-\u001f\u007f]/;
 
+// Form bodies also carry raw brackets (`items[0][price]=…`, as curl and Stripe's SDKs send them).
+const RAW_FORM_CHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@/?[\]]/;
+
 function parseUrlEncoded(raw: string, what: string, control: RegExp): Canonical<Array<[string, string]>> {
+  const allowed = what === 'query' ? RAW_QUERY_CHAR : RAW_FORM_CHAR;
   if (raw === '') return { ok: true, value: [] };
   for (let i = 0; i < raw.length; i++) {
     const c = raw[i]!;
@@ -171,7 +175,7 @@ function parseUrlEncoded(raw: string, what: string, control: RegExp): Canonical<
       const hex = raw.slice(i + 1, i + 3);
       if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return fail(`malformed percent-encoding in ${what}`);
       i += 2;
-    } else if (!RAW_QUERY_CHAR.test(c)) {
+    } else if (!allowed.test(c)) {
       return fail(`character ${JSON.stringify(c)} must be percent-encoded in the ${what}`);
     }
   }

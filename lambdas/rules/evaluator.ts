@@ -2,7 +2,7 @@ import { RuleInputError } from './errors.ts';
 import { MAX_RULE_VALUE_LENGTH, RULE_WORK_BUDGET } from './limits.ts';
 import { compilePattern } from './patterns.ts';
 import { FormBody, readRuleBody } from './request-body.ts';
-import { JsonNumber, sourceOf } from './strict-json.ts';
+import { foldName, JsonNumber, sourceOf } from './strict-json.ts';
 import type {
   BodyCheck,
   CanonicalRequest,
@@ -142,11 +142,6 @@ export function parseJsonPath(path: string): Array<string | number | '*'> | unde
     i = re.lastIndex;
   }
   return tokens;
-}
-
-/** Case folding for names: vendors such as Go's encoding/json match object keys case-insensitively. */
-export function foldName(name: string): string {
-  return name.toUpperCase().toLowerCase();
 }
 
 /**

@@ -4,7 +4,8 @@ import { MAX_JSON_DEPTH } from './limits.ts';
  * A strict JSON reader for body checks (RFC 8259 with no leniency), written for one purpose: read
  * a body exactly as the strictest vendor would, and refuse what two parsers could read two ways.
  *
- * Refused: duplicate keys in one object (after unescaping: `"a"` and `"\u0061"` are the same key),
+ * Refused: duplicate keys in one object (after unescaping and case folding: `"a"`, `"\u0061"` and
+ * `"A"` are the same key),
  * anything after the value but JSON whitespace, a byte-order mark, raw control characters in
  * strings, invalid escapes, lone surrogate escapes (`"\ud800"`), nesting deeper than
  * MAX_JSON_DEPTH, and everything JSON.parse refuses. Numbers keep their source text
@@ -24,6 +25,14 @@ export class StrictJsonError extends Error {
     super(message);
     this.name = 'StrictJsonError';
   }
+}
+
+/**
+ * Case folding for names: vendors such as Go's encoding/json match object keys case-insensitively
+ * (Kelvin sign and long s included), so keys equal once folded are duplicates here.
+ */
+export function foldName(name: string): string {
+  return name.toUpperCase().toLowerCase();
 }
 
 const sources = new WeakMap<object, string>();
@@ -149,8 +158,9 @@ export function parseStrictJson(text: string): unknown {
         skipWs();
         if (text[i] !== '"') fail('expected a key');
         const key = parseString();
-        if (seen.has(key)) fail(`duplicate key ${JSON.stringify(key.slice(0, 64))}`);
-        seen.add(key);
+        const folded = foldName(key);
+        if (seen.has(folded)) fail(`duplicate key ${JSON.stringify(key.slice(0, 64))} (case-insensitive)`);
+        seen.add(folded);
         skipWs();
         if (text[i] !== ':') fail('expected ":"');
         i++;

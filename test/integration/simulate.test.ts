@@ -129,7 +129,12 @@ describe('POST /clients/{clientId}/proxies/{proxyId}/simulate', () => {
     ],
     [
       'JSON read whatever Content-Type says, over the limit',
-      { method: 'POST', path: '/v2/orders', headers: { 'content-type': 'text/plain' }, body: '{"amount":5000}' },
+      {
+        method: 'POST',
+        path: '/v2/orders',
+        headers: { 'content-type': 'text/plain' },
+        body: '{"amount":5000}',
+      },
       { decision: 'deny', reason: 'default' },
     ],
     [
