@@ -1,5 +1,5 @@
 import { RuleInputError } from './errors.ts';
-import { MAX_RULE_VALUE_LENGTH, RULE_WORK_BUDGET } from './limits.ts';
+import { MAX_RULE_VALUE_LENGTH, RULE_TIME_LIMIT_MS, RULE_WORK_BUDGET } from './limits.ts';
 import { compilePattern } from './patterns.ts';
 import { FormBody, readRuleBody } from './request-body.ts';
 import { foldName, JsonNumber, sourceOf } from './strict-json.ts';
@@ -44,8 +44,11 @@ type Quantifier = 'every' | 'some';
 export class WorkMeter {
   steps = 0;
   readonly budget: number;
-  constructor(budget = RULE_WORK_BUDGET) {
+  readonly timeLimitMs: number;
+  private readonly started = performance.now();
+  constructor(budget = RULE_WORK_BUDGET, timeLimitMs = RULE_TIME_LIMIT_MS) {
     this.budget = budget;
+    this.timeLimitMs = timeLimitMs;
   }
 
   /** Runs the pattern on the input, charging its cost first; refuses what is over a limit. */
@@ -58,11 +61,11 @@ export class WorkMeter {
       );
     const compiled = compilePattern(pattern, flags);
     this.steps += compiled.programSize() * (input.length + 1);
-    if (this.steps > this.budget)
+    if (this.steps > this.budget || performance.now() - this.started > this.timeLimitMs)
       throw new RuleInputError(
         400,
         'proxy-rule-budget-exceeded',
-        `Checking this request against the rules is over the work budget of ${this.budget} steps`,
+        `Checking this request against the rules is over the work budget (${this.budget} steps, ${this.timeLimitMs} ms)`,
       );
     return compiled.matcher(input).find();
   }

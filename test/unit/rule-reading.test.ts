@@ -221,7 +221,7 @@ describe('bounded cost', () => {
 
     // Baseline, same pattern, same machine, same moment: ns per step of a run of known cost.
     const calibrate = () => {
-      const calibration = new WorkMeter(Number.MAX_SAFE_INTEGER);
+      const calibration = new WorkMeter(Number.MAX_SAFE_INTEGER, Number.POSITIVE_INFINITY);
       const t0 = performance.now();
       calibration.finds(WORST, 'a'.repeat(valueLength), '');
       return ((performance.now() - t0) * 1e6) / calibration.steps;
@@ -229,7 +229,7 @@ describe('bounded cost', () => {
     calibrate(); // warm the JIT
     const nsPerStep = calibrate();
 
-    const meter = new WorkMeter();
+    const meter = new WorkMeter(RULE_WORK_BUDGET, Number.POSITIVE_INFINITY);
     const t1 = performance.now();
     expect(() => evaluateRules(r, { ...none(), proxy: [rule] }, {}, meter)).toThrow(/work budget/);
     const ms = performance.now() - t1;
