@@ -63,7 +63,9 @@ export function toEvent(req: IncomingMessage, body: Buffer, requestId: string): 
       queryStringParameters[k] = k in queryStringParameters ? `${queryStringParameters[k]},${v}` : v;
     }
   }
-  const isText = body.length === 0 || TEXT_TYPES.test(headers['content-type'] ?? '');
+  // A content-encoded body is bytes whatever its media type (gzip'd JSON is not UTF-8 text).
+  const isText =
+    body.length === 0 || (TEXT_TYPES.test(headers['content-type'] ?? '') && !headers['content-encoding']);
   const now = new Date();
   const method = (req.method ?? 'GET').toUpperCase();
   const sourceIp = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '127.0.0.1';

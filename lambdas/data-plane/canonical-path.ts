@@ -51,6 +51,26 @@ function validUtf8(bytes: number[]): boolean {
   }
 }
 
+// Characters servers trim or ignore in a segment: white space (Unicode) and the default-ignorable
+// code points (zero-width space, joiners, BOM, soft hyphen, variation selectors, Hangul fillers…).
+const IGNORABLE = /[\s\p{Zs}\p{Cf}\p{Default_Ignorable_Code_Point}]/gu;
+
+/**
+ * A segment other than `.`/`..` that some server would still read as one: only dots once decoded,
+ * folded (NFKC) and stripped of ignorable characters (`..%20`, `%20..`, `..%C2%A0`, `...`, which
+ * Windows trims to `..`).
+ */
+function isDisguisedDotSegment(segment: string): boolean {
+  if (segment === '.' || segment === '..' || !segment.includes('.')) return false;
+  let text: string;
+  try {
+    text = decodeURIComponent(segment);
+  } catch {
+    return true;
+  }
+  return /^\.+$/.test(text.normalize('NFKC').replace(IGNORABLE, ''));
+}
+
 /** RFC 3986 §5.2.4 on a path whose segments are already validated; undefined when it climbs above the root. */
 function removeDotSegments(path: string): string | undefined {
   const segments = path.split('/').slice(1);
@@ -115,6 +135,8 @@ export function canonicalizePath(rawPath: string): Canonical<string> {
   if (!flushEscapes())
     return fail('invalid UTF-8, a control character or a separator look-alike in an escape');
   if (out.includes('//')) return fail('empty path segment ("//")');
+  if (out.split('/').some(isDisguisedDotSegment))
+    return fail('a segment that reads as "." or ".." once spaces or invisible characters are trimmed');
   const resolved = removeDotSegments(out);
   if (resolved === undefined) return fail('dot segments climb above the root');
   return { ok: true, value: resolved };
@@ -125,35 +147,55 @@ export function canonicalizePath(rawPath: string): Canonical<string> {
  * name/value pairs for the rules.
  */
 export function parseQuery(rawQuery: string): Canonical<Array<[string, string]>> {
-  if (rawQuery === '') return { ok: true, value: [] };
-  for (let i = 0; i < rawQuery.length; i++) {
-    const c = rawQuery[i]!;
+  return parseUrlEncoded(rawQuery, 'query', CONTROL);
+}
+
+/**
+ * Strict application/x-www-form-urlencoded fields of a body, for body checks: the query's grammar
+ * (raw characters of RFC 3986's query set only, valid escapes, UTF-8), where decoded tabs and line
+ * breaks are allowed (a text field may hold them) but no other control character.
+ */
+export function parseFormFields(body: string): Canonical<Array<[string, string]>> {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
+  return parseUrlEncoded(body, 'form body', /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/);
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+// Form bodies also carry raw brackets (`items[0][price]=…`, as curl and Stripe's SDKs send them).
+const RAW_FORM_CHAR = /[A-Za-z0-9\-._~!$&'()*+,;=:@/?[\]]/;
+
+function parseUrlEncoded(raw: string, what: string, control: RegExp): Canonical<Array<[string, string]>> {
+  const allowed = what === 'query' ? RAW_QUERY_CHAR : RAW_FORM_CHAR;
+  if (raw === '') return { ok: true, value: [] };
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i]!;
     if (c === '%') {
-      const hex = rawQuery.slice(i + 1, i + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return fail('malformed percent-encoding in query');
+      const hex = raw.slice(i + 1, i + 3);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return fail(`malformed percent-encoding in ${what}`);
       i += 2;
-    } else if (!RAW_QUERY_CHAR.test(c)) {
-      return fail(`character ${JSON.stringify(c)} must be percent-encoded in the query`);
+    } else if (!allowed.test(c)) {
+      return fail(`character ${JSON.stringify(c)} must be percent-encoded in the ${what}`);
     }
   }
   const pairs: Array<[string, string]> = [];
-  for (const part of rawQuery.split('&')) {
+  for (const part of raw.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
     const [name, value] = eq >= 0 ? [part.slice(0, eq), part.slice(eq + 1)] : [part, ''];
-    const decoded = [name, value].map((s) => decodeQueryComponent(s));
+    const decoded = [name, value].map((s) => decodeComponent(s, control));
     if (decoded[0] === undefined || decoded[1] === undefined)
-      return fail('invalid UTF-8 or control character in query');
+      return fail(`invalid UTF-8 or control character in ${what}`);
     pairs.push([decoded[0], decoded[1]]);
   }
   return { ok: true, value: pairs };
 }
 
-function decodeQueryComponent(s: string): string | undefined {
+function decodeComponent(s: string, control: RegExp): string | undefined {
   try {
     const text = decodeURIComponent(s.replace(/\+/g, ' '));
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we look for
-    return /[\u0000-\u001f\u007f]/.test(text) ? undefined : text;
+    return control.test(text) ? undefined : text;
   } catch {
     return undefined;
   }
@@ -168,8 +210,8 @@ export interface RawRequest {
   rawPath: string;
   rawQuery: string;
   headers: Record<string, string | undefined>;
-  /** Body text when the request has one (JSON bodies are parsed for body checks). */
-  body?: string;
+  /** The body as received; read strictly (rules/request-body.ts) only when a rule has a body check. */
+  body?: string | Buffer;
 }
 
 /**
@@ -186,14 +228,15 @@ export function canonicalRequest(raw: RawRequest): Canonical<CanonicalRequest> {
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(raw.headers))
     if (value !== undefined) headers[name.toLowerCase()] = value;
-  let body: unknown;
-  if (raw.body && /\bjson\b/i.test(headers['content-type'] ?? '')) {
-    try {
-      body = JSON.parse(raw.body);
-    } catch {
-      // A body that is not JSON satisfies no body check (and every must_not_exist one).
-      body = undefined;
-    }
-  }
-  return { ok: true, value: { method: raw.method, path: path.value, headers, query: query.value, body } };
+  const rawBody = typeof raw.body === 'string' ? Buffer.from(raw.body, 'utf8') : raw.body;
+  return {
+    ok: true,
+    value: {
+      method: raw.method,
+      path: path.value,
+      headers,
+      query: query.value,
+      ...(rawBody && rawBody.length > 0 ? { rawBody } : {}),
+    },
+  };
 }

@@ -2,7 +2,9 @@ import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { DataKeyCache, openSecret } from '../crypto/envelope.ts';
-import { evaluateRules } from '../rules/evaluator.ts';
+import { RuleInputError } from '../rules/errors.ts';
+import { evaluateRules, prepareRuleRequest } from '../rules/evaluator.ts';
+import { PatternError } from '../rules/patterns.ts';
 import type { Decision } from '../rules/types.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
 import { isAwsDependencyError } from '../shared/errors.ts';
@@ -183,8 +185,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       rawPath: targetRawPath,
       rawQuery: event.rawQueryString,
       headers,
-      body:
-        body.length > 0 && /json/i.test(headers['content-type'] ?? '') ? body.toString('utf8') : undefined,
+      body,
     });
     if (!canonical.ok) return badRequest(o, canonical.reason);
     const req = canonical.value;
@@ -237,12 +238,27 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
         headers: { 'retry-after': String(limit.retryAfterSeconds) },
       });
 
-    // 4. The rules, on exactly what will be sent.
+    // 4. The rules, on exactly what will be sent. The body is read (strictly) only when a rule
+    //    checks it; a content-decoded body is sent decoded, as it was checked.
     const rulesStart = performance.now();
-    const decision = evaluateRules(req, snapshot.rules, {
-      proxyDefault: snapshot.proxyDefaultRuleEffect,
-      targetDefault: snapshot.target.targetDefaultRuleEffect,
-    });
+    let decision: Decision;
+    let outBody = body;
+    try {
+      const prepared = prepareRuleRequest(req, snapshot.rules);
+      decision = evaluateRules(prepared.req, snapshot.rules, {
+        proxyDefault: snapshot.proxyDefaultRuleEffect,
+        targetDefault: snapshot.target.targetDefaultRuleEffect,
+      });
+      if (prepared.decoded) {
+        outBody = prepared.decoded;
+        delete headers['content-encoding'];
+      }
+    } catch (error) {
+      const refusal = ruleRefusal(error);
+      if (!refusal) throw error;
+      o.durations.rulesMs = performance.now() - rulesStart;
+      return refuse(o, refusal);
+    }
     o.durations.rulesMs = performance.now() - rulesStart;
     o.rule = decidingRule(decision);
     if (decision.effect !== 'allow') return refuse(o, REFUSALS.denied);
@@ -279,7 +295,10 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const send = () => {
       const outgoing = { ...headers };
       applyHeaders(outgoing, injection);
-      return callUpstream({ url: base, pathAndQuery, method: o.method, headers: outgoing, body }, policy);
+      return callUpstream(
+        { url: base, pathAndQuery, method: o.method, headers: outgoing, body: outBody },
+        policy,
+      );
     };
     const upstreamStart = performance.now();
     let res: UpstreamResponse;
@@ -466,6 +485,24 @@ function badRequest(o: ProxyOutcome, reason: string): HttpResult {
     decision: 'bad_request',
     message: `Refused an ambiguous or malformed request: ${reason}`,
   });
+}
+
+/**
+ * A request the rules cannot judge within their limits (unreadable body, value too long, over the
+ * work budget) is refused with the error's own status and code; a stored pattern over today's
+ * limits (saved before they tightened) denies rather than guesses.
+ */
+function ruleRefusal(error: unknown): Refusal | undefined {
+  if (error instanceof RuleInputError)
+    return { status: error.statusCode, code: error.code, decision: 'bad_request', message: error.message };
+  if (error instanceof PatternError)
+    return {
+      status: 403,
+      code: 'proxy-rule-invalid',
+      decision: 'denied',
+      message: 'A rule of this proxy is over the pattern limits; save it again',
+    };
+  return undefined;
 }
 
 /** Failures thrown on the way map here, in one place. Unknown errors are a bare 500. */

@@ -1,10 +1,14 @@
 import { RE2JS } from 're2js';
+import { MAX_PATTERN_LENGTH, MAX_PROGRAM_SIZE } from './limits.ts';
 
 /**
  * Rule patterns run on RE2 (re2js): linear time in the input whatever the pattern, so no rule can
- * be made to backtrack catastrophically. Patterns are capped in length and compiled once.
+ * be made to backtrack catastrophically. Linear is not free: a match costs up to program size ×
+ * input length steps, so patterns are capped in length and in compiled program size (checked by
+ * the same function when a rule is saved and when it runs) and compiled once.
  */
-export const MAX_PATTERN_LENGTH = 1024;
+export { MAX_PATTERN_LENGTH, MAX_PROGRAM_SIZE };
+
 const FLAG_BITS: Record<string, number> = {
   i: RE2JS.CASE_INSENSITIVE,
   s: RE2JS.DOTALL,
@@ -41,6 +45,11 @@ export function compilePattern(pattern: string, flags = ''): RE2JS {
   } catch (error) {
     throw new PatternError((error as Error).message);
   }
+  const size = compiled.programSize();
+  if (size > MAX_PROGRAM_SIZE)
+    throw new PatternError(
+      `pattern compiles to ${size} instructions, over the limit of ${MAX_PROGRAM_SIZE} (MAX_PROGRAM_SIZE); use smaller repetition counts`,
+    );
   if (cache.size >= CACHE_LIMIT) cache.delete(cache.keys().next().value as string);
   cache.set(id, compiled);
   return compiled;
@@ -49,4 +58,9 @@ export function compilePattern(pattern: string, flags = ''): RE2JS {
 /** True when the pattern is found anywhere in the input (anchor with ^…$ for a full match). */
 export function patternFinds(pattern: string, input: string, flags = ''): boolean {
   return compilePattern(pattern, flags).matcher(input).find();
+}
+
+/** The pattern's compiled program size (the per-character cost factor of a match). */
+export function programSize(pattern: string, flags = ''): number {
+  return compilePattern(pattern, flags).programSize();
 }

@@ -41,8 +41,13 @@ export interface CanonicalRequest {
   headers: Record<string, string>;
   /** Query parameters in order, decoded; a name may repeat. */
   query: Array<[string, string]>;
-  /** Parsed JSON body when the request has one. */
+  /**
+   * The body as rules read it: a JSON value (a top-level array is a batch), or form fields
+   * (`FormBody`). Filled from `rawBody` by `prepareRuleRequest` when a rule has a body check.
+   */
   body?: unknown;
+  /** The body bytes as received, not yet read. */
+  rawBody?: Buffer;
 }
 
 export type Decision =

@@ -212,7 +212,8 @@ describe('the reference scenario', () => {
       403,
     );
     expect((await post('/v2/orders', { 'x-tenant': 'acme' }, '{"currency":"USD"}')).status).toBe(403);
-    expect((await post('/v2/orders', { 'x-tenant': 'acme' }, 'not json')).status).toBe(403);
+    // Declared JSON that is not: refused as unreadable (body checks apply), never forwarded.
+    expect((await post('/v2/orders', { 'x-tenant': 'acme' }, 'not json')).status).toBe(400);
     expect(upstream.received).toHaveLength(1);
     expect(upstream.received[0]!.body.toString()).toBe('{"currency":"EUR"}');
     expect(upstream.received[0]!.headers['content-type']).toBe('application/json');

@@ -123,8 +123,18 @@ describe('POST /clients/{clientId}/proxies/{proxyId}/simulate', () => {
       { decision: 'deny', reason: 'default' },
     ],
     [
-      'body not JSON',
+      'JSON read whatever Content-Type says',
       { method: 'POST', path: '/v2/orders', headers: { 'content-type': 'text/plain' }, body: '{"amount":5}' },
+      { decision: 'allow', rule: 'orders' },
+    ],
+    [
+      'JSON read whatever Content-Type says, over the limit',
+      {
+        method: 'POST',
+        path: '/v2/orders',
+        headers: { 'content-type': 'text/plain' },
+        body: '{"amount":5000}',
+      },
       { decision: 'deny', reason: 'default' },
     ],
     [

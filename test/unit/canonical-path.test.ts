@@ -103,7 +103,8 @@ describe('canonicalRequest', () => {
         path: '/v2/orders',
         query: [['a', '1']],
         headers: { 'content-type': 'application/json', 'x-tenant': 'acme' },
-        body: { sku: 'SKU-1' },
+        // Kept as bytes: read (strictly) only when a rule has a body check.
+        rawBody: Buffer.from('{"sku":"SKU-1"}'),
       },
     });
   });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { evaluateRules, resolveJsonPath, type ScopedRules } from '../../lambdas/rules/evaluator.ts';
+import { MAX_RULE_VALUE_LENGTH } from '../../lambdas/rules/limits.ts';
 import { compilePattern, MAX_PATTERN_LENGTH } from '../../lambdas/rules/patterns.ts';
 import type { CanonicalRequest, Rule } from '../../lambdas/rules/types.ts';
 
@@ -119,8 +120,12 @@ describe('patterns', () => {
       priority: 1,
       path: { path: { pattern: '^(a+)+$' }, presence: 'must_exist' },
     };
-    const evil = `/${'a'.repeat(50_000)}!`;
+    const evil = `/${'a'.repeat(MAX_RULE_VALUE_LENGTH - 2)}!`;
     expect(evaluateRules(req({ path: evil }), { ...none(), proxy: [rule] }, {}).effect).toBe('deny');
+    // Longer than the cap: refused, not matched.
+    expect(() => evaluateRules(req({ path: `${evil}a` }), { ...none(), proxy: [rule] }, {})).toThrow(
+      /limit is 16384/,
+    );
   });
 });
 
