@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { hashSecret } from '../../lambdas/crypto/secrets.ts';
+import { keys } from '../../lambdas/storage/keys.ts';
+import { putItem } from '../../lambdas/storage/table.ts';
 import { createProxyFixture, failNthStoreCall, type ProxyFixture, probe } from '../helpers/integrity.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
 import { type RecordingUpstream, startRecordingUpstream } from '../helpers/proxy-fixtures.ts';
@@ -249,4 +253,48 @@ describe('revocation under injected store faults', () => {
       expect(violations).toEqual([]);
     }, 300_000);
   }
+});
+
+describe('supplied-key claims left by a crash', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway();
+  });
+  afterAll(() => gw.close());
+
+  const key = () => `sk_${randomBytes(24).toString('base64url')}`;
+  const create = (secret: string) =>
+    gw.api('POST', `/clients/${gw.admin.clientId}/credentials`, {
+      body: {
+        credentialType: 'proxy',
+        credentialAuthType: 'apiKey',
+        credentialName: 'supplied',
+        credentialRegion: 'us-east-1',
+        credentialSecret: { key: secret },
+      },
+    });
+  /** A claim as a crash between the claim and the credential's write leaves it. */
+  const orphan = (secret: string, ageMs: number) =>
+    putItem(gw.stack.deps.home, {
+      ...keys.proxyKeyHash(gw.admin.clientId, hashSecret(secret)),
+      type: 'ProxyKeyHash',
+      clientId: gw.admin.clientId,
+      credentialId: 'never-written',
+      claimedAt: new Date(Date.now() - ageMs).toISOString(),
+    });
+
+  it('an orphaned claim past its grace is taken over; a fresh one (a creation in flight) still refuses', async () => {
+    const stale = key();
+    await orphan(stale, 10 * 60_000);
+    expect((await create(stale)).status).toBe(201);
+    const fresh = key();
+    await orphan(fresh, 0);
+    expect(await create(fresh)).toMatchObject({ status: 409, body: { code: 'duplicate_key' } });
+  });
+
+  it('a claim held by a live credential always refuses', async () => {
+    const secret = key();
+    expect((await create(secret)).status).toBe(201);
+    expect(await create(secret)).toMatchObject({ status: 409, body: { code: 'duplicate_key' } });
+  });
 });
