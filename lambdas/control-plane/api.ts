@@ -3,7 +3,7 @@ import * as clients from './clients.ts';
 import * as credentials from './credentials.ts';
 import * as identity from './identity.ts';
 import { buildOpenApi } from './openapi.ts';
-import { pageQuerySchema } from './paging.ts';
+import { credentialListQuerySchema, pageQuerySchema } from './paging.ts';
 import * as proxies from './proxies.ts';
 import { type Route, route } from './router.ts';
 import * as rules from './rules.ts';
@@ -183,7 +183,7 @@ coreRoutes.push(
     path: '/clients/{clientId}/credentials',
     tag: 'credentials',
     summary: 'List credentials (never their secrets), a page at a time (limit, nextToken)',
-    query: pageQuerySchema,
+    query: credentialListQuerySchema,
     handle: ({ deps, caller, params, query }) =>
       credentials.listCredentials(deps, caller, params.clientId!, query),
   }),

@@ -25,7 +25,7 @@ import {
 import { cutPage } from './cells.ts';
 import type { Caller } from './identity.ts';
 import { userExists } from './identity.ts';
-import { type PageQuery, pageRequest } from './paging.ts';
+import { listAnswer, type PageQuery, pageRequest } from './paging.ts';
 
 /**
  * Clients (tenants) and who may touch them. Members are embedded in the client item, so one
@@ -192,12 +192,13 @@ export async function listClients(deps: Deps, caller: Caller, query?: PageQuery)
   );
   // Membership items trail the client item; the embedded member list is the authority (a page
   // may therefore hold fewer clients than memberships).
-  return {
-    clients: clients
+  return listAnswer(
+    'clients',
+    clients
       .filter((c): c is ClientItem => !!c && c.clientMembers.some((m) => m.userId === caller.userId))
       .map(view),
-    ...(nextToken ? { nextToken } : {}),
-  };
+    nextToken,
+  );
 }
 
 export async function getClient(deps: Deps, caller: Caller, clientId: string) {

@@ -28,7 +28,7 @@ import { retryOnConflict, txCreate, txDelete, txReplace, versionOf } from '../st
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
-import type { PageQuery } from './paging.ts';
+import { listAnswer, type PageQuery } from './paging.ts';
 import {
   type CredentialAuthType,
   type CredentialCreate,
@@ -408,7 +408,7 @@ export async function listCredentials(deps: Deps, caller: Caller, clientId: stri
   await authorizeClient(deps, caller, clientId, 'user');
   const where = keys.credentialsPrefix(clientId);
   const { items, nextToken } = await pageInCells<CredentialItem>(deps, where, 'credentialRegion', query);
-  return { credentials: items.map(view), ...(nextToken ? { nextToken } : {}) };
+  return listAnswer('credentials', items.map(view), nextToken);
 }
 
 export async function getCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {

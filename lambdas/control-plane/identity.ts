@@ -6,7 +6,7 @@ import { keys } from '../storage/keys.ts';
 import { getItem, type Item, publicView, putItem, queryPrefix, queryPrefixPage } from '../storage/table.ts';
 import { retryOnConflict, transact, txCreate, txDeleteAny } from '../storage/transact.ts';
 import { cutPage } from './cells.ts';
-import { type PageQuery, pageRequest } from './paging.ts';
+import { listAnswer, type PageQuery, pageRequest } from './paging.ts';
 
 /**
  * Users and their Core API tokens. A token is shown once, stored as a SHA-256 hash in two places:
@@ -146,7 +146,11 @@ export async function listTokens(deps: Deps, caller: Caller, query?: PageQuery) 
   const where = keys.userTokensPrefix(caller.userId);
   const page = pageRequest(query, where.skPrefix);
   const { items, nextToken } = cutPage(await queryPrefixPage<TokenItem>(deps.home, where, page), page.limit);
-  return { tokens: items.map((t) => publicView(t, TOKEN_HIDDEN)), ...(nextToken ? { nextToken } : {}) };
+  return listAnswer(
+    'tokens',
+    items.map((t) => publicView(t, TOKEN_HIDDEN)),
+    nextToken,
+  );
 }
 
 async function ownToken(deps: Deps, caller: Caller, tokenId: string): Promise<TokenItem> {

@@ -26,6 +26,14 @@ export const pageQuerySchema = z.strictObject({
 
 export type PageQuery = z.infer<typeof pageQuerySchema>;
 
+/**
+ * The credential list also takes RequestRocket's `includeTemporary` (credentials waiting for a
+ * user's consent). keygate has no temporary credentials yet, so both values list the same.
+ */
+export const credentialListQuerySchema = pageQuerySchema.extend({
+  includeTemporary: z.enum(['true', 'false']).optional(),
+});
+
 export interface PageRequest {
   limit: number;
   /** Sort key of the last item of the previous page. */
@@ -61,4 +69,16 @@ export function pageRequest(query: PageQuery | undefined, skPrefix: string): Pag
   const limit = query?.limit ?? DEFAULT_PAGE;
   if (query?.nextToken === undefined) return { limit };
   return { limit, after: decodeCursor(query.nextToken, 'after', (sk) => sk.startsWith(skPrefix)) };
+}
+
+/**
+ * A list answer: the items under their plural name, `nextToken` when more follow, and
+ * RequestRocket's `message` (additive; clients that ignore it lose nothing).
+ */
+export function listAnswer<T>(name: string, items: T[], nextToken?: string) {
+  return {
+    message: `${items.length} ${items.length === 1 ? name.replace(/s$/, '') : name}${nextToken ? ' (more follow)' : ''}`,
+    [name]: items,
+    ...(nextToken ? { nextToken } : {}),
+  };
 }

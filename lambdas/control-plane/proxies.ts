@@ -20,7 +20,7 @@ import { cellFor, findInCells, MAX_PROXIES_PER_RESOURCE, pageInCells, proxiesUsi
 import { authorizeClient } from './clients.ts';
 
 import type { Caller } from './identity.ts';
-import type { PageQuery } from './paging.ts';
+import { listAnswer, type PageQuery } from './paging.ts';
 import type { ProxyCreate, ProxyUpdate, SimulateInput } from './schemas.ts';
 import { checkImmutable, fieldError } from './validation.ts';
 
@@ -191,7 +191,7 @@ export async function listProxies(deps: Deps, caller: Caller, clientId: string, 
   await authorizeClient(deps, caller, clientId, 'user');
   const where = keys.proxiesPrefix(clientId);
   const { items, nextToken } = await pageInCells<ProxyItem>(deps, where, 'proxyRegion', query);
-  return { proxies: items.map(view), ...(nextToken ? { nextToken } : {}) };
+  return listAnswer('proxies', items.map(view), nextToken);
 }
 
 export async function getProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {

@@ -21,6 +21,7 @@ import { proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import { loadCredential } from './credentials.ts';
 import type { Caller } from './identity.ts';
+import { listAnswer } from './paging.ts';
 import { loadProxy } from './proxies.ts';
 import type { RuleInput } from './schemas.ts';
 import { loadTarget } from './targets.ts';
@@ -202,7 +203,7 @@ export async function listRules(
   const parent = await loadParent(deps, clientId, parentType, parentId);
   const items = await queryPrefix<RuleItem>(parent.cell, keys.rulesPrefix(clientId, parentType, parentId));
   items.sort((a, b) => a.priority - b.priority || a.ruleId.localeCompare(b.ruleId));
-  return { rules: items.map(view) };
+  return listAnswer('rules', items.map(view));
 }
 
 async function loadRule(

@@ -19,7 +19,11 @@ export const tokenCreateSchema = z.strictObject({
   expiresAt: isoTimestamp.optional(),
 });
 
-export const roleSchema = z.enum(['owner', 'admin', 'user']);
+/** RequestRocket spells roles `Owner`/`Admin`/`User`: any case is accepted, stored lower case. */
+export const roleSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? v.toLowerCase() : v),
+  z.enum(['owner', 'admin', 'user']).meta({ description: 'owner | admin | user (any case accepted)' }),
+);
 export const clientMemberSchema = z.strictObject({
   userId: z.string().min(1).max(64),
   roles: z.array(roleSchema).min(1).max(3),
@@ -41,12 +45,23 @@ export const clientUpdateSchema = z.strictObject({
 });
 
 const limit = z.number().int().min(1).max(1_000_000_000);
-export const clientConfigurationSchema = z.strictObject({
-  limits: z.strictObject({
-    requestsPerMinute: limit.optional(),
-    requestsPerDay: limit.optional(),
-  }),
-});
+/** `{limits}`, or RequestRocket's `{configuration: {limits}}` (unwrapped). */
+export const clientConfigurationSchema = z.preprocess(
+  (v) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o);
+    return keys.length === 1 && keys[0] === 'configuration' ? o.configuration : v;
+  },
+  z
+    .strictObject({
+      limits: z.strictObject({
+        requestsPerMinute: limit.optional(),
+        requestsPerDay: limit.optional(),
+      }),
+    })
+    .meta({ description: "`{limits}`; RequestRocket's `{configuration: {limits}}` is accepted too" }),
+);
 
 /* ---------------------------------------------------------------------------------------------
  * Credentials, targets, proxies and rules.
@@ -292,19 +307,68 @@ const ruleFields = {
   notes: z.string().max(1000).optional(),
 };
 
-export const ruleCreateSchema = z.strictObject(ruleFields);
+/**
+ * RequestRocket's other rule shapes, normalised to keygate's before validation:
+ * `path: {pattern, presence}` and flat `pathPattern`/`pathPresence` → `path: {path: {pattern}, presence}`;
+ * body checks with `jsonPath: {pattern}` → `jsonPath: "…"`, and `matchValue: {pattern, flags}` → the
+ * flags as RE2 inline flags (`(?i)…`), so they apply to that pattern alone.
+ */
+function ruleAliases(v: unknown): unknown {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+  const rule = { ...(v as Record<string, unknown>) };
+  const obj = (x: unknown) =>
+    x !== null && typeof x === 'object' && !Array.isArray(x) ? (x as Record<string, unknown>) : undefined;
+  const path = obj(rule.path);
+  if (path && typeof path.pattern === 'string' && path.path === undefined) {
+    const { pattern, ...rest } = path;
+    rule.path = { path: { pattern }, ...rest };
+  }
+  if (rule.path === undefined && typeof rule.pathPattern === 'string') {
+    rule.path = {
+      path: { pattern: rule.pathPattern },
+      ...(rule.pathPresence !== undefined ? { presence: rule.pathPresence } : {}),
+    };
+    delete rule.pathPattern;
+    delete rule.pathPresence;
+  }
+  if (Array.isArray(rule.body))
+    rule.body = rule.body.map((check) => {
+      const c = obj(check);
+      if (!c) return check;
+      const out = { ...c };
+      const jp = obj(c.jsonPath);
+      if (jp && typeof jp.pattern === 'string' && Object.keys(jp).length === 1) out.jsonPath = jp.pattern;
+      const mv = obj(c.matchValue);
+      if (mv && typeof mv.pattern === 'string' && 'flags' in mv) {
+        const flags = typeof mv.flags === 'string' ? mv.flags : '';
+        out.matchValue =
+          flags === ''
+            ? { pattern: mv.pattern }
+            : /^[ims]+$/.test(flags)
+              ? { pattern: `(?${flags})${mv.pattern}` }
+              : mv;
+      }
+      return out;
+    });
+  return rule;
+}
+
+export const ruleCreateSchema = z.preprocess(ruleAliases, z.strictObject(ruleFields));
 export type RuleInput = z.infer<typeof ruleCreateSchema>;
 
 /** PUT replaces the rule's conditions whole; read-only fields of a GET answer may be sent back. */
-export const ruleUpdateSchema = z.strictObject({
-  ...ruleFields,
-  ruleId: z.string().optional(),
-  clientId: z.string().optional(),
-  parentType: z.string().optional(),
-  parentId: z.string().optional(),
-  createdAt: z.string().optional(),
-  updatedAt: z.string().optional(),
-});
+export const ruleUpdateSchema = z.preprocess(
+  ruleAliases,
+  z.strictObject({
+    ...ruleFields,
+    ruleId: z.string().optional(),
+    clientId: z.string().optional(),
+    parentType: z.string().optional(),
+    parentId: z.string().optional(),
+    createdAt: z.string().optional(),
+    updatedAt: z.string().optional(),
+  }),
+);
 
 /**
  * A request to simulate: what the data plane would decide for it, and why. `path` may carry a

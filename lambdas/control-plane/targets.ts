@@ -12,7 +12,7 @@ import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
 import type { Caller } from './identity.ts';
-import type { PageQuery } from './paging.ts';
+import { listAnswer, type PageQuery } from './paging.ts';
 import type { TargetCreate, TargetUpdate } from './schemas.ts';
 import { checkImmutable, fieldError } from './validation.ts';
 
@@ -86,7 +86,7 @@ export async function listTargets(deps: Deps, caller: Caller, clientId: string, 
   await authorizeClient(deps, caller, clientId, 'user');
   const where = keys.targetsPrefix(clientId);
   const { items, nextToken } = await pageInCells<TargetItem>(deps, where, 'targetRegion', query);
-  return { targets: items.map(view), ...(nextToken ? { nextToken } : {}) };
+  return listAnswer('targets', items.map(view), nextToken);
 }
 
 export async function getTarget(deps: Deps, caller: Caller, clientId: string, targetId: string) {

@@ -135,5 +135,6 @@ describe('Core API under arbitrary input', () => {
     // Not only refusals: real ids reach the handlers and some calls succeed.
     const ok = [...statuses].filter(([s]) => s < 300).reduce((n, [, c]) => n + c, 0);
     expect(ok).toBeGreaterThan(50);
-  });
+    // 1,500 calls: the bound is a safety net for a loaded machine, not a speed requirement.
+  }, 600_000);
 });

@@ -704,12 +704,15 @@ describe('credentials, targets, proxies and rules', () => {
         'validation_failed',
         'body.path.presence',
       ],
-      [{ ...allow, path: { pattern: '^/v2' } }, 'validation_failed', 'body.path'],
+      [{ ...allow, path: { path: { pattern: '^/v2' }, extra: 1 } }, 'validation_failed', 'body.path'],
       [{ ...allow, surprise: 1 }, 'validation_failed', 'surprise'],
       [
         {
           ...allow,
-          headerChecks: Array.from({ length: 5 }, () => ({ name: { pattern: 'a'.repeat(1000) } })),
+          headerChecks: Array.from({ length: 8 }, () => ({
+            name: { pattern: 'a'.repeat(300) },
+            value: { pattern: 'b'.repeat(300) },
+          })),
         },
         'rule_too_large',
         'body',
