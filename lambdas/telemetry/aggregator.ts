@@ -233,13 +233,15 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
   }
   for (const g of groups.values()) g.entries.sort((a, b) => (a.padded < b.padded ? -1 : 1));
 
-  const [markers] = await Promise.all([
+  const [markers, undeleted] = await Promise.all([
     writeMarkers(deps, counted, counter),
+    log.dropPending(),
     runLimited([...groups.values()], BUCKET_CONCURRENCY, async (g) => {
       if (!(await applyBucket(g, counter))) for (const e of g.entries) failedSeqs.add(e.seq);
     }),
   ]);
   for (const d of counted) if (markers.failed.has(d.record.requestId)) failedSeqs.add(d.seq);
+  for (const d of undeleted) failedSeqs.add(d.seq);
   const flagged = await raiseAnomalies(
     deps,
     counted.filter((d) => !failedSeqs.has(d.seq)),

@@ -18,7 +18,7 @@ import { requestIdTime } from './request-id.ts';
  *   redelivery passes again (same countedBy) and the rollups' watermarks keep it from counting
  *   twice. A second completion of the same call (a late answer after its `unknown`, a record
  *   shipped twice after a crash) is refused by the condition: not counted, log unchanged.
- *   Then it deletes the call's pending item, if the call went out.
+ *   Then (alongside the rollups) it deletes the call's pending item, if the call went out.
  * Starts are handled before completions, so a start and its completion in one batch leave nothing
  * pending. A completion that arrives before its start (the log route does not keep their order)
  * leaves a stale pending item, which the sweep drops when it finds the completion in the log
@@ -26,7 +26,7 @@ import { requestIdTime } from './request-id.ts';
  */
 
 export const PENDING_SLOTS = 8;
-const CONCURRENCY = 16;
+const CONCURRENCY = 64;
 
 /** Which pending-call partition holds a call (spread by a hash of its id). */
 export function pendingSlot(requestId: string): number {
@@ -53,6 +53,11 @@ export interface LogResult {
   counted: Decoded[];
   /** Records whose writes failed: they must be redelivered. */
   failed: Decoded[];
+  /**
+   * Deletes the pending items of the calls completed (run alongside the rollups: counts do not
+   * depend on it); answers the records whose delete failed, to redeliver.
+   */
+  dropPending(): Promise<Decoded[]>;
 }
 
 export async function writeLog(
@@ -66,6 +71,7 @@ export async function writeLog(
     logger.warn(what, { errorName: (error as Error).name });
     failed.push(d);
   };
+  const completedCalls: Decoded[] = [];
   const starts = items.filter((d) => d.record.phase === 'start');
   const completions = items.filter((d) => d.record.phase !== 'start');
 
@@ -112,13 +118,21 @@ export async function writeLog(
       if (!isConditionFailure(error)) return fail(d, 'request-log write failed', error);
       // Another completion of this call is the one on record (and in the rollups).
     }
-    if (!wentOut(r)) return;
-    try {
-      counter.writes++;
-      await d.cell.ddb.send(new DeleteCommand({ TableName: d.cell.tableName, Key: pendingKey(r) }));
-    } catch (error) {
-      fail(d, 'pending-call delete failed', error);
-    }
+    if (wentOut(r)) completedCalls.push(d);
   });
-  return { counted, failed };
+
+  const dropPending = async () => {
+    const undeleted: Decoded[] = [];
+    await runLimited(completedCalls, CONCURRENCY, async (d) => {
+      try {
+        counter.writes++;
+        await d.cell.ddb.send(new DeleteCommand({ TableName: d.cell.tableName, Key: pendingKey(d.record) }));
+      } catch (error) {
+        logger.warn('pending-call delete failed', { errorName: (error as Error).name });
+        undeleted.push(d);
+      }
+    });
+    return undeleted;
+  };
+  return { counted, failed, dropPending };
 }
