@@ -259,6 +259,7 @@ function checkAuditTrail(
       violations.push(`call ${callOf(r.path)} is unknown but was answered`);
     if (JSON.stringify(r).includes('sk_live_vendor') || JSON.stringify(r).includes(PROXY_KEY))
       violations.push('a record holds a secret');
+    if ('countedBy' in r || 'phase' in r) violations.push('a record shows the aggregator’s bookkeeping');
   }
   expect(violations).toEqual([]);
   expect(new Set(records.map((r) => r.requestId)).size).toBe(records.length);
