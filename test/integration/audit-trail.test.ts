@@ -86,7 +86,13 @@ async function api(base: string, token: string, method: string, path: string, bo
 }
 
 /** Target, vendor and consumer credentials, a GET rule under /v2/inventory/ and the proxy. */
-async function provision(base: string, token: string, clientId: string, vendorUrl: string) {
+async function provision(
+  base: string,
+  token: string,
+  clientId: string,
+  vendorUrl: string,
+  proxyKey = PROXY_KEY,
+) {
   const call = async (path: string, body: unknown) => {
     const res = await api(base, token, 'POST', `/clients/${clientId}${path}`, body);
     expect(res.status).toBe(201);
@@ -109,7 +115,7 @@ async function provision(base: string, token: string, clientId: string, vendorUr
     credentialAuthType: 'key',
     credentialName: 'consumer',
     credentialRegion: 'us-east-1',
-    credentialSecret: { key: PROXY_KEY },
+    credentialSecret: { key: proxyKey },
   });
   await call(`/credentials/${consumer.credentialId}/rules`, {
     effect: 'allow',
@@ -404,4 +410,30 @@ describe('audit trail in Lambda: a handler that times out mid-call', () => {
       await front.close();
     }
   }, 120_000);
+
+  it('does not make a call whose start cannot be recorded: 503, nothing reaches the vendor', async () => {
+    const clientId = gw.admin.clientId;
+    const otherKey = `${PROXY_KEY}_second`;
+    const proxyId = await provision(gw.stack.apiUrl, gw.admin.token, clientId, vendor.url, otherKey);
+    const before = vendor.received.length;
+    const outcomes: string[] = [];
+    const front = await startProxyFront(gw.stack.deps, {
+      onCallOut: () => {
+        throw new Error('disk full');
+      },
+      onOutcome: (o) => outcomes.push(o.proxyCode),
+    });
+    try {
+      const res = await send(front.url, {
+        path: `/api/${proxyId}/v2/inventory/1`,
+        headers: { authorization: otherKey },
+      });
+      expect(res.status).toBe(503);
+      expect(res.json().code).toBe('proxy-dependency-unavailable');
+      expect(vendor.received.length).toBe(before);
+      expect(outcomes).toEqual(['proxy-dependency-unavailable']);
+    } finally {
+      await front.close();
+    }
+  });
 });
