@@ -1,9 +1,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import type { ProxyOutcome } from '../lambdas/data-plane/outcome.ts';
+import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
 import { createDocumentClient } from '../lambdas/storage/dynamodb-client.ts';
 import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
@@ -14,6 +19,7 @@ import { newRequestId } from '../lambdas/telemetry/request-id.ts';
 import { toKinesisEvent } from '../local/kinesis-poller.ts';
 import { ensureStream } from '../local/provision.ts';
 import { startLocalStack } from '../local/stack.ts';
+import { openTelemetryWal } from '../local/telemetry-wal.ts';
 
 /**
  * Telemetry benchmark (standalone: `node bench/telemetry.ts`). Measures, on the embedded services:
@@ -247,6 +253,64 @@ async function aggregator(
   return { recordsPerSecond: Math.round(total / seconds), writesPerRecord: counts.writes / total };
 }
 
+/**
+ * The audit trail's start record (docs/audit-trail.md) on the request path in local mode: the
+ * proxy's `onCallOut` hook (mask, build the start record, one synchronous append to the
+ * write-ahead file) timed alone, against the same loop with nothing in it.
+ */
+async function startRecordCost(kinesis: TelemetryEmitterTarget, rounds: number) {
+  const dir = mkdtempSync(join(tmpdir(), 'keygate-bench-wal-'));
+  const wal = openTelemetryWal({ dir, ...kinesis });
+  const { onCallOut } = telemetryHooks(wal);
+  const outcome = (i: number): ProxyOutcome => ({
+    requestId: newRequestId(),
+    processedAt: new Date().toISOString(),
+    clientId: 'bench-client',
+    proxyId: 'bench-proxy',
+    proxyCredentialId: 'pc',
+    targetCredentialId: 'tc',
+    targetId: 't',
+    method: 'GET',
+    path: `/v2/inventory/${i}`,
+    query: `page=${i}&api_key=secret`,
+    headers: { ...HEADERS },
+    status: 0,
+    proxyCode: '',
+    decision: 'allowed',
+    rule: { ruleId: 'r', scope: 'proxyCredential', effect: 'allow', priority: 10 },
+    durations: { gatewayMs: 0.4 },
+    bytes: { in: 0, out: 0 },
+    sourceIp: '127.0.0.1',
+    userAgent: HEADERS['user-agent'],
+  });
+  const off: number[] = [];
+  const on: number[] = [];
+  try {
+    for (let i = 0; i < 2000; i++) onCallOut!(outcome(i));
+    await wal.flush();
+    for (let block = 0; block < rounds / 500; block++) {
+      for (let i = 0; i < 500; i++) {
+        outcome(i);
+        const t = performance.now();
+        off.push(performance.now() - t); // the timer alone
+      }
+      for (let i = 0; i < 500; i++) {
+        const o = outcome(i);
+        const t = performance.now();
+        onCallOut!(o);
+        on.push(performance.now() - t);
+      }
+      await wal.flush(); // shipping happens behind the answers, not on their path
+    }
+  } finally {
+    await wal.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { off: summary(off), on: summary(on) };
+}
+
+type TelemetryEmitterTarget = { kinesis: ReturnType<typeof createKinesisClient>; streamName: string };
+
 export async function main() {
   const stack = await startLocalStack({ telemetryPoller: false });
   try {
@@ -262,6 +326,11 @@ export async function main() {
     console.log(
       `  added at p50 ${fmt(inproc.on.p50 - inproc.off.p50)} (masking + record + emit), ratio ${(inproc.on.p50 / inproc.off.p50).toFixed(2)}`,
     );
+
+    const start = await startRecordCost({ kinesis: cell.kinesis, streamName: cell.streamName! }, 20_000);
+    console.log('Start record before the call out (local write-ahead file, per call; budget 200 µs at p50)');
+    console.log(`  p50 ${fmt(start.on.p50)}  p95 ${fmt(start.on.p95)}  p99 ${fmt(start.on.p99)}`);
+    console.log(`  added at p50 ${fmt(start.on.p50 - start.off.p50)} (mask + record + write(2))`);
 
     const remote = await remoteKinesis();
     try {

@@ -99,9 +99,16 @@ export class CellTable extends Construct {
   grantAggregatorAccess(fn: KeygateFunction): void {
     this.grantLeadingKeys(
       fn,
-      ['REQLOG#*', 'TELEMETRY#*', 'PROXYOWNER#*', 'PROXYPATH#*', 'ANOMALY#*'],
-      // Query: the minute buckets a proxy is judged on for the AnomalyFlags metric.
-      ['dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:GetItem', 'dynamodb:Query'],
+      ['REQLOG#*', 'TELEMETRY#*', 'PROXYOWNER#*', 'PROXYPATH#*', 'ANOMALY#*', 'PENDINGCALL#*'],
+      // Put/Delete: request-log items (conditional) and pending calls; Query: the minute buckets a
+      // proxy is judged on for the AnomalyFlags metric, and the overdue pending calls.
+      [
+        'dynamodb:PutItem',
+        'dynamodb:DeleteItem',
+        'dynamodb:UpdateItem',
+        'dynamodb:GetItem',
+        'dynamodb:Query',
+      ],
     );
     grantKeyViaService(fn, this.region, 'dynamodb', KEY_WRITE, this.key);
   }

@@ -1,4 +1,6 @@
 import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -103,6 +105,24 @@ export class TelemetryPipeline extends Construct {
         onFailure: new SqsDlq(this.failures),
       }),
     );
+    // The sweep of calls started and never completed (lambdas/telemetry/unknown-calls.ts) puts
+    // their `unknown` records into this stream; it runs after batches and, so that it also runs
+    // without traffic, on a one-minute schedule.
+    this.aggregator.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['kinesis:PutRecords'], resources: [this.stream.streamArn] }),
+    );
+    this.aggregator.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['kms:GenerateDataKey'],
+        resources: [this.key.key.keyArn],
+        conditions: { StringEquals: { 'kms:ViaService': `kinesis.${this.region}.amazonaws.com` } },
+      }),
+    );
+    new events.Rule(this, 'UnknownCallSweep', {
+      description: 'keygate: turn calls started and never completed into unknown telemetry records',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      targets: [new targets.LambdaFunction(this.aggregator)],
+    });
   }
 
   /**

@@ -17,7 +17,12 @@ export type LambdaHttpHandler = (
 export interface HttpFront {
   server: Server;
   url: string;
-  close(): Promise<void>;
+  /**
+   * Stops accepting at once. With `drainMs` > 0 (graceful shutdown), requests already in the
+   * handler may finish and be answered for up to that long; requests arriving meanwhile on open
+   * connections get a 503. Then every connection is closed.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 /** API Gateway's own payload cap. */
@@ -130,7 +135,19 @@ export async function startHttpFront(options: {
   functionName: string;
   handler: LambdaHttpHandler;
 }): Promise<HttpFront> {
+  let draining = false;
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
   const server = createServer(async (req, res) => {
+    if (draining) {
+      res.shouldKeepAlive = false;
+      return gatewayError(res, 503, 'Service Unavailable');
+    }
+    inFlight++;
+    res.once('close', () => {
+      inFlight--;
+      if (inFlight === 0) drained?.();
+    });
     const requestId = randomUUID();
     const chunks: Buffer[] = [];
     let size = 0;
@@ -150,6 +167,7 @@ export async function startHttpFront(options: {
     try {
       const event = toEvent(req, Buffer.concat(chunks), requestId);
       const result = await options.handler(event, lambdaContext(requestId, options.functionName));
+      if (draining) res.shouldKeepAlive = false;
       writeResult(res, result, requestId);
     } catch {
       // What API Gateway answers when the function itself fails.
@@ -166,10 +184,17 @@ export async function startHttpFront(options: {
   return {
     server,
     url: `http://127.0.0.1:${port}`,
-    close: () =>
+    close: (drainMs = 0) =>
       new Promise<void>((resolve) => {
+        draining = true;
         server.close(() => resolve());
-        server.closeAllConnections();
+        server.closeIdleConnections();
+        if (drainMs <= 0 || inFlight === 0) return server.closeAllConnections();
+        const deadline = setTimeout(() => server.closeAllConnections(), drainMs);
+        drained = () => {
+          clearTimeout(deadline);
+          server.closeAllConnections();
+        };
       }),
   };
 }

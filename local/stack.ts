@@ -1,15 +1,17 @@
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
-import { telemetryHook } from '../lambdas/data-plane/telemetry-hook.ts';
+import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
 import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
 import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
+import { sweepUnknownCalls } from '../lambdas/telemetry/unknown-calls.ts';
 import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
 import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
 import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
 import { LOCAL_KEY_ID } from './kms-server.ts';
 import { ensureStream, ensureTable } from './provision.ts';
+import { openTelemetryWal, type TelemetryWal } from './telemetry-wal.ts';
 
 /**
  * The whole of keygate on one machine: embedded DynamoDB, Kinesis and KMS, the tables and streams
@@ -28,6 +30,17 @@ export interface LocalStackOptions {
   telemetryPoller?: boolean;
   /** Options of the proxy handler (telemetry hook, upstream deadline and size cap). */
   proxyOptions?: ProxyHandlerOptions;
+  /**
+   * A call started this long ago with no completion on record becomes an `unknown` record
+   * (docs/audit-trail.md). Default 60 s: over the upstream deadline (25 s) with room for the
+   * pipeline. Must exceed the longest call the proxy lets run.
+   */
+  unknownAfterMs?: number;
+}
+
+export interface CloseOptions {
+  /** Graceful shutdown: let calls in flight finish and be recorded for up to this long. */
+  drainMs?: number;
 }
 
 export interface LocalStack {
@@ -37,9 +50,12 @@ export interface LocalStack {
   services: EmbeddedServices;
   /** The local event source mapping feeding the telemetry aggregator (absent when turned off). */
   telemetryPoller?: KinesisPoller;
-  /** The proxy's telemetry emitter (records go to the embedded Kinesis, then the poller). */
+  /**
+   * The proxy's telemetry emitter: with a data dir, the write-ahead file (local/telemetry-wal.ts);
+   * in memory, a buffered Kinesis emitter. Records go to the embedded Kinesis, then the poller.
+   */
   telemetry?: TelemetryEmitter;
-  close(): Promise<void>;
+  close(options?: CloseOptions): Promise<void>;
 }
 
 const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
@@ -69,6 +85,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const fronts: HttpFront[] = [];
   let poller: KinesisPoller | undefined;
   let telemetry: TelemetryEmitter | undefined;
+  let wal: TelemetryWal | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
   try {
     const config = localConfig(options);
     const deps = createDeps(config, {
@@ -86,7 +104,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         streamName: firstCell.streamName!,
         region: firstCell.region,
         table: firstCell,
-        handler: createAggregatorHandler(deps),
+        // The stack sweeps on its own timer below, traffic or not.
+        handler: createAggregatorHandler(deps, { sweep: false }),
       });
     }
 
@@ -96,17 +115,42 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       handler: createCoreApiHandler(deps) as unknown as LambdaHttpHandler,
     });
     fronts.push(api);
-    // A long-lived process: records are batched and shipped a few ms after the answers went out.
-    telemetry = createTelemetryEmitter({
-      kinesis: firstCell.kinesis,
-      streamName: firstCell.streamName!,
-      autoFlushMs: 20,
-    });
+    if (options.dataDir) {
+      // Every record is in the write-ahead file before the call out / the answer (durable across
+      // a kill); what a previous run left unshipped goes into the stream before the first sweep.
+      wal = openTelemetryWal({
+        dir: options.dataDir,
+        kinesis: firstCell.kinesis,
+        streamName: firstCell.streamName!,
+      });
+      telemetry = wal;
+      await wal.flush();
+    } else {
+      // In memory nothing outlives the process anyway: records are batched and shipped a few ms later.
+      telemetry = createTelemetryEmitter({
+        kinesis: firstCell.kinesis,
+        streamName: firstCell.streamName!,
+        autoFlushMs: 20,
+      });
+    }
+    if (poller) {
+      const graceMs = options.unknownAfterMs ?? 60_000;
+      const sweep = async () => {
+        try {
+          await sweepUnknownCalls(deps, firstCell, { graceMs });
+        } catch {
+          // The embedded services are closing, or busy: the next sweep takes the pending calls.
+        }
+        if (sweepTimer) sweepTimer = setTimeout(sweep, sweepEvery).unref();
+      };
+      const sweepEvery = Math.min(5000, Math.max(250, graceMs / 4));
+      sweepTimer = setTimeout(sweep, sweepEvery).unref();
+    }
     const proxy = await startHttpFront({
       port: options.proxyPort ?? 0,
       functionName: 'keygate-proxy',
       handler: createProxyHandler(deps, {
-        onOutcome: telemetryHook(telemetry),
+        ...telemetryHooks(telemetry),
         ...options.proxyOptions,
       }) as unknown as LambdaHttpHandler,
     });
@@ -118,9 +162,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       services,
       telemetryPoller: poller,
       telemetry,
-      close: async () => {
-        await Promise.all(fronts.map((f) => f.close()));
-        await telemetry?.flush();
+      close: async (closeOptions = {}) => {
+        // Stop accepting; calls in flight finish (and are recorded) up to the drain deadline.
+        await Promise.all(fronts.map((f) => f.close(closeOptions.drainMs)));
+        clearTimeout(sweepTimer);
+        sweepTimer = undefined;
+        await (wal ? wal.close() : telemetry?.flush());
         await poller?.close();
         for (const cell of Object.values(deps.cells)) {
           cell.ddb.destroy();
@@ -132,7 +179,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       },
     };
   } catch (error) {
+    clearTimeout(sweepTimer);
     await Promise.all(fronts.map((f) => f.close()));
+    await wal?.close();
     await poller?.close();
     await services.close();
     throw error;

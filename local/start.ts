@@ -7,7 +7,10 @@ import { startLocalStack } from './stack.ts';
 /**
  * `npm start`: keygate whole on this machine. Settings: KEYGATE_API_PORT (4000),
  * KEYGATE_PROXY_PORT (4001), KEYGATE_DATA_DIR (.keygate), KEYGATE_TARGET_ALLOWLIST (hosts that may be
- * private and plain-http targets), KEYGATE_REGIONS (regions served, default us-east-1).
+ * private and plain-http targets), KEYGATE_REGIONS (regions served, default us-east-1),
+ * KEYGATE_DRAIN_SECONDS (30: on SIGTERM/SIGINT, how long calls in flight may finish),
+ * KEYGATE_UNKNOWN_AFTER_SECONDS (60: when a call started and never completed counts as `unknown`).
+ * See docs/audit-trail.md.
  */
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -20,6 +23,18 @@ function port(name: string, fallback: number): number {
   return value;
 }
 
+function seconds(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0 || value > 86_400) {
+    console.error(`${name} must be a number of seconds (0 to 86400), got '${raw}'`);
+    process.exit(2);
+  }
+  return value;
+}
+
+const drainMs = seconds('KEYGATE_DRAIN_SECONDS', 30) * 1000;
 const dataDir = resolve(process.env.KEYGATE_DATA_DIR || '.keygate');
 mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
@@ -29,6 +44,7 @@ const stack = await startLocalStack({
   proxyPort: port('KEYGATE_PROXY_PORT', 4001),
   targetAllowlist: parseHostList(process.env.KEYGATE_TARGET_ALLOWLIST),
   regions: parseHostList(process.env.KEYGATE_REGIONS),
+  unknownAfterMs: seconds('KEYGATE_UNKNOWN_AFTER_SECONDS', 60) * 1000,
 });
 
 const tokenFile = join(dataDir, 'admin-token');
@@ -53,8 +69,10 @@ let stopping = false;
 async function stop(signal: string) {
   if (stopping) return;
   stopping = true;
-  console.log(`${signal}: shutting down`);
-  await stack.close();
+  // Stop accepting, let calls in flight finish and be recorded (up to the deadline), ship them.
+  console.log(`${signal}: shutting down (calls in flight get up to ${drainMs / 1000} s)`);
+  await stack.close({ drainMs });
+  console.log('keygate stopped');
   process.exit(0);
 }
 process.on('SIGINT', () => void stop('SIGINT'));

@@ -59,6 +59,8 @@ export const requestsQuerySchema = z.strictObject({
 });
 
 const REQUESTS_DEFAULT_LIMIT = 100;
+/** The aggregator's bookkeeping on a request-log item (which completion counted), not part of the record. */
+const LOG_INTERNAL = ['countedBy'];
 /** Clock skew tolerated between the proxy's clock and ours for "up to now". */
 const SKEW_MS = 60_000;
 
@@ -161,7 +163,7 @@ export async function listRequests(
   }
   const last = records[records.length - 1];
   return {
-    requests: records.map((r) => publicView(r)),
+    requests: records.map((r) => publicView(r, LOG_INTERNAL)),
     count: records.length,
     summary: { byTargetCredentialId: byTargetCredential, byProxyCredentialId: byProxyCredential },
     ...(more && last ? { nextToken: encodeCursor('before', String(last.sk)) } : {}),
@@ -184,7 +186,7 @@ export async function getRequest(
   const item = await getItem(table, keys.requestLog(proxyId, day, requestId));
   if (!item || !isLive(item, Math.floor(deps.now().getTime() / 1000)))
     throw new NotFoundError('Request not found', 'request_not_found');
-  return publicView(item);
+  return publicView(item, LOG_INTERNAL);
 }
 
 const DEFAULT_BUCKETS: Record<Interval, number> = { minute: 60, hour: 24, day: 30 };

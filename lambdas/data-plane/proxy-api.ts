@@ -45,6 +45,12 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
 export interface ProxyHandlerOptions {
   /** Receives one outcome per request (telemetry). Called synchronously; must not throw or block. */
   onOutcome?: OutcomeHook;
+  /**
+   * Records that the call is going out, before its first byte does (the audit trail's start
+   * record, docs/audit-trail.md). Synchronous; when it throws, nothing is sent and the answer is a
+   * 503: a call that could not be recorded is not made.
+   */
+  onCallOut?: OutcomeHook;
   /** The region whose cell this proxy serves; default the deployment's own region. */
   region?: string;
   /** Deadline of the upstream exchange; default 25 s (API Gateway gives up at 30 s). */
@@ -162,7 +168,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const oauthTokens = new OAuth2TokenCache(policy);
   const jwtVerifier = new JwtVerifier(policy);
 
-  async function handle(event: HttpEvent, o: ProxyOutcome, now: Date): Promise<HttpResult> {
+  async function handle(event: HttpEvent, o: ProxyOutcome, now: Date, started: number): Promise<HttpResult> {
     // 1. Route, method, header shapes and the canonical request: no I/O, nothing ambiguous passes.
     if (!event.rawPath.startsWith(ROUTE_PREFIX)) return refuse(o, REFUSALS.route);
     const rest = event.rawPath.slice(ROUTE_PREFIX.length);
@@ -300,6 +306,15 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
         policy,
       );
     };
+    if (options.onCallOut) {
+      o.durations.gatewayMs = performance.now() - started;
+      try {
+        options.onCallOut(o);
+      } catch {
+        logger.error('call-out record not written', { requestId: o.requestId });
+        return refuse(o, REFUSALS.dependency);
+      }
+    }
     const upstreamStart = performance.now();
     let res: UpstreamResponse;
     try {
@@ -366,7 +381,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const o = newOutcome(event, now);
     let result: HttpResult;
     try {
-      result = await handle(event, o, now);
+      result = await handle(event, o, now, started);
     } catch (error) {
       result = refuse(o, refusalFor(error));
       const dependency = dependencyOf(error);

@@ -43,6 +43,9 @@
  * 19. local Kinesis poller checkpoints   pk CHECKPOINT#<stream>     sk <shardId>            local mode only (ESM stand-in)
  * 20. anomaly flags raised               pk ANOMALY#<proxyId>       sk <interval>#<bucketStart>#<type>
  *     aggregator (conditional put, ttl): each flag counts once in the AnomalyFlags metric
+ * 21. calls started, not completed       pk PENDINGCALL#<slot 0-7>  sk <processedAt>#<requestId>
+ *     aggregator puts on a start record, deletes on its completion; the sweep reads the overdue
+ *     ones (sk < now − grace) and re-injects them as `unknown` completions (docs/audit-trail.md)
  */
 
 export type Key = { pk: string; sk: string };
@@ -113,6 +116,16 @@ export const keys = {
     pk: `ANOMALY#${proxyId}`,
     sk: `${interval}#${bucketStart}#${type}`,
   }),
+  /**
+   * A call whose start record was aggregated and whose completion was not (yet), in one of a few
+   * partitions (slot) so the writes spread; sorted by when the call began, so the sweep that turns
+   * the overdue ones into `unknown` reads only those (lambdas/telemetry/unknown-calls.ts).
+   */
+  pendingCall: (slot: number, processedAt: string, requestId: string): Key => ({
+    pk: `PENDINGCALL#${slot}`,
+    sk: `${processedAt}#${requestId}`,
+  }),
+  pendingCallPartition: (slot: number) => ({ pk: `PENDINGCALL#${slot}` }),
   streamCheckpoint: (streamName: string, shardId: string): Key => ({
     pk: `CHECKPOINT#${streamName}`,
     sk: shardId,

@@ -41,6 +41,11 @@ export interface TelemetryStats {
 }
 
 export interface TelemetryEmitter {
+  /**
+   * Hands a record over. This emitter never throws (a record it cannot take is counted as
+   * dropped); a sink that promises durability (local/telemetry-wal.ts) throws when it cannot keep
+   * the promise, so that the proxy does not make a call it could not record.
+   */
   emit(record: TelemetryRecord): void;
   flush(): Promise<void>;
   stats(): TelemetryStats;

@@ -27,10 +27,11 @@ export function createLogTelemetrySink(
       stats.emitted++;
       try {
         const safe = bounded(record);
-        const metrics = embeddedMetricFields(
-          requestMetrics(safe),
-          Date.parse(safe.processedAt) || Date.now(),
-        );
+        // A call counts in the metrics by its completion; its start record carries none.
+        const metrics =
+          safe.phase === 'start'
+            ? {}
+            : embeddedMetricFields(requestMetrics(safe), Date.parse(safe.processedAt) || Date.now());
         write(`${JSON.stringify({ ...metrics, [TELEMETRY_LOG_MARKER]: 1, record: safe })}\n`);
         stats.delivered++;
       } catch {

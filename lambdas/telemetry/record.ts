@@ -10,7 +10,18 @@ export type ProxyDecision =
   | 'rate_limited'
   | 'inactive'
   | 'bad_request'
-  | 'error';
+  | 'error'
+  /** A call that reached for the vendor and never completed (crash, kill, timeout): see docs/audit-trail.md. */
+  | 'unknown';
+
+/**
+ * Which half of a call a record is. A call that goes out to the vendor has two: a `start` record,
+ * durable before the first byte leaves (ids, method, canonical path, deciding rule; status 0), and a
+ * completion (no `phase`) with the answer. The aggregator joins them on requestId; a start whose
+ * completion never comes becomes an `unknown` completion after a grace period. Calls refused by
+ * the gateway (401, 403, 429, …) never go out and have only the completion.
+ */
+export type RecordPhase = 'start';
 
 export interface TelemetryRecord {
   /** Time-ordered id (ULID-like): its first 10 characters encode processedAt in ms. */
@@ -41,4 +52,6 @@ export interface TelemetryRecord {
   userAgent?: string;
   /** On a 503: which dependency failed (the consumer is told only "unavailable"). */
   failedDependency?: 'store' | 'kms';
+  /** `start` on the record written before the call out; absent on a completion. */
+  phase?: RecordPhase;
 }

@@ -35,6 +35,7 @@ export const COUNTERS = [
   'inactive',
   'badRequest',
   'gatewayErrors',
+  'unknown',
   'bytesIn',
   'bytesOut',
   'gatewayMsSum',
@@ -65,6 +66,7 @@ const DECISION_COUNTER: Record<TelemetryRecord['decision'], Counter> = {
   inactive: 'inactive',
   bad_request: 'badRequest',
   error: 'gatewayErrors',
+  unknown: 'unknown',
 };
 
 function add(d: Delta, c: Counter, n: number) {
@@ -129,6 +131,8 @@ export interface BucketView {
   inactive: number;
   badRequest: number;
   gatewayErrors: number;
+  /** Calls that went out to the vendor and whose completion was never recorded (crash, timeout). */
+  unknown: number;
   bytes: { in: number; out: number };
   /** Milliseconds, read from the histograms (≤ ~3.2% relative error). */
   latency: {
@@ -151,6 +155,7 @@ export function bucketView(start: string, item: Record<string, unknown> | undefi
     inactive: n('inactive'),
     badRequest: n('badRequest'),
     gatewayErrors: n('gatewayErrors'),
+    unknown: n('unknown'),
     bytes: { in: n('bytesIn'), out: n('bytesOut') },
     latency: {
       gateway: item ? latencyView(histogramOf(item, GATEWAY_HIST), n('gatewayMsSum'), n('requests')) : null,

@@ -229,12 +229,15 @@ describe('least privilege', () => {
       'PROXYOWNER#*',
       'PROXYPATH#*',
       'ANOMALY#*',
+      'PENDINGCALL#*',
     ]);
-    // BatchWriteCommand, UpdateCommand, GetCommand in lambdas/telemetry/aggregator.ts; QueryCommand
-    // in lambdas/telemetry/proxy-anomalies.ts (the buckets a proxy is judged on).
+    // PutCommand, DeleteCommand in lambdas/telemetry/request-log.ts; UpdateCommand, GetCommand in
+    // lambdas/telemetry/aggregator.ts; QueryCommand in lambdas/telemetry/proxy-anomalies.ts and
+    // lambdas/telemetry/unknown-calls.ts (overdue pending calls).
     expect(actionsOf(ddb[0]).sort()).toEqual([
-      'dynamodb:BatchWriteItem',
+      'dynamodb:DeleteItem',
       'dynamodb:GetItem',
+      'dynamodb:PutItem',
       'dynamodb:Query',
       'dynamodb:UpdateItem',
     ]);
@@ -418,7 +421,10 @@ describe('observability', () => {
   it('log metrics count the log lines the handlers really write', () => {
     const sources = {
       proxy: readFileSync(new URL('../../lambdas/telemetry/emitter.ts', import.meta.url), 'utf8'),
-      aggregator: readFileSync(new URL('../../lambdas/telemetry/aggregator.ts', import.meta.url), 'utf8'),
+      // The aggregator's modules (lambdas/telemetry/aggregator.ts and the steps it is split into).
+      aggregator: ['aggregator', 'decode', 'request-log', 'anomaly-flags', 'unknown-calls']
+        .map((m) => readFileSync(new URL(`../../lambdas/telemetry/${m}.ts`, import.meta.url), 'utf8'))
+        .join('\n'),
       coreApi: readFileSync(new URL('../../lambdas/shared/http.ts', import.meta.url), 'utf8'),
     };
     const logGroupPrefix = {
