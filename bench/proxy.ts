@@ -163,7 +163,7 @@ async function main() {
   const outcomes: ProxyOutcome[] = [];
   let recording = false;
   const stack = await startLocalStack({
-    targetAllowlist: ['127.0.0.1'],
+    targetAllowlist: [`127.0.0.1:${upstreamPort}`],
     proxyOptions: { onOutcome: (o) => recording && outcomes.push(o) },
   });
   const nginx = await startNginx(upstreamPort);

@@ -177,12 +177,8 @@ async function remoteKinesis() {
   return { endpoint: `http://127.0.0.1:${chunk.toString().trim()}`, stop: () => child.kill() };
 }
 
-function countingClient(endpoint: string) {
-  const ddb = createDocumentClient({
-    region: 'us-east-1',
-    endpoint,
-    credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
-  }) as DynamoDBDocumentClient;
+function countingClient(endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string }) {
+  const ddb = createDocumentClient({ region: 'us-east-1', endpoint, credentials }) as DynamoDBDocumentClient;
   const counts = { writes: 0, reads: 0 };
   ddb.middlewareStack.add(
     (next) => async (args) => {
@@ -209,7 +205,7 @@ async function aggregator(
   proxies: number,
 ) {
   const cell = Object.values(stack.deps.cells)[0]!;
-  const { ddb, counts } = countingClient(stack.services.dynamodbEndpoint);
+  const { ddb, counts } = countingClient(stack.services.dynamodbEndpoint, stack.services.credentials);
   const deps = {
     ...stack.deps,
     cells: Object.fromEntries(Object.keys(stack.deps.cells).map((r) => [r, { ...cell, ddb }])),

@@ -1,8 +1,9 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import kinesalite from 'kinesalite';
+import { guardServer, type LocalCredentials, loadLocalCredentials } from './caller-auth.ts';
 import { startDynalite } from './dynamodb-transactions.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
 
@@ -14,11 +15,18 @@ import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
  * - Kinesis: kinesalite (LevelDB on disk);
  * - KMS: keygate's own stand-in (./kms-server.ts), master key in the data dir, mode 0600.
  * Without a data dir everything lives in memory (tests).
+ *
+ * Each stand-in answers only this gateway: every call must be SigV4-signed with the data dir's own
+ * random key pair (`credentials`; ./caller-auth.ts), anything else gets 403. The data dir is 0700.
  */
 export interface EmbeddedServices {
   dynamodbEndpoint: string;
   kinesisEndpoint: string;
   kms: KmsStandIn;
+  /** The only credentials the stand-ins accept; hand them to the gateway's SDK clients. */
+  credentials: LocalCredentials;
+  /** The TCP ports the stand-ins listen on (never targets). */
+  ports: number[];
   close(): Promise<void>;
 }
 
@@ -38,7 +46,12 @@ function closeServer(server: Server): Promise<void> {
 }
 
 export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedServices> {
-  if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (dataDir) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    // An existing directory keeps its mode on mkdir: tighten it, it holds the keys.
+    chmodSync(dataDir, 0o700);
+  }
+  const credentials = loadLocalCredentials(dataDir);
   const ddb: Server = startDynalite({
     path: dataDir ? join(dataDir, 'dynamodb') : undefined,
     createTableMs: 0,
@@ -52,15 +65,19 @@ export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedS
     updateStreamMs: 0,
     shardLimit: 50,
   });
+  guardServer(ddb, credentials);
+  guardServer(kinesis, credentials);
   const [dynamodbEndpoint, kinesisEndpoint, kms] = await Promise.all([
     listen(ddb),
     listen(kinesis),
-    startKmsStandIn({ keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined }),
+    startKmsStandIn({ keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined, credentials }),
   ]);
   return {
     dynamodbEndpoint,
     kinesisEndpoint,
     kms,
+    credentials,
+    ports: [dynamodbEndpoint, kinesisEndpoint, kms.endpoint].map((url) => Number(new URL(url).port)),
     close: async () => {
       await Promise.all([closeServer(ddb), closeServer(kinesis), kms.close()]);
     },

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Context } from 'aws-lambda';
 import type { HttpEvent, HttpResult } from '../lambdas/shared/http.ts';
 
@@ -8,6 +8,13 @@ import type { HttpEvent, HttpResult } from '../lambdas/shared/http.ts';
  * The local stand-in for API Gateway (HTTP API, payload format 2.0) and Lambda function URLs: each
  * HTTP request becomes the event the deployed handler receives, and the handler's result becomes
  * the HTTP answer. The path and query string reach the handler byte-for-byte as sent.
+ *
+ * What the front refuses itself, before any handler runs (as API Gateway does): methods it does
+ * not route (`CONNECT`, `TRACE`, anything outside `SERVED_METHODS`) with 405 and a JSON body; bodies
+ * over `MAX_PAYLOAD_BYTES` with 413 — at once when `Content-Length` says so (the body is not read,
+ * and `Expect: 100-continue` gets no 100), or as soon as the streamed body passes the cap (the rest
+ * is not read; the connection is closed). The front never parses a body: the handlers do, after
+ * authenticating the caller.
  */
 export type LambdaHttpHandler = (
   event: HttpEvent,
@@ -27,6 +34,9 @@ export interface HttpFront {
 
 /** API Gateway's own payload cap. */
 export const MAX_PAYLOAD_BYTES = 10 * 1024 * 1024;
+
+/** The methods API Gateway routes (`ANY`); everything else is answered 405 by the front. */
+export const SERVED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 const TEXT_TYPES = /^(?:text\/|application\/(?:json|[\w.+-]+\+json|x-www-form-urlencoded|xml|javascript))/i;
 
@@ -123,9 +133,87 @@ function writeResult(res: ServerResponse, result: HttpResult | string | undefine
   res.end(body);
 }
 
-function gatewayError(res: ServerResponse, status: number, message: string) {
-  res.writeHead(status, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ message }));
+function gatewayError(res: ServerResponse, status: number, message: string, headers = {}) {
+  const body = JSON.stringify({ message });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    ...headers,
+  });
+  res.end(body);
+}
+
+/** How long a refused client may keep the half-closed connection to read its answer. */
+const LINGER_MS = 1000;
+
+/**
+ * Answers and closes a connection whose request body is left unread. Node would destroy the socket
+ * right after the answer, and a peer still sending would then get a reset instead of the answer:
+ * send FIN instead (the answer is complete), stop reading, and destroy the socket shortly after.
+ */
+function answerAndClose(
+  req: IncomingMessage,
+  res: ServerResponse,
+  status: number,
+  message: string,
+  headers = {},
+) {
+  const socket = req.socket;
+  socket.destroySoon = () => {
+    socket.end();
+    setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  };
+  req.pause();
+  gatewayError(res, status, message, { ...headers, connection: 'close' });
+}
+
+const ALLOW = { allow: [...SERVED_METHODS].join(', ') };
+
+/**
+ * Refuses what the front never serves, before reading any body; true when it answered. Unread
+ * bodies cannot be skipped on a kept-alive connection, so those answers close it.
+ */
+function refusedUpfront(req: IncomingMessage, res: ServerResponse): boolean {
+  if (!SERVED_METHODS.has((req.method ?? '').toUpperCase())) {
+    answerAndClose(req, res, 405, 'Method Not Allowed', ALLOW);
+    return true;
+  }
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > MAX_PAYLOAD_BYTES) {
+    answerAndClose(req, res, 413, 'Request Entity Too Large');
+    return true;
+  }
+  return false;
+}
+
+/** Reads the body up to the cap; undefined (and a 413 sent, the connection closing) past it. */
+function readBodyCapped(req: IncomingMessage, res: ServerResponse): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_PAYLOAD_BYTES) return void chunks.push(chunk);
+      // Answer now and stop reading: the rest of the body is never buffered, and the connection
+      // closes once the answer is out.
+      req.off('data', onData);
+      answerAndClose(req, res, 413, 'Request Entity Too Large');
+      resolve(undefined);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks)));
+    req.once('error', reject);
+    req.once('aborted', () => reject(new Error('aborted')));
+  });
+}
+
+/** `CONNECT` never reaches a handler (Node hands it over as a raw socket): a 405 on that socket. */
+function refuseConnect(_req: IncomingMessage, socket: Socket) {
+  const body = JSON.stringify({ message: 'Method Not Allowed' });
+  socket.end(
+    `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\nallow: ${ALLOW.allow}\r\n` +
+      `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Serves `handler` on 127.0.0.1:`port` (0 picks a free port). */
@@ -149,23 +237,18 @@ export async function startHttpFront(options: {
       if (inFlight === 0) drained?.();
     });
     const requestId = randomUUID();
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let tooLarge = false;
+    if (refusedUpfront(req, res)) return;
+    let body: Buffer | undefined;
     try {
-      for await (const chunk of req) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_PAYLOAD_BYTES) tooLarge = true;
-        else chunks.push(chunk as Buffer);
-      }
+      body = await readBodyCapped(req, res);
     } catch {
       // The client went away mid-body (or sent a malformed one): nothing to answer, nothing to call.
       res.destroy();
       return;
     }
-    if (tooLarge) return gatewayError(res, 413, 'Request Entity Too Large');
+    if (!body) return;
     try {
-      const event = toEvent(req, Buffer.concat(chunks), requestId);
+      const event = toEvent(req, body, requestId);
       const result = await options.handler(event, lambdaContext(requestId, options.functionName));
       if (draining) res.shouldKeepAlive = false;
       writeResult(res, result, requestId);
@@ -176,6 +259,13 @@ export async function startHttpFront(options: {
     }
   });
   server.keepAliveTimeout = 65_000;
+  server.on('connect', refuseConnect);
+  // `Expect: 100-continue` with a body over the cap: 413 instead of asking for the body.
+  server.on('checkContinue', (req, res) => {
+    if (refusedUpfront(req, res)) return;
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '127.0.0.1', () => resolve());

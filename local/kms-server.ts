@@ -2,6 +2,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type LocalCredentials, loadLocalCredentials, requireGatewayCaller } from './caller-auth.ts';
 
 /**
  * A KMS stand-in for local mode and tests. It answers the real `@aws-sdk/client-kms` in KMS's
@@ -11,6 +12,7 @@ import type { AddressInfo } from 'node:net';
  * Decrypt under a different context fails with InvalidCiphertextException, as in KMS.
  *
  * Operations: GenerateDataKey, Decrypt, Encrypt, DescribeKey. Everything else: UnsupportedOperation.
+ * Only callers signing with `credentials` are served (./caller-auth.ts); anyone else gets 403.
  */
 export const LOCAL_KEY_ID = 'alias/keygate-local';
 const MAGIC = Buffer.from('KGK1');
@@ -18,6 +20,8 @@ const MAGIC = Buffer.from('KGK1');
 export interface KmsStandIn {
   server: Server;
   endpoint: string;
+  /** The only credentials this stand-in accepts. */
+  credentials: LocalCredentials;
   /** Decrypt calls answered so far (for benchmarks and cache tests). */
   counts: Record<string, number>;
   close(): Promise<void>;
@@ -62,9 +66,10 @@ async function readBody(req: IncomingMessage): Promise<Record<string, unknown>> 
 
 /** Starts the stand-in on 127.0.0.1 (port 0 picks a free one). */
 export async function startKmsStandIn(
-  options: { keyFile?: string; port?: number } = {},
+  options: { keyFile?: string; port?: number; credentials?: LocalCredentials } = {},
 ): Promise<KmsStandIn> {
   const master = loadMasterKey(options.keyFile);
+  const credentials = options.credentials ?? loadLocalCredentials();
   const counts: Record<string, number> = {};
 
   const checkKey = (keyId: unknown) => {
@@ -129,30 +134,34 @@ export async function startKmsStandIn(
     },
   };
 
-  const server = createServer(async (req, res) => {
-    const send = (status: number, payload: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
-      res.end(JSON.stringify(payload));
-    };
-    try {
-      const target = String(req.headers['x-amz-target'] ?? '');
-      const op = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : '';
-      const handler = operations[op];
-      if (!handler) throw new KmsFault('UnsupportedOperationException', `Unsupported operation '${target}'`);
-      const result = handler(await readBody(req));
-      counts[op] = (counts[op] ?? 0) + 1;
-      send(200, result);
-    } catch (error) {
-      const fault =
-        error instanceof KmsFault ? error : new KmsFault('ValidationException', 'Malformed request');
-      send(400, { __type: fault.type, message: fault.message });
-    }
-  });
+  const server = createServer(
+    requireGatewayCaller(credentials, async (req, res) => {
+      const send = (status: number, payload: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
+        res.end(JSON.stringify(payload));
+      };
+      try {
+        const target = String(req.headers['x-amz-target'] ?? '');
+        const op = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : '';
+        const handler = operations[op];
+        if (!handler)
+          throw new KmsFault('UnsupportedOperationException', `Unsupported operation '${target}'`);
+        const result = handler(await readBody(req));
+        counts[op] = (counts[op] ?? 0) + 1;
+        send(200, result);
+      } catch (error) {
+        const fault =
+          error instanceof KmsFault ? error : new KmsFault('ValidationException', 'Malformed request');
+        send(400, { __type: fault.type, message: fault.message });
+      }
+    }),
+  );
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     server,
     endpoint: `http://127.0.0.1:${port}`,
+    credentials,
     counts,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

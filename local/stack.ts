@@ -1,6 +1,7 @@
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
 import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
+import { parseTargetAllowlist } from '../lambdas/net/target-allowlist.ts';
 import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
 import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
@@ -24,6 +25,7 @@ export interface LocalStackOptions {
   apiPort?: number;
   proxyPort?: number;
   regions?: string[];
+  /** `host:port` entries (a bare host: its default ports only); see lambdas/net/target-allowlist.ts. */
   targetAllowlist?: string[];
   tableName?: string;
   /** Run the telemetry aggregator on the embedded stream (default true; tests may turn it off). */
@@ -58,8 +60,6 @@ export interface LocalStack {
   close(options?: CloseOptions): Promise<void>;
 }
 
-const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
-
 export function localConfig(options: LocalStackOptions): Config {
   const regions = options.regions?.length ? options.regions : ['us-east-1'];
   const tableName = options.tableName ?? 'keygate';
@@ -73,7 +73,9 @@ export function localConfig(options: LocalStackOptions): Config {
         { region, tableName, kmsKeyId: LOCAL_KEY_ID, streamName: 'keygate-telemetry' },
       ]),
     ),
-    targetAllowlist: options.targetAllowlist ?? [],
+    targetAllowlist: parseTargetAllowlist(options.targetAllowlist),
+    // Filled in as each of keygate's own servers starts listening (startLocalStack).
+    ownPorts: [],
     requestLogRetentionDays: 90,
     maxBodyBytes: 256 * 1024,
     telemetrySink: 'kinesis',
@@ -89,11 +91,15 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let sweepTimer: NodeJS.Timeout | undefined;
   try {
     const config = localConfig(options);
+    // keygate's own ports are never targets: the stand-ins' now, the fronts' before they serve.
+    const ownPorts = config.ownPorts!;
+    ownPorts.push(...services.ports);
+    for (const port of [options.apiPort, options.proxyPort]) if (port) ownPorts.push(port);
     const deps = createDeps(config, {
       dynamodb: services.dynamodbEndpoint,
       kinesis: services.kinesisEndpoint,
       kms: services.kms.endpoint,
-      credentials: LOCAL_CREDENTIALS,
+      credentials: services.credentials,
     });
     await ensureTable(deps.home.ddb, config.homeTableName);
     const firstCell = Object.values(deps.cells)[0]!;
@@ -115,6 +121,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       handler: createCoreApiHandler(deps) as unknown as LambdaHttpHandler,
     });
     fronts.push(api);
+    ownPorts.push(Number(new URL(api.url).port));
     if (options.dataDir) {
       // Every record is in the write-ahead file before the call out / the answer (durable across
       // a kill); what a previous run left unshipped goes into the stream before the first sweep.
@@ -155,6 +162,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       }) as unknown as LambdaHttpHandler,
     });
     fronts.push(proxy);
+    ownPorts.push(Number(new URL(proxy.url).port));
     return {
       apiUrl: api.url,
       proxyUrl: proxy.url,

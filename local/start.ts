@@ -1,16 +1,18 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bootstrapFirstAdmin } from '../lambdas/control-plane/bootstrap.ts';
+import { parseTargetAllowlist } from '../lambdas/net/target-allowlist.ts';
 import { parseHostList } from '../lambdas/shared/config.ts';
 import { startLocalStack } from './stack.ts';
 
 /**
  * `npm start`: keygate whole on this machine. Settings: KEYGATE_API_PORT (4000),
- * KEYGATE_PROXY_PORT (4001), KEYGATE_DATA_DIR (.keygate), KEYGATE_TARGET_ALLOWLIST (hosts that may be
- * private and plain-http targets), KEYGATE_REGIONS (regions served, default us-east-1),
+ * KEYGATE_PROXY_PORT (4001), KEYGATE_DATA_DIR (.keygate), KEYGATE_TARGET_ALLOWLIST (comma-separated
+ * `host:port` entries that may be private and plain-http targets; a bare host allows its default
+ * ports 443/80 only; keygate's own ports never), KEYGATE_REGIONS (regions served, default us-east-1),
  * KEYGATE_DRAIN_SECONDS (30: on SIGTERM/SIGINT, how long calls in flight may finish),
  * KEYGATE_UNKNOWN_AFTER_SECONDS (60: when a call started and never completed counts as `unknown`).
- * See docs/audit-trail.md.
+ * See docs/local-mode-security.md and docs/audit-trail.md.
  */
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -35,6 +37,15 @@ function seconds(name: string, fallback: number): number {
 }
 
 const drainMs = seconds('KEYGATE_DRAIN_SECONDS', 30) * 1000;
+function allowlist(): string[] {
+  try {
+    return parseTargetAllowlist(process.env.KEYGATE_TARGET_ALLOWLIST);
+  } catch (error) {
+    console.error(`KEYGATE_TARGET_ALLOWLIST: ${(error as Error).message}`);
+    process.exit(2);
+  }
+}
+
 const dataDir = resolve(process.env.KEYGATE_DATA_DIR || '.keygate');
 mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
@@ -42,7 +53,7 @@ const stack = await startLocalStack({
   dataDir,
   apiPort: port('KEYGATE_API_PORT', 4000),
   proxyPort: port('KEYGATE_PROXY_PORT', 4001),
-  targetAllowlist: parseHostList(process.env.KEYGATE_TARGET_ALLOWLIST),
+  targetAllowlist: allowlist(),
   regions: parseHostList(process.env.KEYGATE_REGIONS),
   unknownAfterMs: seconds('KEYGATE_UNKNOWN_AFTER_SECONDS', 60) * 1000,
 });

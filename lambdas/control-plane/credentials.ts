@@ -144,7 +144,7 @@ async function prepareSecret(
       if (!jwksUrl && !shared) throw fieldError(base, 'jwtVerify needs jwksUrl or secret');
       let normalizedJwks: string | undefined;
       if (jwksUrl) {
-        const checked = checkTargetUrl(jwksUrl, deps.config.targetAllowlist);
+        const checked = checkTargetUrl(jwksUrl, deps.config.targetAllowlist, deps.config.ownPorts);
         if (!checked.ok) throw fieldError(`${base}.jwksUrl`, checked.reason, 'unsafe_url');
         normalizedJwks = checked.url.href;
       }
@@ -217,7 +217,7 @@ async function prepareSecret(
       break;
     }
     case 'oauth2': {
-      const checked = checkTargetUrl(str('tokenUrl')!, deps.config.targetAllowlist);
+      const checked = checkTargetUrl(str('tokenUrl')!, deps.config.targetAllowlist, deps.config.ownPorts);
       if (!checked.ok) throw fieldError(`${base}.tokenUrl`, checked.reason, 'unsafe_url');
       sealedValue = { ...secret, tokenUrl: checked.url.href };
       settings = {

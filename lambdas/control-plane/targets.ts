@@ -23,7 +23,7 @@ import { checkImmutable, fieldError } from './validation.ts';
  * A target still used by a proxy cannot be deleted (409): repoint or delete those proxies first.
  */
 function checkBaseUrl(deps: Deps, raw: string): string {
-  const checked = checkTargetUrl(raw, deps.config.targetAllowlist);
+  const checked = checkTargetUrl(raw, deps.config.targetAllowlist, deps.config.ownPorts);
   if (!checked.ok) throw fieldError('body.targetBaseURL', checked.reason, 'unsafe_url');
   if (checked.url.search) throw fieldError('body.targetBaseURL', 'a base URL has no query', 'unsafe_url');
   return checked.normalized;

@@ -159,6 +159,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   if (!cell) throw new Error(`keygate proxy: no cell configured for region ${region}`);
   const policy: UpstreamPolicy = {
     allowlist: deps.config.targetAllowlist,
+    ownPorts: deps.config.ownPorts,
     timeoutMs: options.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS,
     maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
   };

@@ -3,13 +3,15 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { isPublicIp } from '../net/address-policy.ts';
+import { isAllowlisted, isOwnPort } from '../net/target-allowlist.ts';
 
 /**
  * The call out. Connects only where the address policy allows: the target's name is resolved when
  * a connection is opened, EVERY resolved address is checked, and the socket connects to the checked
  * addresses themselves (the lookup hands them to the socket), so there is no window for DNS
  * rebinding between check and connect. TLS keeps the name for SNI and certificate checks; `Host`
- * is the name. Hosts on the deployment's allowlist may be private and plain http (local use).
+ * is the name. Host:port pairs on the deployment's allowlist may be private and plain http (local
+ * use); keygate's own ports (local mode) are refused on any host before any connection.
  * Redirects are never followed (3xx goes back to the consumer as is), the whole exchange has a
  * deadline, and a response larger than the cap is abandoned.
  */
@@ -25,8 +27,10 @@ export class UpstreamError extends Error {
 }
 
 export interface UpstreamPolicy {
-  /** Lower-case host names (or IP literals) that may be private and plain http. */
+  /** `host:port` / bare `host` entries that may be private and plain http (../net/target-allowlist.ts). */
   allowlist: readonly string[];
+  /** Ports keygate itself listens on (local mode): never called, on any host. */
+  ownPorts?: readonly number[];
   /** Deadline for the whole exchange (connect, send, receive), in ms. */
   timeoutMs: number;
   /** Largest response body accepted, in bytes. */
@@ -91,9 +95,14 @@ const lookupPublic = checkedLookup(false);
 const lookupAny = checkedLookup(true);
 
 /** Why a URL may not be called at all, before any connection; undefined when it may. */
-export function urlRefusal(url: URL, allowlist: readonly string[]): string | undefined {
+export function urlRefusal(
+  url: URL,
+  allowlist: readonly string[],
+  ownPorts?: readonly number[],
+): string | undefined {
   const host = hostOf(url);
-  const allowed = allowlist.includes(host);
+  if (isOwnPort(url, ownPorts)) return "the target port is one of keygate's own services";
+  const allowed = isAllowlisted(url, allowlist);
   if (url.protocol !== 'https:' && !(allowed && url.protocol === 'http:')) return 'targets must use https';
   if (!allowed && isIP(host) !== 0 && !isPublicIp(host)) return 'the target address is not public';
   return undefined;
@@ -101,9 +110,9 @@ export function urlRefusal(url: URL, allowlist: readonly string[]): string | und
 
 /** Sends one request and buffers the answer, within the policy's deadline and size cap. */
 export function callUpstream(req: UpstreamRequest, policy: UpstreamPolicy): Promise<UpstreamResponse> {
-  const refusal = urlRefusal(req.url, policy.allowlist);
+  const refusal = urlRefusal(req.url, policy.allowlist, policy.ownPorts);
   if (refusal) return Promise.reject(refused(refusal));
-  const allowPrivate = policy.allowlist.includes(hostOf(req.url));
+  const allowPrivate = isAllowlisted(req.url, policy.allowlist);
   const secure = req.url.protocol === 'https:';
   const headers: Record<string, string | number> = { ...req.headers, host: req.url.host };
   if (req.body && req.body.length > 0) headers['content-length'] = req.body.length;

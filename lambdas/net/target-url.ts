@@ -1,4 +1,5 @@
 import { isPublicIp } from './address-policy.ts';
+import { effectivePort, isAllowlisted, isOwnPort } from './target-allowlist.ts';
 
 /**
  * Save-time checks of a URL keygate will call on a user's behalf (a target's base URL, an OAuth2
@@ -15,8 +16,10 @@ import { isPublicIp } from './address-policy.ts';
  *    names) are refused.
  *
  * Names are not resolved here: a name that does not resolve today is accepted, and the data plane
- * checks every resolved address at connect time (DNS rebinding). Hosts in the deployment's
- * allowlist (`KEYGATE_TARGET_ALLOWLIST`, local use) may be private and may use plain http.
+ * checks every resolved address at connect time (DNS rebinding). Host and port pairs in the
+ * deployment's allowlist (`KEYGATE_TARGET_ALLOWLIST`, local use; `host:port`, a bare host meaning its
+ * default ports only, see ./target-allowlist.ts) may be private and may use plain http. keygate's own
+ * ports (`ownPorts`, local mode) are refused on any host, whatever the allowlist says.
  */
 export type UrlCheck = { ok: true; url: URL; normalized: string } | { ok: false; reason: string };
 
@@ -51,8 +54,15 @@ function authorityOf(raw: string): string {
   return end < 0 ? rest : rest.slice(0, end);
 }
 
-/** Checks a URL for use as an upstream; `allowlist` holds lower-case host names (or host:port). */
-export function checkTargetUrl(raw: string, allowlist: readonly string[] = []): UrlCheck {
+/**
+ * Checks a URL for use as an upstream. `allowlist`: `host:port` / `host` entries (config's
+ * `targetAllowlist`); `ownPorts`: the ports keygate itself listens on (config's `ownPorts`).
+ */
+export function checkTargetUrl(
+  raw: string,
+  allowlist: readonly string[] = [],
+  ownPorts?: readonly number[],
+): UrlCheck {
   if (typeof raw !== 'string' || raw.length === 0) return { ok: false, reason: 'a URL is required' };
   if (raw.length > 2048) return { ok: false, reason: 'URL longer than 2048 characters' };
   if (UNSAFE_CHARS.test(raw)) return { ok: false, reason: 'URL contains whitespace or control characters' };
@@ -71,7 +81,9 @@ export function checkTargetUrl(raw: string, allowlist: readonly string[] = []): 
     return { ok: false, reason: 'URL must not contain credentials (userinfo)' };
   const bracketed = url.hostname.startsWith('[');
   const host = (bracketed ? url.hostname.slice(1, -1) : url.hostname).replace(/\.+$/, '');
-  const allowlisted = allowlist.includes(host) || allowlist.includes(`${host}:${url.port}`);
+  if (isOwnPort(url, ownPorts))
+    return { ok: false, reason: `port ${effectivePort(url)} is one of keygate's own services` };
+  const allowlisted = isAllowlisted(url, allowlist);
   if (url.protocol !== 'https:' && !(allowlisted && url.protocol === 'http:'))
     return { ok: false, reason: 'URL must use https://' };
   const normalized = `${url.origin}${url.pathname.replace(/\/+$/, '')}${url.search}`;

@@ -2,6 +2,7 @@
 // which otherwise needs no zod; the full build would add ~440 KiB to its cold start.
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
+import { parseTargetAllowlist } from '../net/target-allowlist.ts';
 
 // The mini build carries no messages; English ones name what is wrong ("Too small: expected …").
 z.config(en());
@@ -24,8 +25,17 @@ export interface Config {
   homeTableName: string;
   /** One self-contained cell per served region (table, KMS key, telemetry stream). */
   cells: Record<string, CellConfig>;
-  /** Hosts that may be targets although private, and over plain http (local use). */
+  /**
+   * `host:port` entries that may be targets although private, and over plain http (local use); a
+   * bare `host` allows its default ports only (443 for https, 80 for http). Canonical strings from
+   * `parseTargetAllowlist`.
+   */
   targetAllowlist: string[];
+  /**
+   * Ports keygate itself listens on (local mode: Core API, proxy, embedded DynamoDB, Kinesis, KMS).
+   * Never targets, on any host, whatever the allowlist says. Absent in AWS.
+   */
+  ownPorts?: number[];
   requestLogRetentionDays: number;
   /** Largest Core API request body accepted, in bytes. */
   maxBodyBytes: number;
@@ -54,7 +64,19 @@ const envSchema = z.object({
     ),
     z.record(nonEmpty(), cellSchema),
   ),
-  KEYGATE_TARGET_ALLOWLIST: z.optional(z.string()),
+  KEYGATE_TARGET_ALLOWLIST: z.optional(
+    z.pipe(
+      z.string(),
+      z.transform((raw, ctx) => {
+        try {
+          return parseTargetAllowlist(raw);
+        } catch (error) {
+          ctx.issues.push({ code: 'custom', message: (error as Error).message, input: raw });
+          return z.NEVER;
+        }
+      }),
+    ),
+  ),
   KEYGATE_REQUEST_LOG_RETENTION_DAYS: z._default(
     z.coerce.number().check(z.int(), z.minimum(1), z.maximum(3650)),
     90,
@@ -85,7 +107,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     homeRegion: e.AWS_REGION,
     homeTableName: e.KEYGATE_TABLE_NAME,
     cells,
-    targetAllowlist: parseHostList(e.KEYGATE_TARGET_ALLOWLIST),
+    targetAllowlist: e.KEYGATE_TARGET_ALLOWLIST ?? [],
     requestLogRetentionDays: e.KEYGATE_REQUEST_LOG_RETENTION_DAYS,
     maxBodyBytes: 256 * 1024,
     telemetrySink: e.KEYGATE_TELEMETRY_SINK,

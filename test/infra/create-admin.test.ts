@@ -7,9 +7,13 @@ import { adminConfig, createFirstAdmin } from '../../scripts/create-admin.ts';
 
 // `npm run admin:create` against the embedded DynamoDB: the same code path as against AWS, with
 // the deployed table's deterministic name.
-const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
 let services: EmbeddedServices;
-let endpoints: { dynamodb: string; kms: string; kinesis: string; credentials: typeof credentials };
+let endpoints: {
+  dynamodb: string;
+  kms: string;
+  kinesis: string;
+  credentials: EmbeddedServices['credentials'];
+};
 
 beforeAll(async () => {
   services = await startEmbeddedServices();
@@ -17,7 +21,7 @@ beforeAll(async () => {
     dynamodb: services.dynamodbEndpoint,
     kms: services.kms.endpoint,
     kinesis: services.kinesisEndpoint,
-    credentials,
+    credentials: services.credentials,
   };
   const deps = createDeps(adminConfig(['us-east-1', 'eu-west-1']), endpoints);
   await ensureTable(deps.home.ddb, 'keygate-us-east-1');

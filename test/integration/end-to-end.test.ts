@@ -63,7 +63,7 @@ describe('reference scenario end to end', () => {
       return (originalWrite as (...a: unknown[]) => boolean).call(process.stdout, chunk, ...rest);
     }) as typeof process.stdout.write;
     upstream = await startRecordingUpstream();
-    gw = await startTestGateway({ targetAllowlist: ['127.0.0.1'] });
+    gw = await startTestGateway({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
     clientId = gw.admin.clientId;
   });
   afterAll(async () => {

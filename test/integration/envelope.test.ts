@@ -6,8 +6,6 @@ import { DataKeyCache, openSecret, sealSecret } from '../../lambdas/crypto/envel
 import { createKmsClient } from '../../lambdas/crypto/kms-client.ts';
 import { type KmsStandIn, LOCAL_KEY_ID, startKmsStandIn } from '../../local/kms-server.ts';
 
-const credentials = { accessKeyId: 'local', secretAccessKey: 'local' };
-
 describe('envelope encryption through the real KMS client and the KMS stand-in', () => {
   let kmsServer: KmsStandIn;
   let keyFile: string;
@@ -19,7 +17,12 @@ describe('envelope encryption through the real KMS client and the KMS stand-in',
   });
   afterAll(() => kmsServer.close());
 
-  const client = () => createKmsClient({ region: 'us-east-1', endpoint: kmsServer.endpoint, credentials });
+  const client = () =>
+    createKmsClient({
+      region: 'us-east-1',
+      endpoint: kmsServer.endpoint,
+      credentials: kmsServer.credentials,
+    });
 
   it('keeps the master key in a 0600 file', () => {
     expect(statSync(keyFile).mode & 0o777).toBe(0o600);

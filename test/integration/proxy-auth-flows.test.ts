@@ -23,8 +23,14 @@ let upstream: RecordingUpstream;
 const fronts: HttpFront[] = [];
 const servers: Server[] = [];
 
+/** A proxy front whose allowlist names the upstream and every token/JWKS server started so far (host:port). */
 async function front(options: ProxyHandlerOptions = {}): Promise<string> {
-  const f = await startProxyFront(stack.deps, options);
+  const ports = [upstream.port, ...servers.map((s) => (s.address() as AddressInfo).port)];
+  const targetAllowlist = ports.map((port) => `127.0.0.1:${port}`);
+  const f = await startProxyFront(
+    { ...stack.deps, config: { ...stack.deps.config, targetAllowlist } },
+    options,
+  );
   fronts.push(f);
   return f.url;
 }
@@ -43,8 +49,8 @@ async function serve(
 }
 
 beforeAll(async () => {
-  stack = await startLocalStack({ targetAllowlist: ['127.0.0.1'] });
   upstream = await startRecordingUpstream();
+  stack = await startLocalStack({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
 });
 
 afterAll(async () => {

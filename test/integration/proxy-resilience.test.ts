@@ -77,8 +77,8 @@ function awsError(name: string): Error {
 }
 
 beforeAll(async () => {
-  stack = await startLocalStack({ targetAllowlist: ['127.0.0.1', 'localhost'] });
   upstream = await startRecordingUpstream();
+  stack = await startLocalStack({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
 });
 
 afterAll(async () => {

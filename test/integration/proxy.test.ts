@@ -20,6 +20,8 @@ const VENDOR_SECRET = 'sk_live_vendor_secret_1';
 
 let stack: LocalStack;
 let upstream: RecordingUpstream;
+/** A port nothing listens on, allowlisted so the call really tries to connect. */
+let closed: number;
 const outcomes: ProxyOutcome[] = [];
 const extraFronts: HttpFront[] = [];
 
@@ -31,11 +33,12 @@ async function front(options: ProxyHandlerOptions = {}, deps: Deps = stack.deps)
 }
 
 beforeAll(async () => {
+  upstream = await startRecordingUpstream();
+  closed = await closedPort();
   stack = await startLocalStack({
-    targetAllowlist: ['127.0.0.1', 'localhost'],
+    targetAllowlist: [`127.0.0.1:${upstream.port}`, `127.0.0.1:${closed}`],
     proxyOptions: { onOutcome: (o) => outcomes.push(o) },
   });
-  upstream = await startRecordingUpstream();
 });
 
 afterAll(async () => {
@@ -587,7 +590,6 @@ describe('the upstream call', () => {
   });
 
   it('answers 502 when the target cannot be reached', async () => {
-    const closed = await closedPort();
     const p = await inventoryProxy({ targetBaseURL: `http://127.0.0.1:${closed}` });
     const res = await send(stack.proxyUrl, {
       path: `/api/${p.proxyId}/v2/inventory/1`,
@@ -652,7 +654,7 @@ describe('the upstream call', () => {
       // A NAME that resolves to loopback, checked when the socket is opened (the rebinding case).
       const strict = await front(
         {},
-        { ...stack.deps, config: { ...stack.deps.config, targetAllowlist: ['127.0.0.1'] } },
+        { ...stack.deps, config: { ...stack.deps.config, targetAllowlist: [`127.0.0.1:${port}`] } },
       );
       const named = await inventoryProxy({ targetBaseURL: `https://localhost:${port}` });
       const b = await send(strict, {

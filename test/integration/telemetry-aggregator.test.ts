@@ -176,7 +176,7 @@ describe('telemetry aggregator', () => {
     const faulty = createDocumentClient({
       region: 'us-east-1',
       endpoint: stack.services.dynamodbEndpoint,
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      credentials: stack.services.credentials,
     }) as DynamoDBDocumentClient;
     let faults = 0;
     faulty.middlewareStack.add(
@@ -220,7 +220,7 @@ describe('telemetry aggregator', () => {
     const faulty = createDocumentClient({
       region: 'us-east-1',
       endpoint: stack.services.dynamodbEndpoint,
-      credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+      credentials: stack.services.credentials,
     }) as DynamoDBDocumentClient;
     faulty.middlewareStack.add(
       (next) => async (args) => {

@@ -160,8 +160,20 @@ describe('upstream URL policy (no connection is made)', () => {
     expect(urlRefusal(new URL('https://169.254.169.254/latest'), [])).toMatch(/public/);
     expect(urlRefusal(new URL('https://[::1]/x'), [])).toMatch(/public/);
     expect(urlRefusal(new URL('https://[::ffff:127.0.0.1]/x'), [])).toMatch(/public/);
-    expect(urlRefusal(new URL('http://127.0.0.1:8080/x'), ['127.0.0.1'])).toBeUndefined();
+    expect(urlRefusal(new URL('http://127.0.0.1:8080/x'), ['127.0.0.1:8080'])).toBeUndefined();
     expect(urlRefusal(new URL('https://api.vendor.example/x'), [])).toBeUndefined();
+  });
+
+  it("grants the allowlisted port only (a bare host: its default ports), never keygate's own", () => {
+    expect(urlRefusal(new URL('http://127.0.0.1:8081/x'), ['127.0.0.1:8080'])).toMatch(/https/);
+    expect(urlRefusal(new URL('http://127.0.0.1:8080/x'), ['127.0.0.1'])).toMatch(/https/);
+    expect(urlRefusal(new URL('https://127.0.0.1:8443/x'), ['127.0.0.1'])).toMatch(/public/);
+    expect(urlRefusal(new URL('http://127.0.0.1/x'), ['127.0.0.1'])).toBeUndefined();
+    expect(urlRefusal(new URL('https://127.0.0.1/x'), ['127.0.0.1'])).toBeUndefined();
+    // Own ports are refused on any host, whatever the allowlist says.
+    expect(urlRefusal(new URL('http://127.0.0.1:8080/x'), ['127.0.0.1:8080'], [8080])).toMatch(/own/);
+    expect(urlRefusal(new URL('https://api.vendor.example:8080/x'), [], [8080])).toMatch(/own/);
+    expect(urlRefusal(new URL('http://127.0.0.1/x'), ['127.0.0.1'], [80])).toMatch(/own/);
   });
 });
 
@@ -206,7 +218,11 @@ describe('JwtVerifier key rotation', () => {
     const jwksUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`;
     let clock = 1_000_000;
     const verifier = new JwtVerifier(
-      { allowlist: ['127.0.0.1'], timeoutMs: 1000, maxResponseBytes: 1e6 },
+      {
+        allowlist: [`127.0.0.1:${(server.address() as AddressInfo).port}`],
+        timeoutMs: 1000,
+        maxResponseBytes: 1e6,
+      },
       () => clock,
     );
     const sign = (kid: string, key: Parameters<SignJWT['sign']>[0]) =>

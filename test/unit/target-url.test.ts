@@ -68,13 +68,53 @@ describe('checkTargetUrl', () => {
   });
 
   it('lets allowlisted hosts be private and plain http', () => {
-    expect(checkTargetUrl('http://localhost:8080/api', ['localhost'])).toMatchObject({
+    expect(checkTargetUrl('http://localhost:8080/api', ['localhost:8080'])).toMatchObject({
       ok: true,
       normalized: 'http://localhost:8080/api',
     });
-    expect(checkTargetUrl('http://127.0.0.1:9000', ['127.0.0.1'])).toMatchObject({ ok: true });
-    expect(checkTargetUrl('http://localhost:8080/api', ['other.host']).ok).toBe(false);
+    expect(checkTargetUrl('http://127.0.0.1:9000', ['127.0.0.1:9000'])).toMatchObject({ ok: true });
+    expect(checkTargetUrl('http://localhost:8080/api', ['other.host:8080']).ok).toBe(false);
     expect(checkTargetUrl('http://api.example.com/', ['localhost']).ok).toBe(false);
+  });
+
+  it('grants only the named port; a bare host only its default ports (443 https, 80 http)', () => {
+    expect(checkTargetUrl('http://127.0.0.1:9001', ['127.0.0.1:9000']).ok).toBe(false);
+    expect(checkTargetUrl('http://127.0.0.1:9000', ['127.0.0.1']).ok).toBe(false);
+    expect(checkTargetUrl('https://127.0.0.1:9000', ['127.0.0.1']).ok).toBe(false);
+    expect(checkTargetUrl('http://127.0.0.1', ['127.0.0.1']).ok).toBe(true);
+    expect(checkTargetUrl('http://127.0.0.1:80', ['127.0.0.1']).ok).toBe(true);
+    expect(checkTargetUrl('https://127.0.0.1/x', ['127.0.0.1']).ok).toBe(true);
+    // http on 443 is not a default port for http.
+    expect(checkTargetUrl('http://127.0.0.1:443', ['127.0.0.1']).ok).toBe(false);
+    // Entries and URLs meet in one spelling: short, decimal and hex IPv4, IPv6, case, trailing dots.
+    expect(checkTargetUrl('http://127.1:9000', ['127.0.0.1:9000']).ok).toBe(true);
+    expect(checkTargetUrl('http://2130706433:9000', ['127.1:9000']).ok).toBe(true);
+    expect(checkTargetUrl('http://0x7f000001:9000', ['127.0.0.1:9000']).ok).toBe(true);
+    expect(checkTargetUrl('http://[::1]:9000', ['[::1]:9000']).ok).toBe(true);
+    expect(checkTargetUrl('http://[::1]:9001', ['[::1]:9000']).ok).toBe(false);
+    expect(checkTargetUrl('http://LocalHost.:9000', ['localhost:9000']).ok).toBe(true);
+    // A different loopback spelling of another host is another host.
+    expect(checkTargetUrl('http://localhost:9000', ['127.0.0.1:9000']).ok).toBe(false);
+    expect(checkTargetUrl('http://0.0.0.0:9000', ['127.0.0.1:9000']).ok).toBe(false);
+  });
+
+  it("refuses keygate's own ports on any host, whatever the allowlist says", () => {
+    const own = [4000, 4001, 38123];
+    for (const raw of [
+      'http://127.0.0.1:38123',
+      'http://localhost:4000',
+      'https://api.example.com:4001/x',
+      'http://[::1]:38123',
+      'http://0.0.0.0:38123',
+    ]) {
+      const out = checkTargetUrl(
+        raw,
+        ['127.0.0.1:38123', 'localhost:4000', '[::1]:38123', '0.0.0.0:38123'],
+        own,
+      );
+      expect(out).toMatchObject({ ok: false, reason: expect.stringMatching(/keygate's own/) });
+    }
+    expect(checkTargetUrl('https://api.example.com/x', [], own).ok).toBe(true);
   });
 
   it('classifies internal-only names', () => {
