@@ -342,7 +342,8 @@ async function writeMarkers(
   const jobs = new Map<string, { run: () => Promise<unknown>; requestIds: string[] }>();
   for (const d of items) {
     const r = d.record;
-    if (!r.clientId) continue;
+    // No path markers for unauthenticated calls either: random paths would each leave an item.
+    if (!r.clientId || r.decision === 'unauthenticated') continue;
     const day = r.processedAt.slice(0, 10);
     const ttl = epochSeconds(new Date(r.processedAt), deps.config.requestLogRetentionDays + 1);
     const ownerKey = `${d.cell.tableName}|owner|${r.proxyId}|${day}`;
@@ -461,6 +462,10 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
   // Request log, per table.
   const byTable = new Map<string, { table: TableRef; items: Decoded[] }>();
   for (const d of decoded) {
+    // Unauthenticated calls (401, and the 429s of the failed-auth budget) are counted in the
+    // buckets below but not logged one record each: a flood of bad keys must not become a flood of
+    // 90-day items (docs/data-plane-hygiene.md).
+    if (d.record.decision === 'unauthenticated') continue;
     const entry = byTable.get(d.cell.tableName) ?? { table: d.cell, items: [] };
     entry.items.push(d);
     byTable.set(d.cell.tableName, entry);

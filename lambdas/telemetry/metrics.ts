@@ -16,6 +16,10 @@ export const PRODUCT_METRICS = {
   telemetryUndelivered: 'TelemetryRecordsUndelivered',
   telemetrySkipped: 'TelemetryRecordsSkipped',
   anomalyFlags: 'AnomalyFlags',
+  /** A source or proxy used up its budget of failed authentications (data plane, once per window). */
+  authFailureBursts: 'ProxyAuthFailureBursts',
+  /** A sealed secret failed its integrity check (moved, rolled back or tampered with): never a KMS outage. */
+  integrityFailures: 'CredentialIntegrityFailures',
 } as const;
 
 /** The per-request metrics one proxied request counts toward (each a count of 1). */
