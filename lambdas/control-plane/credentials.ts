@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { sealSecret } from '../crypto/envelope.ts';
+import { credentialContext, sealSecret } from '../crypto/envelope.ts';
 import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../crypto/key-strength.ts';
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
@@ -115,7 +115,7 @@ type SecretInput = Record<string, unknown>;
 async function prepareSecret(
   deps: Deps,
   cell: Cell,
-  ids: { clientId: string; credentialId: string },
+  ids: { clientId: string; credentialId: string; secretRevision: number },
   credentialType: 'proxy' | 'target',
   authType: CredentialAuthType,
   rawSecret: unknown,
@@ -132,7 +132,7 @@ async function prepareSecret(
     base,
   ) as SecretInput;
   const str = (k: string) => (typeof secret[k] === 'string' ? (secret[k] as string) : undefined);
-  const context = { clientId: ids.clientId, credentialId: ids.credentialId };
+  const context = credentialContext(ids.clientId, ids.credentialId, ids.secretRevision);
 
   if (credentialType === 'proxy') {
     if (type === 'jwtVerify') {
@@ -292,7 +292,7 @@ export async function createCredential(
   const prepared = await prepareSecret(
     deps,
     cell,
-    { clientId, credentialId },
+    { clientId, credentialId, secretRevision: 1 },
     input.credentialType,
     input.credentialAuthType,
     input.credentialSecret,
@@ -310,6 +310,7 @@ export async function createCredential(
     credentialSecretHint: prepared.hint,
     secretHash: prepared.secretHash,
     sealedSecret: prepared.sealed,
+    secretRevision: 1,
     secretUpdatedAt: now,
     createdAt: now,
     updatedAt: now,
@@ -376,7 +377,7 @@ export async function updateCredential(
     const prepared = await prepareSecret(
       deps,
       cell,
-      { clientId, credentialId },
+      { clientId, credentialId, secretRevision: (item.secretRevision ?? 0) + 1 },
       item.credentialType,
       item.credentialAuthType as CredentialAuthType,
       input.credentialSecret,
@@ -385,6 +386,7 @@ export async function updateCredential(
     updated.credentialSecretHint = prepared.hint;
     updated.secretHash = prepared.secretHash;
     updated.sealedSecret = prepared.sealed;
+    updated.secretRevision = (item.secretRevision ?? 0) + 1;
     updated.secretUpdatedAt = now;
     generated = prepared.generated;
     if (prepared.secretHash !== item.secretHash)

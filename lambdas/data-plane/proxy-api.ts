@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { DataKeyCache, openSecret } from '../crypto/envelope.ts';
+import { credentialContext, DataKeyCache, openSecret, SecretIntegrityError } from '../crypto/envelope.ts';
 import { evaluateRules } from '../rules/evaluator.ts';
 import type { Decision } from '../rules/types.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
@@ -154,6 +154,12 @@ const REFUSALS = {
     decision: 'error',
     message: 'A backing service is unavailable; try again later',
   },
+  integrity: {
+    status: 500,
+    code: 'proxy-credential-integrity-failure',
+    decision: 'error',
+    message: 'A stored credential failed its integrity check',
+  },
   internal: { status: 500, code: 'proxy-internal-error', decision: 'error', message: 'Internal error' },
 } satisfies Record<string, Refusal>;
 
@@ -285,7 +291,11 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
             openSecret(
               cell!.kms,
               targetCredential.sealedSecret,
-              { clientId: snapshot.clientId, credentialId: targetCredential.credentialId },
+              credentialContext(
+                snapshot.clientId,
+                targetCredential.credentialId,
+                targetCredential.secretRevision,
+              ),
               dataKeys,
             ),
             dependencyMs,
@@ -381,7 +391,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
               openSecret(
                 cell!.kms,
                 sealed,
-                { clientId: snapshot.clientId, credentialId: credential.credentialId },
+                credentialContext(snapshot.clientId, credential.credentialId, credential.secretRevision),
                 dataKeys,
               ),
               dependencyMs,
@@ -403,6 +413,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       result = refuse(o, refusalFor(error));
       const dependency = dependencyOf(error);
       if (o.status === 503 && dependency) o.failedDependency = dependency === 'KMS' ? 'kms' : 'store';
+      if (error instanceof SecretIntegrityError) o.integrityFailure = true;
       if (o.status >= 500)
         logger.error('proxy request failed', { requestId: o.requestId, errorName: errorName(error) });
     }
@@ -538,6 +549,8 @@ function refusalFor(error: unknown): Refusal {
     return REFUSALS.unreachable;
   }
   if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
+  // Before the dependency check: a moved or rolled-back blob is tampering, not a KMS outage.
+  if (error instanceof SecretIntegrityError) return REFUSALS.integrity;
   if (
     error instanceof JwksUnavailableError ||
     error instanceof MalformedSnapshotError ||

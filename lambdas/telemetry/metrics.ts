@@ -31,6 +31,7 @@ export function requestMetrics(record: TelemetryRecord): string[] {
   else if (record.decision === 'unauthenticated') names.push(PRODUCT_METRICS.unauthenticated);
   if (record.failedDependency === 'kms') names.push(PRODUCT_METRICS.kmsErrors);
   if (record.failedDependency === 'store') names.push(PRODUCT_METRICS.storeErrors);
+  if (record.integrityFailure) names.push(PRODUCT_METRICS.integrityFailures);
   return names;
 }
 

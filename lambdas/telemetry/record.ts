@@ -41,4 +41,6 @@ export interface TelemetryRecord {
   userAgent?: string;
   /** On a 503: which dependency failed (the consumer is told only "unavailable"). */
   failedDependency?: 'store' | 'kms';
+  /** A sealed credential did not open under its context (moved, rolled back, tampered with). */
+  integrityFailure?: boolean;
 }
