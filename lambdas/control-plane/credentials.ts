@@ -1,6 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { credentialContext, sealSecret } from '../crypto/envelope.ts';
-import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../crypto/key-strength.ts';
+import {
+  estimateKeyBits,
+  KEY_CHARSET,
+  MIN_KEY_BITS,
+  predictability,
+  readablePrefix,
+} from '../crypto/key-strength.ts';
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
@@ -85,7 +91,10 @@ function hintOf(type: string, secret?: string): CredentialItem['credentialSecret
   return { type, ...(prefix ? { prefix } : {}), last4: secret.slice(-4) };
 }
 
-/** A user-supplied proxy secret must carry ≥128 bits by length and alphabet. */
+/**
+ * A user-supplied proxy secret must carry ≥128 bits by length and alphabet, and must not be
+ * predictable by structure (zxcvbn: words, repeats, keyboard rows, sequences).
+ */
 function checkStrength(field: string, secret: string) {
   if (!KEY_CHARSET.test(secret)) throw fieldError(field, 'only printable ASCII without spaces', 'weak_key');
   const bits = estimateKeyBits(secret);
@@ -95,6 +104,9 @@ function checkStrength(field: string, secret: string) {
       `carries about ${bits} bits; at least ${MIN_KEY_BITS} are needed (e.g. 32 hex or 22 base64url characters after any prefix), or omit it to have one generated`,
       'weak_key',
     );
+  const predictable = predictability(secret);
+  if (predictable)
+    throw fieldError(field, `${predictable}; use a random key, or omit it to have one generated`, 'weak_key');
 }
 
 interface PreparedSecret {
