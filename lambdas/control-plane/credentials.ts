@@ -52,7 +52,7 @@ import { checkImmutable, fieldError } from './validation.ts';
  * Deleting a credential removes it from every proxy snapshot before the call answers, so the very
  * next proxied request with it fails; its request-log records stay.
  */
-const HIDDEN = ['secretHash', 'sealedSecret'] as const;
+const HIDDEN = ['secretHash', 'sealedSecret', 'secretRevision'] as const;
 const PROXY_ONLY = new Set(['jwtVerify']);
 const TARGET_ONLY = new Set(['custom', 'oauth2', 'none']);
 /** Headers a `custom` target credential may not set: they belong to the transport. */
