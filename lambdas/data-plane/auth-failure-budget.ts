@@ -29,6 +29,12 @@ export interface AuthFailureBudgetOptions {
   windowSeconds?: number;
   /** Counters kept per kind; default 10,000. */
   maxTracked?: number;
+  /**
+   * Count loopback sources (127.0.0.0/8, ::1) per source too; default false. Locally every
+   * consumer is 127.0.0.1, so a per-source budget would let one bad local client lock out all
+   * the others; the per-proxy budget still applies. In AWS no source is loopback.
+   */
+  countLoopback?: boolean;
 }
 
 export const DEFAULT_AUTH_FAILURE_BUDGET = {
@@ -36,7 +42,7 @@ export const DEFAULT_AUTH_FAILURE_BUDGET = {
   perProxy: 200,
   windowSeconds: 60,
   maxTracked: 10_000,
-} as const;
+};
 
 /** Recently good Authorization digests remembered per proxy. */
 const GOOD_DIGESTS_PER_PROXY = 8;
@@ -92,16 +98,27 @@ export function sourceKey(sourceIp: string | undefined): string {
   }
 }
 
+function isLoopback(sourceIp: string | undefined): boolean {
+  try {
+    return ipaddr.process(sourceIp ?? '').range() === 'loopback';
+  } catch {
+    return false;
+  }
+}
+
 export class AuthFailureBudget {
   readonly perSource: number;
   readonly perProxy: number;
   private readonly windowMs: number;
+  private readonly countLoopback: boolean;
   private readonly sources: BoundedLru<Counter>;
   private readonly proxies: BoundedLru<Counter>;
   private readonly good: BoundedLru<string[]>;
 
   constructor(options: AuthFailureBudgetOptions = {}) {
-    const o = { ...DEFAULT_AUTH_FAILURE_BUDGET, ...options };
+    const { countLoopback = false, ...counts } = options;
+    const o = { ...DEFAULT_AUTH_FAILURE_BUDGET, ...counts };
+    this.countLoopback = countLoopback;
     for (const [name, value] of Object.entries(o))
       if (!Number.isInteger(value) || value < 1)
         throw new Error(`auth failure budget: ${name} must be a positive integer`);
@@ -116,7 +133,9 @@ export class AuthFailureBudget {
   /** Whether this request may go on to the store; pure memory, no I/O. */
   check(sourceIp: string | undefined, proxyId: string, authDigest: string, nowMs: number): BudgetVerdict {
     if (this.good.get(proxyId)?.includes(authDigest)) return { ok: true };
-    const source = this.over(this.sources.get(sourceKey(sourceIp)), this.perSource, nowMs);
+    const source = this.bySource(sourceIp)
+      ? this.over(this.sources.get(sourceKey(sourceIp)), this.perSource, nowMs)
+      : undefined;
     if (source !== undefined) return { ok: false, scope: 'source', retryAfterSeconds: source };
     const proxy = this.over(this.proxies.get(proxyId), this.perProxy, nowMs);
     if (proxy !== undefined) return { ok: false, scope: 'proxy', retryAfterSeconds: proxy };
@@ -129,7 +148,8 @@ export class AuthFailureBudget {
    */
   recordFailure(sourceIp: string | undefined, proxyId: string, nowMs: number): Array<'source' | 'proxy'> {
     const exhausted: Array<'source' | 'proxy'> = [];
-    if (this.bump(this.sources, sourceKey(sourceIp), this.perSource, nowMs)) exhausted.push('source');
+    if (this.bySource(sourceIp) && this.bump(this.sources, sourceKey(sourceIp), this.perSource, nowMs))
+      exhausted.push('source');
     if (this.bump(this.proxies, proxyId, this.perProxy, nowMs)) exhausted.push('proxy');
     return exhausted;
   }
@@ -139,6 +159,10 @@ export class AuthFailureBudget {
     const list = this.good.get(proxyId) ?? [];
     if (list.includes(authDigest)) return;
     this.good.set(proxyId, [authDigest, ...list].slice(0, GOOD_DIGESTS_PER_PROXY));
+  }
+
+  private bySource(sourceIp: string | undefined): boolean {
+    return this.countLoopback || !isLoopback(sourceIp);
   }
 
   /** Seconds until the window ends when the counter is at its limit; undefined when not. */

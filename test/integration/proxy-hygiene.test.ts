@@ -233,7 +233,7 @@ describe('key-guessing floods', () => {
   beforeAll(async () => {
     counted = countingDeps(stack.deps);
     front = await startProxyFront(counted.deps, {
-      authFailureBudget: { perSource: PER_SOURCE, perProxy: 1000 },
+      authFailureBudget: { perSource: PER_SOURCE, perProxy: 1000, countLoopback: true },
       onOutcome: (o) => outcomes.push(o),
     });
   });

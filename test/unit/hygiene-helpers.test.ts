@@ -96,6 +96,16 @@ describe('failed-auth budget', () => {
     expect(budget.check('1.2.3.4', 'p', 'd', 60_000).ok).toBe(true);
   });
 
+  it('does not count loopback sources per source unless asked (every local consumer is 127.0.0.1)', () => {
+    const budget = new AuthFailureBudget({ perSource: 1, perProxy: 100 });
+    budget.recordFailure('127.0.0.1', 'p', 0);
+    budget.recordFailure('::1', 'q', 0);
+    expect(budget.check('127.0.0.1', 'p2', 'd', 1).ok).toBe(true);
+    const counting = new AuthFailureBudget({ perSource: 1, perProxy: 100, countLoopback: true });
+    counting.recordFailure('127.0.0.1', 'p', 0);
+    expect(counting.check('127.0.0.1', 'p2', 'd', 1).ok).toBe(false);
+  });
+
   it('groups an IPv6 /64, and never throttles a digest that succeeded on the proxy', () => {
     expect(sourceKey('2001:db8:1:2:aaaa::1')).toBe(sourceKey('2001:db8:1:2:ffff::9'));
     expect(sourceKey('::ffff:10.1.2.3')).toBe('10.1.2.3');
