@@ -34,6 +34,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'POST',
     path: '/users',
+    access: 'platformAdmin',
     tag: 'users',
     summary: 'Create a user (platform admins only); answers the user and a first token, shown once',
     status: 201,
@@ -43,6 +44,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/users/me',
+    access: 'anyUser',
     tag: 'users',
     summary: 'The calling user and the clients they belong to',
     handle: ({ deps, caller }) => identity.getMe(deps, caller),
@@ -50,6 +52,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'POST',
     path: '/users/tokens',
+    access: 'anyUser',
     tag: 'tokens',
     summary: 'Create a Core API token; its value is answered once',
     status: 201,
@@ -59,6 +62,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/users/tokens',
+    access: 'anyUser',
     tag: 'tokens',
     summary: 'List your tokens (never their values), a page at a time (limit, nextToken)',
     query: pageQuerySchema,
@@ -67,6 +71,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'POST',
     path: '/users/tokens/{tokenId}',
+    access: 'anyUser',
     tag: 'tokens',
     summary: 'Rotate a token: answers { newToken }; the old value is dead at once',
     handle: ({ deps, caller, params }) => identity.rotateToken(deps, caller, params.tokenId!),
@@ -74,6 +79,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'DELETE',
     path: '/users/tokens/{tokenId}',
+    access: 'anyUser',
     tag: 'tokens',
     summary: 'Revoke a token',
     status: 204,
@@ -82,6 +88,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'POST',
     path: '/clients',
+    access: 'anyUser',
     tag: 'clients',
     summary: 'Create a client; the caller becomes an owner',
     status: 201,
@@ -91,6 +98,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/clients',
+    access: 'anyUser',
     tag: 'clients',
     summary: 'List the clients you are a member of, a page at a time (limit, nextToken)',
     query: pageQuerySchema,
@@ -99,6 +107,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/clients/{clientId}',
+    access: 'user',
     tag: 'clients',
     summary: 'Read a client',
     handle: ({ deps, caller, params }) => clients.getClient(deps, caller, params.clientId!),
@@ -106,6 +115,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'PUT',
     path: '/clients/{clientId}',
+    access: 'admin',
     tag: 'clients',
     summary: 'Rename a client (admin) or set its members and roles (owner)',
     body: clientUpdateSchema,
@@ -114,6 +124,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'DELETE',
     path: '/clients/{clientId}',
+    access: 'owner',
     tag: 'clients',
     summary: 'Delete a client and everything in it (owner); request logs stay until they expire',
     status: 204,
@@ -122,6 +133,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'PUT',
     path: '/clients/{clientId}/configuration',
+    access: 'admin',
     tag: 'clients',
     summary: 'Set client limits; they are the defaults of new proxies',
     body: clientConfigurationSchema,
@@ -130,6 +142,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/clients/{clientId}/proxies/{proxyId}/requests',
+    access: 'user',
     tag: 'telemetry',
     summary:
       'Request log of a proxy, newest first (processedAfter, processedBefore ISO 8601; limit ≤ 1000; nextToken)',
@@ -140,6 +153,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/clients/{clientId}/proxies/{proxyId}/requests/{requestId}',
+    access: 'user',
     tag: 'telemetry',
     summary: 'One request-log record',
     handle: ({ deps, caller, params }) =>
@@ -148,6 +162,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/clients/{clientId}/telemetry',
+    access: 'user',
     tag: 'telemetry',
     summary: 'Telemetry buckets of a client, newest first (interval=minute|hour|day, limit)',
     query: telemetry.telemetryQuerySchema,
@@ -157,6 +172,7 @@ export const coreRoutes: Route[] = [
   route({
     method: 'GET',
     path: '/clients/{clientId}/proxies/{proxyId}/telemetry',
+    access: 'user',
     tag: 'telemetry',
     summary:
       'Telemetry buckets of a proxy with anomaly flags, newest first (interval=minute|hour|day, limit)',
@@ -171,6 +187,7 @@ coreRoutes.push(
   route({
     method: 'POST',
     path: '/clients/{clientId}/credentials',
+    access: 'admin',
     tag: 'credentials',
     summary: 'Create a credential; a generated proxy key is answered once, here',
     status: 201,
@@ -181,6 +198,7 @@ coreRoutes.push(
   route({
     method: 'GET',
     path: '/clients/{clientId}/credentials',
+    access: 'user',
     tag: 'credentials',
     summary: 'List credentials (never their secrets), a page at a time (limit, nextToken)',
     query: credentialListQuerySchema,
@@ -190,6 +208,7 @@ coreRoutes.push(
   route({
     method: 'GET',
     path: '/clients/{clientId}/credentials/{credentialId}',
+    access: 'user',
     tag: 'credentials',
     summary: 'Read a credential: settings and a hint, never the secret',
     handle: ({ deps, caller, params }) =>
@@ -198,6 +217,7 @@ coreRoutes.push(
   route({
     method: 'PUT',
     path: '/clients/{clientId}/credentials/{credentialId}',
+    access: 'admin',
     tag: 'credentials',
     summary: 'Rename, set or clear expiresAt, or replace the secret in place',
     body: credentialUpdateSchema,
@@ -207,6 +227,7 @@ coreRoutes.push(
   route({
     method: 'DELETE',
     path: '/clients/{clientId}/credentials/{credentialId}',
+    access: 'admin',
     tag: 'credentials',
     summary: 'Delete a credential: every proxy using it fails from the next request; logs stay',
     status: 204,
@@ -216,6 +237,7 @@ coreRoutes.push(
   route({
     method: 'POST',
     path: '/clients/{clientId}/targets',
+    access: 'admin',
     tag: 'targets',
     summary: 'Create a target (https, public addresses only)',
     status: 201,
@@ -225,6 +247,7 @@ coreRoutes.push(
   route({
     method: 'GET',
     path: '/clients/{clientId}/targets',
+    access: 'user',
     tag: 'targets',
     summary: 'List targets, a page at a time (limit, nextToken)',
     query: pageQuerySchema,
@@ -233,6 +256,7 @@ coreRoutes.push(
   route({
     method: 'GET',
     path: '/clients/{clientId}/targets/{targetId}',
+    access: 'user',
     tag: 'targets',
     summary: 'Read a target',
     handle: ({ deps, caller, params }) => targets.getTarget(deps, caller, params.clientId!, params.targetId!),
@@ -240,6 +264,7 @@ coreRoutes.push(
   route({
     method: 'PUT',
     path: '/clients/{clientId}/targets/{targetId}',
+    access: 'admin',
     tag: 'targets',
     summary: 'Update a target (targetRegion is immutable)',
     body: targetUpdateSchema,
@@ -249,6 +274,7 @@ coreRoutes.push(
   route({
     method: 'DELETE',
     path: '/clients/{clientId}/targets/{targetId}',
+    access: 'admin',
     tag: 'targets',
     summary: 'Delete a target no proxy uses (409 while one does)',
     status: 204,
@@ -258,6 +284,7 @@ coreRoutes.push(
   route({
     method: 'POST',
     path: '/clients/{clientId}/proxies',
+    access: 'admin',
     tag: 'proxies',
     summary: 'Create a proxy wiring a proxy credential, a target and a target credential',
     status: 201,
@@ -267,6 +294,7 @@ coreRoutes.push(
   route({
     method: 'GET',
     path: '/clients/{clientId}/proxies',
+    access: 'user',
     tag: 'proxies',
     summary: 'List proxies, a page at a time (limit, nextToken)',
     query: pageQuerySchema,
@@ -275,6 +303,7 @@ coreRoutes.push(
   route({
     method: 'GET',
     path: '/clients/{clientId}/proxies/{proxyId}',
+    access: 'user',
     tag: 'proxies',
     summary: 'Read a proxy',
     handle: ({ deps, caller, params }) => proxies.getProxy(deps, caller, params.clientId!, params.proxyId!),
@@ -282,6 +311,7 @@ coreRoutes.push(
   route({
     method: 'PUT',
     path: '/clients/{clientId}/proxies/{proxyId}',
+    access: 'admin',
     tag: 'proxies',
     summary: 'Update a proxy; swapping a credential id is the zero-downtime rotation step',
     body: proxyUpdateSchema,
@@ -291,6 +321,7 @@ coreRoutes.push(
   route({
     method: 'DELETE',
     path: '/clients/{clientId}/proxies/{proxyId}',
+    access: 'admin',
     tag: 'proxies',
     summary: 'Delete a proxy and its rules; request logs stay',
     status: 204,
@@ -300,6 +331,7 @@ coreRoutes.push(
   route({
     method: 'POST',
     path: '/clients/{clientId}/proxies/{proxyId}/simulate',
+    access: 'user',
     tag: 'proxies',
     summary: 'What the data plane would decide for a request, and why (same code, same snapshot)',
     body: simulateSchema,
@@ -320,6 +352,7 @@ for (const [parentType, segment, idParam] of RULE_PARENTS) {
     route({
       method: 'POST',
       path: base,
+      access: 'admin',
       tag: 'rules',
       summary: `Add a rule to a ${parentType}`,
       status: 201,
@@ -330,6 +363,7 @@ for (const [parentType, segment, idParam] of RULE_PARENTS) {
     route({
       method: 'GET',
       path: base,
+      access: 'user',
       tag: 'rules',
       summary: `List the rules of a ${parentType}, by priority`,
       handle: ({ deps, caller, params }) =>
@@ -338,6 +372,7 @@ for (const [parentType, segment, idParam] of RULE_PARENTS) {
     route({
       method: 'GET',
       path: `${base}/{ruleId}`,
+      access: 'user',
       tag: 'rules',
       summary: `Read a rule of a ${parentType}`,
       handle: ({ deps, caller, params }) =>
@@ -346,6 +381,7 @@ for (const [parentType, segment, idParam] of RULE_PARENTS) {
     route({
       method: 'PUT',
       path: `${base}/{ruleId}`,
+      access: 'admin',
       tag: 'rules',
       summary: `Replace a rule of a ${parentType}`,
       body: ruleUpdateSchema,
@@ -355,6 +391,7 @@ for (const [parentType, segment, idParam] of RULE_PARENTS) {
     route({
       method: 'DELETE',
       path: `${base}/{ruleId}`,
+      access: 'admin',
       tag: 'rules',
       summary: `Delete a rule of a ${parentType}`,
       status: 204,

@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { sealSecret } from '../crypto/envelope.ts';
-import { estimateKeyBits, KEY_CHARSET, MIN_KEY_BITS, readablePrefix } from '../crypto/key-strength.ts';
+import { credentialContext, sealSecret } from '../crypto/envelope.ts';
+import {
+  estimateKeyBits,
+  KEY_CHARSET,
+  MIN_KEY_BITS,
+  predictability,
+  readablePrefix,
+} from '../crypto/key-strength.ts';
 import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
@@ -49,7 +55,7 @@ import { checkImmutable, fieldError } from './validation.ts';
  * Deleting a credential removes it from every proxy snapshot before the call answers, so the very
  * next proxied request with it fails; its request-log records stay.
  */
-const HIDDEN = ['secretHash', 'sealedSecret'] as const;
+const HIDDEN = ['secretHash', 'sealedSecret', 'secretRevision'] as const;
 const PROXY_ONLY = new Set(['jwtVerify']);
 const TARGET_ONLY = new Set(['custom', 'oauth2', 'none']);
 /** Headers a `custom` target credential may not set: they belong to the transport. */
@@ -88,7 +94,10 @@ function hintOf(type: string, secret?: string): CredentialItem['credentialSecret
   return { type, ...(prefix ? { prefix } : {}), last4: secret.slice(-4) };
 }
 
-/** A user-supplied proxy secret must carry ≥128 bits by length and alphabet. */
+/**
+ * A user-supplied proxy secret must carry ≥128 bits by length and alphabet, and must not be
+ * predictable by structure (zxcvbn: words, repeats, keyboard rows, sequences).
+ */
 function checkStrength(field: string, secret: string) {
   if (!KEY_CHARSET.test(secret)) throw fieldError(field, 'only printable ASCII without spaces', 'weak_key');
   const bits = estimateKeyBits(secret);
@@ -98,6 +107,9 @@ function checkStrength(field: string, secret: string) {
       `carries about ${bits} bits; at least ${MIN_KEY_BITS} are needed (e.g. 32 hex or 22 base64url characters after any prefix), or omit it to have one generated`,
       'weak_key',
     );
+  const predictable = predictability(secret);
+  if (predictable)
+    throw fieldError(field, `${predictable}; use a random key, or omit it to have one generated`, 'weak_key');
 }
 
 interface PreparedSecret {
@@ -118,7 +130,7 @@ type SecretInput = Record<string, unknown>;
 async function prepareSecret(
   deps: Deps,
   cell: Cell,
-  ids: { clientId: string; credentialId: string },
+  ids: { clientId: string; credentialId: string; secretRevision: number },
   credentialType: 'proxy' | 'target',
   authType: CredentialAuthType,
   rawSecret: unknown,
@@ -135,7 +147,7 @@ async function prepareSecret(
     base,
   ) as SecretInput;
   const str = (k: string) => (typeof secret[k] === 'string' ? (secret[k] as string) : undefined);
-  const context = { clientId: ids.clientId, credentialId: ids.credentialId };
+  const context = credentialContext(ids.clientId, ids.credentialId, ids.secretRevision);
 
   if (credentialType === 'proxy') {
     if (type === 'jwtVerify') {
@@ -356,7 +368,7 @@ export async function createCredential(
   const prepared = await prepareSecret(
     deps,
     cell,
-    { clientId, credentialId },
+    { clientId, credentialId, secretRevision: 1 },
     input.credentialType,
     input.credentialAuthType,
     input.credentialSecret,
@@ -374,6 +386,7 @@ export async function createCredential(
     credentialSecretHint: prepared.hint,
     secretHash: prepared.secretHash,
     sealedSecret: prepared.sealed,
+    secretRevision: 1,
     secretUpdatedAt: now,
     createdAt: now,
     updatedAt: now,
@@ -437,14 +450,16 @@ export async function updateCredential(
   checkImmutable('credentialRegion', input.credentialRegion, first.item.credentialRegion);
   checkExpiry(deps, input.expiresAt);
   const { cell } = first;
-  // The new secret is sealed (and a key generated) once, whatever retries follow.
+  // The new secret is sealed (and a key generated) once, whatever retries follow; its encryption
+  // context names the revision it replaces the current one with (no rollback to an older blob).
+  const secretRevision = (first.item.secretRevision ?? 0) + 1;
   const prepared =
     input.credentialSecret === undefined
       ? undefined
       : await prepareSecret(
           deps,
           cell,
-          { clientId, credentialId },
+          { clientId, credentialId, secretRevision },
           first.item.credentialType,
           first.item.credentialAuthType as CredentialAuthType,
           input.credentialSecret,
@@ -466,10 +481,15 @@ export async function updateCredential(
         updatedAt: now,
       };
       if (prepared) {
+        // The blob was sealed for the revision after the one first read; another replacement in
+        // between would make it unopenable: refuse rather than store it.
+        if ((item.secretRevision ?? 0) + 1 !== secretRevision)
+          throw new ConflictError('The secret was replaced concurrently; send it again', 'conflict');
         next.credentialSettings = prepared.settings;
         next.credentialSecretHint = prepared.hint;
         next.secretHash = prepared.secretHash;
         next.sealedSecret = prepared.sealed;
+        next.secretRevision = secretRevision;
         next.secretUpdatedAt = now;
       }
       const key = keys.credential(clientId, credentialId);

@@ -7,6 +7,15 @@ import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk
  * the ciphertext. The encryption context (client and credential) binds the data key to its item:
  * KMS refuses to decrypt it under any other context, so a ciphertext copied onto another item is
  * useless. The same context is also GCM's additional data.
+ *
+ * Credentials seal under `credentialContext`: client, credential AND the credential's secret
+ * revision (a counter the Core API bumps on every secret change and keeps on the item, outside the
+ * blob). An older blob of the same credential was sealed under an older revision, so restoring it
+ * (a rollback to a revoked vendor key) fails exactly like a blob moved to another item.
+ *
+ * A blob that fails its context or tag check is an integrity failure (`SecretIntegrityError`): a
+ * moved, rolled-back or tampered blob, never "KMS is down". Callers answer it with its own code
+ * and count it in its own metric; only transport and service faults of KMS are outages (503).
  */
 export interface SealedSecret {
   v: 1;
@@ -18,6 +27,33 @@ export interface SealedSecret {
 }
 
 export type EncryptionContext = Record<string, string>;
+
+/** A sealed secret that does not open under its context: moved, rolled back or tampered with. */
+export class SecretIntegrityError extends Error {
+  constructor(cause?: unknown) {
+    super('the sealed secret failed its integrity check', { cause });
+    this.name = 'SecretIntegrityError';
+  }
+}
+
+/** KMS answers for a ciphertext that does not belong to this context or key. */
+const INTEGRITY_FAULTS = new Set(['InvalidCiphertextException', 'IncorrectKeyException']);
+
+/**
+ * The encryption context of a credential's sealed secret. `secretRevision` is absent only for blobs
+ * sealed before revisions existed (they open as before; the next secret change adds one).
+ */
+export function credentialContext(
+  clientId: string,
+  credentialId: string,
+  secretRevision?: number,
+): EncryptionContext {
+  return {
+    clientId,
+    credentialId,
+    ...(secretRevision === undefined ? {} : { secretRevision: String(secretRevision) }),
+  };
+}
 
 function contextBytes(context: EncryptionContext): Buffer {
   const sorted = Object.keys(context)
@@ -106,7 +142,10 @@ function cacheId(sealed: SealedSecret, context: EncryptionContext): string {
   return createHash('sha256').update(sealed.edk).update(contextBytes(context)).digest('base64');
 }
 
-/** Decrypts a sealed secret; KMS is asked only when the data key is not cached. */
+/**
+ * Decrypts a sealed secret; KMS is asked only when the data key is not cached. A blob that does not
+ * open under `context` throws SecretIntegrityError; KMS outages throw the SDK's own errors.
+ */
 export async function openSecret(
   kms: KMSClient,
   sealed: SealedSecret,
@@ -116,17 +155,28 @@ export async function openSecret(
   const id = cacheId(sealed, context);
   let key = cache?.get(id);
   if (!key) {
-    const out = await kms.send(
-      new DecryptCommand({ CiphertextBlob: Buffer.from(sealed.edk, 'base64'), EncryptionContext: context }),
-    );
+    let out: { Plaintext?: Uint8Array };
+    try {
+      out = await kms.send(
+        new DecryptCommand({ CiphertextBlob: Buffer.from(sealed.edk, 'base64'), EncryptionContext: context }),
+      );
+    } catch (error) {
+      if (INTEGRITY_FAULTS.has((error as Error)?.name)) throw new SecretIntegrityError(error);
+      throw error;
+    }
     if (!out.Plaintext) throw new Error('KMS returned no plaintext');
     key = Buffer.from(out.Plaintext);
     cache?.set(id, key);
   }
-  const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(sealed.iv, 'base64'));
-  decipher.setAAD(contextBytes(context));
-  decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'));
-  return Buffer.concat([decipher.update(Buffer.from(sealed.ct, 'base64')), decipher.final()]).toString(
-    'utf8',
-  );
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(sealed.iv, 'base64'));
+    decipher.setAAD(contextBytes(context));
+    decipher.setAuthTag(Buffer.from(sealed.tag, 'base64'));
+    return Buffer.concat([decipher.update(Buffer.from(sealed.ct, 'base64')), decipher.final()]).toString(
+      'utf8',
+    );
+  } catch (error) {
+    // A wrong tag, IV or context (the AAD): the blob is not what was sealed here.
+    throw new SecretIntegrityError(error);
+  }
 }

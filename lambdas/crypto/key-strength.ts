@@ -1,3 +1,7 @@
+import { ZxcvbnFactory } from '@zxcvbn-ts/core';
+import * as zxcvbnCommon from '@zxcvbn-ts/language-common';
+import * as zxcvbnEn from '@zxcvbn-ts/language-en';
+
 /**
  * How many bits a user-supplied proxy secret (key, bearer token, basicAuth password) carries, judged
  * by length and alphabet, as the reference post counts them: 32 hex characters or 22 base64url
@@ -32,6 +36,47 @@ export function estimateKeyBits(secret: string): number {
   const body = secret.length - prefix.length >= 16 ? secret.slice(prefix.length) : secret;
   if (new Set(body).size < MIN_DISTINCT) return 0;
   return Math.floor(body.length * bitsPerChar(body));
+}
+
+/**
+ * How much of a secret zxcvbn must find unpredictable: its structure-aware guess count (dictionary
+ * words, repeats like `Password1Password1…`, keyboard rows, sequences, dates, l33t) must be at least
+ * this share of what a random string of the same length would need (10^length guesses). Random hex
+ * and base64url keys score 0.9–1.0; human-made ones (`Password1Password1Password1` 0.12, keyboard
+ * rows 0.3–0.6) fall far below.
+ */
+export const MIN_UNPREDICTABLE_SHARE = 0.75;
+/** zxcvbn's cost grows fast with length; the first 64 characters after the prefix are judged. */
+const JUDGED_CHARS = 64;
+
+let estimator: ZxcvbnFactory | undefined;
+function zxcvbn(): ZxcvbnFactory {
+  estimator ??= new ZxcvbnFactory({
+    maxLength: JUDGED_CHARS,
+    // No l33t table: it multiplies the cost ~5x (≈100 ms → 20 ms a check) and the common-password
+    // list already holds the usual l33t spellings (`p@ssw0rd`).
+    l33tTable: {},
+    dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
+    graphs: zxcvbnCommon.adjacencyGraphs,
+    translations: zxcvbnEn.translations,
+  });
+  return estimator;
+}
+
+/**
+ * Why a user-supplied secret is predictable despite its length, in words; undefined when it is
+ * not. The readable prefix is not judged (it is meant to be predictable).
+ */
+export function predictability(secret: string): string | undefined {
+  const prefix = readablePrefix(secret) ?? '';
+  const body = (secret.length - prefix.length >= 16 ? secret.slice(prefix.length) : secret).slice(
+    0,
+    JUDGED_CHARS,
+  );
+  const result = zxcvbn().check(body);
+  if (result.guessesLog10 >= MIN_UNPREDICTABLE_SHARE * body.length) return undefined;
+  const patterns = [...new Set(result.sequence.map((m) => m.pattern))].filter((p) => p !== 'bruteforce');
+  return `it is predictable (${patterns.join(', ') || 'structure'} found: about ${Math.floor(result.guessesLog10 * Math.log2(10))} bits)`;
 }
 
 /** Printable ASCII, no spaces: what a key may be made of. */

@@ -4,10 +4,12 @@
  * Out (consumer → vendor): the consumer's Authorization (its proxy key) is dropped; so are the
  * hop-by-hop headers of RFC 9110 §7.6.1 and every header the consumer named in `Connection`,
  * `Proxy-*`, the method-override headers some frameworks obey (a GET that the vendor would run as a
- * DELETE), `X-Original-URL`/`X-Rewrite-URL` (a path the rules never saw), and client-supplied
- * forwarding headers (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`). `Host` and `Content-Length` are
- * set by the call itself. The injected credential is applied after this, so no `Connection` trick
- * can remove it.
+ * DELETE), `X-Original-URL`/`X-Rewrite-URL` (a path the rules never saw), client-supplied client-IP
+ * and forwarding headers of every family (`X-Forwarded-*`, `Forwarded`, `X-Real-IP`,
+ * `True-Client-IP`, `CF-Connecting-IP`, `Via`, …) and server internals (`X-Envoy-*`,
+ * `X-Middleware-*`). Every header whose name holds `_` is dropped too, and names are compared after
+ * folding case and `_`→`-` (see `headerKey`). `Host` and `Content-Length` are set by the call
+ * itself. The injected credential is applied after this, so no `Connection` trick can remove it.
  * Back (vendor → consumer): only hop-by-hop headers (and those the vendor named in `Connection`)
  * are dropped; everything else passes unchanged.
  */
@@ -23,28 +25,95 @@ const HOP_BY_HOP = new Set([
   'proxy-authorization',
 ]);
 
+/**
+ * Headers a consumer never sends on: who the client is (IP and forwarding headers of every proxy and
+ * CDN family), which host or path it "really" asked for (rewrite and override headers a framework or
+ * a second proxy may obey), and the internal headers of well-known servers and meshes
+ * (`X-Middleware-Subrequest` skips Next.js middleware, CVE-2025-29927; `X-Envoy-*` steers Envoy).
+ */
 const DROPPED_FROM_CONSUMER = new Set([
   'authorization',
   'host',
   'content-length',
   'expect',
+  'via',
   'forwarded',
   'x-real-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'cf-connecting-ipv6',
+  'cf-ipcountry',
+  'cf-ray',
+  'cf-visitor',
+  'cf-worker',
+  'fastly-client-ip',
+  'x-client-ip',
+  'client-ip',
+  'x-cluster-client-ip',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'x-proxyuser-ip',
+  'cdn-loop',
+  'x-host',
+  'x-original-host',
+  'x-http-host-override',
   'x-http-method-override',
   'x-http-method',
   'x-method-override',
   'x-original-url',
   'x-rewrite-url',
   'x-original-uri',
+  'x-override-url',
+  'x-proxy-url',
+  'x-now-route-matches',
 ]);
+
+/** Whole families: forwarding (`X-Forwarded-*`), proxies, Envoy, Next.js internals, our own. */
+const DROPPED_PREFIXES = ['proxy-', 'x-forwarded-', 'x-envoy-', 'x-middleware-', 'x-invoke-', 'keygate-'];
+
+/**
+ * A header name as servers compare it: case-insensitive, and `_` read as `-` (CGI/WSGI/PHP, many
+ * frameworks and some proxies turn `X_Api_Key` into `X-Api-Key`). Every list here is matched on
+ * this form, and so is the injected credential's name (inject-credential.ts).
+ */
+export function headerKey(name: string): string {
+  return name.toLowerCase().replace(/_/g, '-');
+}
+
+/** True when a consumer header (any spelling) is one the gateway never forwards. */
+export function isDroppedConsumerHeader(name: string): boolean {
+  const key = headerKey(name);
+  return (
+    HOP_BY_HOP.has(key) ||
+    DROPPED_FROM_CONSUMER.has(key) ||
+    key === 'x-forwarded' ||
+    DROPPED_PREFIXES.some((prefix) => key.startsWith(prefix))
+  );
+}
 
 function connectionNamed(value: string | undefined): Set<string> {
   const names = new Set<string>();
   for (const part of (value ?? '').split(',')) {
-    const name = part.trim().toLowerCase();
+    const name = headerKey(part.trim());
     if (name) names.add(name);
   }
   return names;
+}
+
+/**
+ * Why the request's Host is ambiguous; undefined when it is not. Two `Host` headers arrive joined by
+ * a comma (API Gateway and the local front both join repeated headers), and no host name holds one;
+ * an absolute-form request target (`GET http://a/…`) must name the same authority as `Host`
+ * (RFC 9112 §3.2.2 lets a server prefer either, so a disagreement is refused rather than guessed).
+ */
+export function hostRefusal(rawPath: string, host: string | undefined): string | undefined {
+  if (host !== undefined && (host.includes(',') || host.trim() === ''))
+    return 'more than one Host header (or an empty one)';
+  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/?#]*)/.exec(rawPath);
+  if (absolute && (host === undefined || absolute[1]!.toLowerCase() !== host.trim().toLowerCase()))
+    return 'the request target names another host than the Host header';
+  return undefined;
 }
 
 /** Why the request is a smuggling shape or carries an unsendable header; undefined when clean. */
@@ -69,9 +138,11 @@ export function cleanConsumerHeaders(
   const out: Record<string, string> = {};
   for (const [rawName, value] of Object.entries(headers)) {
     if (value === undefined) continue;
+    // Underscore names are dropped outright (nginx's `underscores_in_headers off`): a vendor may
+    // read `X_Role` as `X-Role` while the rules, matching names, would not have seen an `X-Role`.
+    if (rawName.includes('_')) continue;
     const name = rawName.toLowerCase();
-    if (HOP_BY_HOP.has(name) || named.has(name) || DROPPED_FROM_CONSUMER.has(name)) continue;
-    if (name.startsWith('proxy-') || name.startsWith('x-forwarded-') || name.startsWith('keygate-')) continue;
+    if (isDroppedConsumerHeader(name) || named.has(headerKey(name))) continue;
     out[name] = value;
   }
   // API Gateway (payload 2.0) lifts cookies out of the headers; they go back as one Cookie header.
@@ -96,7 +167,7 @@ export function cleanUpstreamHeaders(rawHeaders: string[]): {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     const value = rawHeaders[i + 1]!;
-    if (HOP_BY_HOP.has(name) || named.has(name) || name === 'content-length') continue;
+    if (HOP_BY_HOP.has(name) || named.has(headerKey(name)) || name === 'content-length') continue;
     if (name === 'set-cookie') cookies.push(value);
     else headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }

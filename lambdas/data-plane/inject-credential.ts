@@ -1,3 +1,5 @@
+import { headerKey } from './header-hygiene.ts';
+
 /**
  * Injection of the vendor secret per target credential type (SPEC "Credentials"):
  * apiKey → header `headerName` (default X-API-Key) or query parameter `queryParam`; bearer →
@@ -86,11 +88,14 @@ export function injectionFor(
   }
 }
 
-/** Sets the injected headers on `headers` (in place), replacing every consumer copy. */
+/**
+ * Sets the injected headers on `headers` (in place), replacing every consumer copy under any
+ * spelling a server may fold into the same name (`X_Api_Key` for `X-Api-Key`, see headerKey).
+ */
 export function applyHeaders(headers: Record<string, string>, injection: Injection): void {
   for (const [name, value] of Object.entries(injection.headers)) {
     for (const existing of Object.keys(headers))
-      if (existing.toLowerCase() === name) delete headers[existing];
+      if (headerKey(existing) === headerKey(name)) delete headers[existing];
     headers[name] = value;
   }
 }

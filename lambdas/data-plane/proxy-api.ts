@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
-import { DataKeyCache, openSecret } from '../crypto/envelope.ts';
+import { credentialContext, DataKeyCache, openSecret, SecretIntegrityError } from '../crypto/envelope.ts';
 import { RuleInputError } from '../rules/errors.ts';
 import { evaluateRules, prepareRuleRequest } from '../rules/evaluator.ts';
 import { PatternError } from '../rules/patterns.ts';
@@ -12,12 +12,14 @@ import type { HttpEvent, HttpResult } from '../shared/http.ts';
 import { logger } from '../shared/logger.ts';
 import { keys } from '../storage/keys.ts';
 import type { ProxySnapshot } from '../storage/snapshot-types.ts';
+import { embeddedMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
 import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
+import { AuthFailureBudget, type AuthFailureBudgetOptions, sourceKey } from './auth-failure-budget.ts';
 import { authenticateByHash, type ConsumerAuth, isExpired } from './authenticate-consumer.ts';
 import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
 import { dependencyOf, withDeadline } from './deadline.ts';
-import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal } from './header-hygiene.ts';
+import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal, hostRefusal } from './header-hygiene.ts';
 import { applyHeaders, applyQuery, InjectionError, injectionFor } from './inject-credential.ts';
 import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
@@ -29,7 +31,9 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  * The data plane: `{proxyBase}/api/{proxyId}/{target path}?{query}`.
  *
  * One request, top to bottom:
- *  1. route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is a 400;
+ *  1. Host, route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is
+ *     a 400; a source or proxy over its budget of failed authentications is a 429 here, before any
+ *     I/O (auth-failure-budget.ts);
  *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem), in parallel with the
  *     rate counters when this instance saw this very key pass on a limited proxy (rate-limit.ts);
  *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits;
@@ -59,6 +63,8 @@ export interface ProxyHandlerOptions {
   maxResponseBytes?: number;
   /** Deadline of each store or KMS step (SDK retries included); default 2 s. Past it: 503. */
   dependencyTimeoutMs?: number;
+  /** Budget of failed authentications per source and per proxy (auth-failure-budget.ts). */
+  authFailureBudget?: AuthFailureBudgetOptions;
 }
 
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
@@ -95,6 +101,12 @@ const REFUSALS = {
     code: 'proxy-unauthorized',
     decision: 'unauthenticated',
     message: 'Missing or invalid proxy key',
+  },
+  authThrottled: {
+    status: 429,
+    code: 'proxy-auth-throttled',
+    decision: 'unauthenticated',
+    message: 'Too many failed authentications; try again later',
   },
   inactive: {
     status: 403,
@@ -150,6 +162,12 @@ const REFUSALS = {
     decision: 'error',
     message: 'A backing service is unavailable; try again later',
   },
+  integrity: {
+    status: 500,
+    code: 'proxy-credential-integrity-failure',
+    decision: 'error',
+    message: 'A stored credential failed its integrity check',
+  },
   internal: { status: 500, code: 'proxy-internal-error', decision: 'error', message: 'Internal error' },
 } satisfies Record<string, Refusal>;
 
@@ -168,11 +186,15 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const limiter = new RateLimiter(cell, dependencyMs);
   const oauthTokens = new OAuth2TokenCache(policy);
   const jwtVerifier = new JwtVerifier(policy);
+  const authBudget = new AuthFailureBudget(options.authFailureBudget);
 
   async function handle(event: HttpEvent, o: ProxyOutcome, now: Date, started: number): Promise<HttpResult> {
-    // 1. Route, method, header shapes and the canonical request: no I/O, nothing ambiguous passes.
-    if (!event.rawPath.startsWith(ROUTE_PREFIX)) return refuse(o, REFUSALS.route);
-    const rest = event.rawPath.slice(ROUTE_PREFIX.length);
+    // 1. Host, route, method, header shapes and the canonical request: no I/O, nothing ambiguous passes.
+    const ambiguousHost = hostRefusal(event.rawPath, event.headers?.host);
+    if (ambiguousHost) return badRequest(o, ambiguousHost);
+    const routePath = originForm(event.rawPath);
+    if (!routePath.startsWith(ROUTE_PREFIX)) return refuse(o, REFUSALS.route);
+    const rest = routePath.slice(ROUTE_PREFIX.length);
     const slash = rest.indexOf('/');
     const proxyId = slash >= 0 ? rest.slice(0, slash) : rest;
     const targetRawPath = slash >= 0 ? rest.slice(slash) : '';
@@ -198,10 +220,20 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const req = canonical.value;
     o.path = req.path;
 
+    // A source or proxy that used up its budget of failed authentications: 429, no I/O at all.
+    const authorization = event.headers.authorization;
+    const authDigest = digest(authorization ?? '');
+    const sourceIp = event.requestContext.http.sourceIp;
+    const budget = authBudget.check(sourceIp, proxyId, authDigest, now.getTime());
+    if (!budget.ok)
+      return refuse(o, {
+        ...REFUSALS.authThrottled,
+        headers: { 'retry-after': String(budget.retryAfterSeconds) },
+      });
+
     // 2. One store round trip: the snapshot, and the counters alongside when the proxy has limits.
     const storeStart = performance.now();
-    const authorization = event.headers.authorization;
-    const counting = limiter.begin(proxyId, digest(authorization ?? ''), now);
+    const counting = limiter.begin(proxyId, authDigest, now);
     const [snapshot] = await withDeadline(
       Promise.all([
         PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId, dependencyMs) : undefined,
@@ -218,8 +250,11 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     if (snapshot) o.clientId = snapshot.clientId;
     if (!snapshot || !auth.ok) {
       await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
+      for (const scope of authBudget.recordFailure(sourceIp, proxyId, now.getTime()))
+        flagAuthFailureBurst(scope, scope === 'source' ? sourceKey(sourceIp) : proxyId, o, now);
       return refuse(o, REFUSALS.unauthorized);
     }
+    authBudget.recordSuccess(proxyId, authDigest);
     o.proxyCredentialId = auth.credentialId;
     o.targetId = snapshot.target.targetId;
     o.targetCredentialId = snapshot.targetCredential?.credentialId;
@@ -279,7 +314,11 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
             openSecret(
               cell!.kms,
               targetCredential.sealedSecret,
-              { clientId: snapshot.clientId, credentialId: targetCredential.credentialId },
+              credentialContext(
+                snapshot.clientId,
+                targetCredential.credentialId,
+                targetCredential.secretRevision,
+              ),
               dataKeys,
             ),
             dependencyMs,
@@ -344,6 +383,28 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     };
   }
 
+  /**
+   * A budget of failed authentications was just used up: one log line per scope and window, with
+   * the AnomalyFlags and ProxyAuthFailureBursts metrics (embedded metric format), so a key-guessing
+   * flood raises the same alarm as any other anomaly. Never a key or digest in the line.
+   */
+  function flagAuthFailureBurst(scope: 'source' | 'proxy', key: string, o: ProxyOutcome, now: Date) {
+    logger.warn('auth failure burst', {
+      ...embeddedMetricFields(
+        [PRODUCT_METRICS.anomalyFlags, PRODUCT_METRICS.authFailureBursts],
+        now.getTime(),
+      ),
+      anomaly: {
+        type: 'auth_failure_burst',
+        scope,
+        threshold: scope === 'source' ? authBudget.perSource : authBudget.perProxy,
+      },
+      ...(scope === 'source' ? { source: key } : {}),
+      proxyId: o.proxyId,
+      clientId: o.clientId,
+    });
+  }
+
   /** Hash check for apiKey/bearer/basicAuth, signature check for jwtVerify; unknown proxy: the same hash work. */
   async function authenticate(
     snapshot: ProxySnapshot | undefined,
@@ -365,7 +426,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
               openSecret(
                 cell!.kms,
                 sealed,
-                { clientId: snapshot.clientId, credentialId: credential.credentialId },
+                credentialContext(snapshot.clientId, credential.credentialId, credential.secretRevision),
                 dataKeys,
               ),
               dependencyMs,
@@ -387,6 +448,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       result = refuse(o, refusalFor(error));
       const dependency = dependencyOf(error);
       if (o.status === 503 && dependency) o.failedDependency = dependency === 'KMS' ? 'kms' : 'store';
+      if (error instanceof SecretIntegrityError) o.integrityFailure = true;
       if (o.status >= 500)
         logger.error('proxy request failed', { requestId: o.requestId, errorName: errorName(error) });
     }
@@ -449,6 +511,16 @@ function isSnapshot(
     (s.proxyCredential === undefined || typeof s.proxyCredential.credentialAuthType === 'string') &&
     (s.targetCredential === undefined || typeof s.targetCredential.credentialAuthType === 'string')
   );
+}
+
+/**
+ * The origin-form path of a request target: an absolute-form target (`http://host/api/…`, which
+ * only the local front can deliver; hostRefusal has checked its host) loses its scheme and host.
+ */
+function originForm(rawPath: string): string {
+  const absolute = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(rawPath);
+  if (!absolute) return rawPath;
+  return rawPath.slice(absolute[0].length) || '/';
 }
 
 function digest(value: string): string {
@@ -530,6 +602,8 @@ function refusalFor(error: unknown): Refusal {
     return REFUSALS.unreachable;
   }
   if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
+  // Before the dependency check: a moved or rolled-back blob is tampering, not a KMS outage.
+  if (error instanceof SecretIntegrityError) return REFUSALS.integrity;
   if (
     error instanceof JwksUnavailableError ||
     error instanceof MalformedSnapshotError ||

@@ -23,6 +23,8 @@ export interface CredentialItem {
   secretHash?: string;
   /** Target credentials: the whole credentialSecret, sealed; jwtVerify: the shared secret, sealed. */
   sealedSecret?: SealedSecret;
+  /** Bumped on every secret change; part of the sealed secret's encryption context (no rollback). */
+  secretRevision?: number;
   secretUpdatedAt: string;
   createdAt: string;
   updatedAt: string;

@@ -21,6 +21,8 @@ export interface ProxyCredentialView {
    * JSON, under encryption context { clientId, credentialId }).
    */
   jwt?: { jwksUrl?: string; sealedSecret?: SealedSecret; issuer?: string; audience?: string };
+  /** The credential's secret revision: part of the sealed secret's context (crypto/envelope.ts). */
+  secretRevision?: number;
   expiresAt?: string;
 }
 
@@ -36,6 +38,8 @@ export interface TargetCredentialView {
    * scope?, audience? }`; none `{}`.
    */
   sealedSecret?: SealedSecret;
+  /** The credential's secret revision: part of the sealed secret's context (crypto/envelope.ts). */
+  secretRevision?: number;
   expiresAt?: string;
 }
 

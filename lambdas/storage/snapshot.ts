@@ -89,6 +89,7 @@ function proxyCredentialView(c: CredentialItem | undefined): ProxyCredentialView
     const s = c.credentialSettings as { jwksUrl?: string; issuer?: string; audience?: string };
     view.jwt = { jwksUrl: s.jwksUrl, issuer: s.issuer, audience: s.audience, sealedSecret: c.sealedSecret };
   }
+  if (c.secretRevision !== undefined) view.secretRevision = c.secretRevision;
   if (c.expiresAt) view.expiresAt = c.expiresAt;
   return view;
 }
@@ -100,6 +101,7 @@ function targetCredentialView(c: CredentialItem | undefined): TargetCredentialVi
     credentialAuthType: normalizeAuthType(c.credentialAuthType),
   };
   if (c.sealedSecret) view.sealedSecret = c.sealedSecret;
+  if (c.secretRevision !== undefined) view.secretRevision = c.secretRevision;
   if (c.expiresAt) view.expiresAt = c.expiresAt;
   return view;
 }

@@ -39,7 +39,8 @@ export async function writeMarkers(
   const jobs = new Map<string, { run: () => Promise<unknown>; requestIds: string[] }>();
   for (const d of items) {
     const r = d.record;
-    if (!r.clientId) continue;
+    // No path markers for unauthenticated calls either: random paths would each leave an item.
+    if (!r.clientId || r.decision === 'unauthenticated') continue;
     const day = r.processedAt.slice(0, 10);
     const ttl = epochSeconds(new Date(r.processedAt), deps.config.requestLogRetentionDays + 1);
     const ownerKey = `${d.cell.tableName}|owner|${r.proxyId}|${day}`;

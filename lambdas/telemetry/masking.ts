@@ -21,6 +21,46 @@ const SECRET_HEADER_NAME =
 const SECRET_PARAM_NAME =
   /api[-_]?key|key$|token|secret|passw|pwd|auth|signature|^sig$|session|credential|^code$|jwt|^x-amz-|private|access[-_]?key|otp/i;
 
+/**
+ * Short names that carry secrets by convention (`x-pw`, `x-sess`, `x-otp`, `x-sig`, `pw=`, `sid=`,
+ * `k=`…): matched as a whole word of the name, where words are split at `-`, `_`, `.` and
+ * lower→upper case changes, so `x-sig` and `sessId` match but `x-signal` or `kind` do not.
+ */
+const SHORT_SECRET_WORDS = new Set([
+  'k',
+  'pw',
+  'pwd',
+  'pass',
+  'passwd',
+  'pin',
+  'sess',
+  'sid',
+  'ssid',
+  'otp',
+  'totp',
+  'hotp',
+  'mfa',
+  'sig',
+  'sign',
+  'hmac',
+  'tok',
+  'tkn',
+  'nonce',
+  'cred',
+  'creds',
+  'priv',
+  'ticket',
+  'cookie',
+]);
+
+function hasShortSecretWord(name: string): boolean {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[\s._-]+/)
+    .some((word) => SHORT_SECRET_WORDS.has(word));
+}
+
 /** Values that are secrets whatever the name they come under: JWTs, well-known key formats. */
 const SECRET_VALUE =
   /^(?:eyJ[\w-]+\.[\w-]+\.[\w-]*|(?:sk|pk|rk)_(?:live|test)_\w+|kg_(?:live|test|user)_\w+|rr_(?:live|test)_\w+|gh[pousr]_\w{20,}|xox[abpr]-[\w-]+|AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|AIza[\w-]{30,})/;
@@ -55,12 +95,54 @@ function maskCookies(value: string): string {
 /** True when a header with this (lower-cased) name carries a secret. */
 export function isSecretHeaderName(name: string, extra?: Set<string>): boolean {
   const n = name.toLowerCase();
-  return SCHEME_HEADERS.has(n) || !!extra?.has(n) || SECRET_HEADER_NAME.test(n);
+  return SCHEME_HEADERS.has(n) || !!extra?.has(n) || SECRET_HEADER_NAME.test(n) || hasShortSecretWord(name);
 }
 
 /** True when a query parameter with this name may carry a secret. */
 export function isSecretParamName(name: string, extra?: Set<string>): boolean {
-  return !!extra?.has(name.toLowerCase()) || SECRET_PARAM_NAME.test(name);
+  return !!extra?.has(name.toLowerCase()) || SECRET_PARAM_NAME.test(name) || hasShortSecretWord(name);
+}
+
+const ABSOLUTE_URL = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/\S+$/;
+
+/**
+ * Masks the credentials a URL carries: a password (and user name) in its userinfo, and the values
+ * of secret-looking query parameters (`?token=`, `?key=`, `?sig=`, a JWT-looking value…). Anything
+ * that is not an absolute URL is answered unchanged; the rest of the URL is kept as it was.
+ */
+export function maskUrl(value: string): string {
+  if (!ABSOLUTE_URL.test(value.trim())) return value;
+  const trimmed = value.trim();
+  const scheme = trimmed.indexOf('://') + 3;
+  const end = trimmed.slice(scheme).search(/[/?#]/);
+  const authorityEnd = end < 0 ? trimmed.length : scheme + end;
+  let authority = trimmed.slice(scheme, authorityEnd);
+  const at = authority.lastIndexOf('@');
+  if (at >= 0) authority = `${MASK}@${authority.slice(at + 1)}`;
+  let rest = trimmed.slice(authorityEnd);
+  const q = rest.indexOf('?');
+  if (q >= 0) {
+    const hash = rest.indexOf('#', q);
+    const query = hash < 0 ? rest.slice(q + 1) : rest.slice(q + 1, hash);
+    rest = `${rest.slice(0, q + 1)}${maskQuery(query)}${hash < 0 ? '' : rest.slice(hash)}`;
+  }
+  return `${trimmed.slice(0, scheme)}${authority}${rest}`;
+}
+
+/**
+ * Masks every absolute URL found in string fields of an answer, at any depth (a `jwksUrl` with
+ * `?token=`, a base URL with a password): what the Core API shows members never holds a credential
+ * that a URL happened to carry. The stored value is untouched (the data plane needs it).
+ */
+export function maskUrlsDeep<T>(value: T): T {
+  if (typeof value === 'string') return maskUrl(value) as T;
+  if (Array.isArray(value)) return value.map(maskUrlsDeep) as T;
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = maskUrlsDeep(v);
+    return out as T;
+  }
+  return value;
 }
 
 /**
@@ -81,6 +163,7 @@ export function maskHeaders(
     if (SCHEME_HEADERS.has(name)) out[name] = maskSchemeValue(value);
     else if (COOKIE_HEADERS.has(name)) out[name] = maskCookies(value);
     else if (isSecretHeaderName(name, extra)) out[name] = MASK;
+    else if (ABSOLUTE_URL.test(value.trim())) out[name] = maskUrl(value);
     else if (SECRET_VALUE.test(value.trim()) || /\b(?:bearer|basic)\s+\S/i.test(value))
       out[name] = /^\s*(?:bearer|basic)\s/i.test(value) ? maskSchemeValue(value) : MASK;
     else out[name] = value;
@@ -107,7 +190,13 @@ export function maskQuery(rawQuery: string, secretParamNames?: string[]): string
       const name = safeDecode(rawName);
       const value = safeDecode(pair.slice(eq + 1));
       const secret = isSecretParamName(name, extra) || SECRET_VALUE.test(value);
-      return secret ? `${rawName}=${MASK}` : pair;
+      if (secret) return `${rawName}=${MASK}`;
+      // A URL as a value (`?redirect=https://u:p@h/?token=…`) keeps its shape, minus its credentials.
+      if (ABSOLUTE_URL.test(value)) {
+        const masked = maskUrl(value);
+        return masked === value ? pair : `${rawName}=${encodeURIComponent(masked)}`;
+      }
+      return pair;
     })
     .join('&');
 }

@@ -16,6 +16,10 @@ export const PRODUCT_METRICS = {
   telemetryUndelivered: 'TelemetryRecordsUndelivered',
   telemetrySkipped: 'TelemetryRecordsSkipped',
   anomalyFlags: 'AnomalyFlags',
+  /** A source or proxy used up its budget of failed authentications (data plane, once per window). */
+  authFailureBursts: 'ProxyAuthFailureBursts',
+  /** A sealed secret failed its integrity check (moved, rolled back or tampered with): never a KMS outage. */
+  integrityFailures: 'CredentialIntegrityFailures',
 } as const;
 
 /** The per-request metrics one proxied request counts toward (each a count of 1). */
@@ -27,6 +31,7 @@ export function requestMetrics(record: TelemetryRecord): string[] {
   else if (record.decision === 'unauthenticated') names.push(PRODUCT_METRICS.unauthenticated);
   if (record.failedDependency === 'kms') names.push(PRODUCT_METRICS.kmsErrors);
   if (record.failedDependency === 'store') names.push(PRODUCT_METRICS.storeErrors);
+  if (record.integrityFailure) names.push(PRODUCT_METRICS.integrityFailures);
   return names;
 }
 

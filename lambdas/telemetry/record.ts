@@ -54,4 +54,6 @@ export interface TelemetryRecord {
   failedDependency?: 'store' | 'kms';
   /** `start` on the record written before the call out; absent on a completion. */
   phase?: RecordPhase;
+  /** A sealed credential did not open under its context (moved, rolled back, tampered with). */
+  integrityFailure?: boolean;
 }

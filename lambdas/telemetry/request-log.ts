@@ -96,6 +96,13 @@ export async function writeLog(
 
   await runLimited(completions, CONCURRENCY, async (d) => {
     const r = d.record;
+    // Unauthenticated calls (401, and the 429s of the failed-auth budget) are counted in the
+    // rollups but not logged one record each: a flood of bad keys must not become a flood of
+    // 90-day items (docs/data-plane-hygiene.md). They never went out, so nothing is pending.
+    if (r.decision === 'unauthenticated') {
+      counted.push(d);
+      return;
+    }
     const countedBy = `${d.shardId}:${d.seq}`;
     try {
       counter.writes++;

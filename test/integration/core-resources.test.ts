@@ -353,6 +353,7 @@ describe('credentials, targets, proxies and rules', () => {
       const opened = await openSecret(cell().kms, sealed.sealedSecret, {
         clientId: c,
         credentialId: custom.credentialId,
+        secretRevision: '1',
       });
       expect(JSON.parse(opened)).toEqual({ headers });
 

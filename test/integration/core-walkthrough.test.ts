@@ -183,6 +183,7 @@ describe('reference walk-through', () => {
     const opened = await openSecret(cell().kms, snap.targetCredential!.sealedSecret!, {
       clientId,
       credentialId: targetCredentialId,
+      secretRevision: '1',
     });
     expect(JSON.parse(opened)).toEqual({ key: vendorSecret, headerName: 'X-Shopify-Access-Token' });
     // Sealed under its own credential: moved to another item it does not open.

@@ -2,7 +2,7 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { DataKeyCache, openSecret, sealSecret } from '../../lambdas/crypto/envelope.ts';
+import { credentialContext, DataKeyCache, openSecret, sealSecret } from '../../lambdas/crypto/envelope.ts';
 import { createKmsClient } from '../../lambdas/crypto/kms-client.ts';
 import { type KmsStandIn, LOCAL_KEY_ID, startKmsStandIn } from '../../local/kms-server.ts';
 
@@ -34,10 +34,27 @@ describe('envelope encryption through the real KMS client and the KMS stand-in',
     expect(await openSecret(client(), sealed, ctx)).toBe('sk_live_vendor_secret');
   });
 
-  it('refuses to decrypt under another encryption context (ciphertext moved to another item)', async () => {
+  it('refuses to decrypt under another encryption context (ciphertext moved to another item): an integrity failure', async () => {
     const sealed = await sealSecret(client(), LOCAL_KEY_ID, 'secret', ctx);
     await expect(openSecret(client(), sealed, { clientId: 'c1', credentialId: 'k2' })).rejects.toMatchObject({
-      name: 'InvalidCiphertextException',
+      name: 'SecretIntegrityError',
+      cause: { name: 'InvalidCiphertextException' },
+    });
+  });
+
+  it('refuses an older revision of the same credential (rollback), and a tampered tag, as integrity failures', async () => {
+    const old = await sealSecret(client(), LOCAL_KEY_ID, 'old', credentialContext('c1', 'k1', 1));
+    await expect(openSecret(client(), old, credentialContext('c1', 'k1', 2))).rejects.toMatchObject({
+      name: 'SecretIntegrityError',
+    });
+    const cache = new DataKeyCache();
+    const sealed = await sealSecret(client(), LOCAL_KEY_ID, 'x', credentialContext('c1', 'k1', 2));
+    expect(await openSecret(client(), sealed, credentialContext('c1', 'k1', 2), cache)).toBe('x');
+    const tampered = { ...sealed, tag: Buffer.alloc(16).toString('base64') };
+    await expect(
+      openSecret(client(), tampered, credentialContext('c1', 'k1', 2), cache),
+    ).rejects.toMatchObject({
+      name: 'SecretIntegrityError',
     });
   });
 

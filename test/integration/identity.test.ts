@@ -237,12 +237,13 @@ describe('identity, tokens and tenancy through the local HTTP front', () => {
       ['POST', '/clients', { body: { clientName: 'x', surprise: true } }, 400, 'validation_failed'],
       ['POST', '/clients', { body: [] }, 400, 'validation_failed'],
       ['POST', '/clients', { body: { clientName: 'x'.repeat(300_000) } }, 413, 'payload_too_large'],
+      // Membership is checked before the body: a client you are not in is a 404 whatever you send.
       [
         'PUT',
         '/clients/abc/configuration',
         { body: { limits: { requestsPerMinute: -1 } } },
-        400,
-        'validation_failed',
+        404,
+        'not_found',
       ],
       ['POST', '/users/tokens', { body: { expiresAt: 'tomorrow' } }, 400, 'validation_failed'],
       ['GET', '/no/such/route', {}, 404, 'route_not_found'],

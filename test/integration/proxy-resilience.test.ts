@@ -223,7 +223,7 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
     expect(upstream.received).toHaveLength(0);
   });
 
-  it('a ciphertext moved to another credential does not decrypt: closed, and no secret in any log', async () => {
+  it('a ciphertext moved to another credential does not decrypt: closed (an integrity failure, not an outage), and no secret in any log', async () => {
     const p = await inventory();
     const other = await inventory();
     // Graft p's sealed secret onto the other proxy's credential id: the encryption context differs.
@@ -252,7 +252,8 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
         path: `/api/${other.proxyId}/v2/inventory/1`,
         headers: { authorization: other.proxyKey },
       });
-      expect(res.status).toBe(503);
+      expect(res.status).toBe(500);
+      expect(res.json().code).toBe('proxy-credential-integrity-failure');
       expect(res.text).not.toContain('sk_live');
     } finally {
       for (const s of spies) s.mockRestore();

@@ -6,7 +6,7 @@ import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
 import { type Interval, keys } from '../../lambdas/storage/keys.ts';
 import { getItem, queryPrefix } from '../../lambdas/storage/table.ts';
 import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
-import { bucketStart, bucketView } from '../../lambdas/telemetry/rollup.ts';
+import { bucketStart, bucketView, pathTemplate } from '../../lambdas/telemetry/rollup.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { type Delivered, eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
 
@@ -265,7 +265,7 @@ describe('telemetry aggregator', () => {
     expect((await bucketItem('PROXY', proxyId, 'minute', new Date()))!.requests).toBe(1);
   });
 
-  it('logs records of unknown proxies without rolling them up for anyone', async () => {
+  it('neither logs nor rolls up records of unknown proxies', async () => {
     const proxyId = uniqueProxy();
     const at = new Date();
     await handler(
@@ -273,9 +273,24 @@ describe('telemetry aggregator', () => {
         onShard([makeRecord({ proxyId, clientId: undefined, decision: 'unauthenticated', status: 401 }, at)]),
       ),
     );
-    expect(await logCount(proxyId, at)).toBe(1);
+    expect(await logCount(proxyId, at)).toBe(0);
     expect(await bucketItem('PROXY', proxyId, 'minute', at)).toBeUndefined();
     expect(await getItem(table(), keys.proxyOwner(proxyId))).toBeUndefined();
+  });
+
+  it('counts unauthenticated calls of a known proxy without one request-log record each', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const records = Array.from({ length: 5 }, (_, i) =>
+      makeRecord(
+        { proxyId, decision: 'unauthenticated', status: i < 4 ? 401 : 429, path: `/guess/${i}` },
+        at,
+      ),
+    );
+    await handler(eventOf(onShard(records)));
+    expect(await logCount(proxyId, at)).toBe(0);
+    expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(5);
+    expect(await getItem(table(), keys.proxyPath(proxyId, pathTemplate('/guess/0')))).toBeUndefined();
   });
 
   it('masks again on the way in (defence in depth)', async () => {
