@@ -76,8 +76,8 @@ let costlyProxy: Written;
 let otherTenant: Written;
 
 beforeAll(async () => {
-  stack = await startLocalStack({ targetAllowlist: ['127.0.0.1'] });
   upstream = await startRecordingUpstream();
+  stack = await startLocalStack({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
   front = await startProxyFront(stack.deps, { onOutcome: (o) => outcomes.push(o) });
   const open = { proxyDefaultRuleEffect: 'allow', targetDefaultRuleEffect: 'allow' } as const;
   bodyProxy = await writeSnapshot(stack.deps, {

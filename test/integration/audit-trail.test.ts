@@ -35,7 +35,7 @@ interface Child {
   output: () => string;
 }
 
-async function startChild(dataDir: string): Promise<Child> {
+async function startChild(dataDir: string, vendorPort: number): Promise<Child> {
   const proc = spawn(process.execPath, ['local/start.ts'], {
     env: {
       ...process.env,
@@ -43,7 +43,7 @@ async function startChild(dataDir: string): Promise<Child> {
       KEYGATE_DATA_DIR: dataDir,
       KEYGATE_API_PORT: '0',
       KEYGATE_PROXY_PORT: '0',
-      KEYGATE_TARGET_ALLOWLIST: '127.0.0.1',
+      KEYGATE_TARGET_ALLOWLIST: `127.0.0.1:${vendorPort}`,
       KEYGATE_UNKNOWN_AFTER_SECONDS: '2',
       KEYGATE_DRAIN_SECONDS: '30',
     },
@@ -277,7 +277,7 @@ describe('audit trail across a killed and a stopped local gateway', () => {
   it('kill -9 during traffic: after a restart, every vendor-seen call has one record, answered ones complete', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'keygate-audit-kill-'));
     const { vendor, release, held } = await slowVendor();
-    let child = await startChild(dataDir);
+    let child = await startChild(dataDir, vendor.port);
     try {
       const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
       const clientId = /clientId\s+(\S+)/.exec(child.output())![1]!;
@@ -289,7 +289,7 @@ describe('audit trail across a killed and a stopped local gateway', () => {
       await load.stop();
       release();
 
-      child = await startChild(dataDir);
+      child = await startChild(dataDir, vendor.port);
       const seen = new Set(vendor.received.map((r) => callOf(r.url)));
       const { records, totals } = await settledLog(child.apiUrl, token, clientId, proxyId, seen);
       checkAuditTrail(records, totals, vendor, load.answered);
@@ -305,7 +305,7 @@ describe('audit trail across a killed and a stopped local gateway', () => {
   it('SIGTERM during traffic: calls in flight finish, are answered and recorded, then it exits', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'keygate-audit-term-'));
     const { vendor, release, held } = await slowVendor();
-    let child = await startChild(dataDir);
+    let child = await startChild(dataDir, vendor.port);
     try {
       const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
       const clientId = /clientId\s+(\S+)/.exec(child.output())![1]!;
@@ -322,7 +322,7 @@ describe('audit trail across a killed and a stopped local gateway', () => {
       // Every call that reached the vendor was answered (the drain let it finish).
       for (const r of vendor.received) expect(load.answered.get(callOf(r.url))).toBe(200);
 
-      child = await startChild(dataDir);
+      child = await startChild(dataDir, vendor.port);
       const seen = new Set(vendor.received.map((r) => callOf(r.url)));
       const { records, totals } = await settledLog(child.apiUrl, token, clientId, proxyId, seen);
       checkAuditTrail(records, totals, vendor, load.answered);
@@ -341,7 +341,7 @@ describe('audit trail in Lambda: a handler that times out mid-call', () => {
   let vendor: RecordingUpstream;
   beforeAll(async () => {
     vendor = await startRecordingUpstream();
-    gw = await startTestGateway({ targetAllowlist: ['127.0.0.1'], unknownAfterMs: 1000 });
+    gw = await startTestGateway({ targetAllowlist: [`127.0.0.1:${vendor.port}`], unknownAfterMs: 1000 });
   });
   afterAll(async () => {
     await gw.close();

@@ -24,8 +24,8 @@ let clientId: string;
 let strangerToken: string;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ targetAllowlist: ['127.0.0.1'] });
   upstream = await startRecordingUpstream();
+  gw = await startTestGateway({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
   clientId = (await gw.api('POST', '/clients', { body: { clientName: 'hygiene' } })).body.clientId;
   const stranger = await gw.api('POST', '/users', { body: { userName: 'stranger' } });
   expect(stranger.status).toBe(201);

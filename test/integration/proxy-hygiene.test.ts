@@ -26,8 +26,8 @@ let upstream: RecordingUpstream;
 let p: Written;
 
 beforeAll(async () => {
-  stack = await startLocalStack({ targetAllowlist: ['127.0.0.1'] });
   upstream = await startRecordingUpstream();
+  stack = await startLocalStack({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
   p = await writeSnapshot(stack.deps, {
     targetBaseURL: upstream.url,
     rules: { proxyCredential: [INVENTORY_RULE] },
