@@ -24,7 +24,8 @@ import {
  * generous timeouts.
  */
 
-const PROXY_KEY = 'kg_test_audit_0123456789abcdefghijklmnop';
+// A fixed, random-looking key (the strength check refuses predictable ones).
+const PROXY_KEY = 'kg_test_audit_Q7vN2xLp9RtW4mZs8KdY3hFj6Bc';
 const HELD = 20;
 type Json = any;
 
@@ -95,7 +96,11 @@ async function provision(
 ) {
   const call = async (path: string, body: unknown) => {
     const res = await api(base, token, 'POST', `/clients/${clientId}${path}`, body);
-    expect(res.status).toBe(201);
+    expect({ path, status: res.status, body: res.status === 201 ? undefined : res.body }).toEqual({
+      path,
+      status: 201,
+      body: undefined,
+    });
     return res.body;
   };
   const target = await call('/targets', {
