@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { DataKeyCache, openSecret } from '../crypto/envelope.ts';
@@ -30,9 +29,9 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *
  * One request, top to bottom:
  *  1. route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is a 400;
- *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem), in parallel with the
- *     rate counters when this instance saw this very key pass on a limited proxy (rate-limit.ts);
- *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits;
+ *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem);
+ *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits
+ *     (token leases spent locally: a store write only every many requests, rate-limit.ts);
  *  4. the rules, on the canonical request — a deny sends nothing anywhere;
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
  *     request) and injected, replacing any consumer copy;
@@ -53,6 +52,8 @@ export interface ProxyHandlerOptions {
   maxResponseBytes?: number;
   /** Deadline of each store or KMS step (SDK retries included); default 2 s. Past it: 503. */
   dependencyTimeoutMs?: number;
+  /** The rate limiter (its stats count claims); default: one per handler, on the cell's table. */
+  rateLimiter?: RateLimiter;
 }
 
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
@@ -158,7 +159,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   };
   const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
-  const limiter = new RateLimiter(cell, dependencyMs);
+  const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
   const oauthTokens = new OAuth2TokenCache(policy);
   const jwtVerifier = new JwtVerifier(policy);
 
@@ -191,28 +192,19 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const req = canonical.value;
     o.path = req.path;
 
-    // 2. One store round trip: the snapshot, and the counters alongside when the proxy has limits.
+    // 2. One store round trip: the snapshot.
     const storeStart = performance.now();
     const authorization = event.headers.authorization;
-    const counting = limiter.begin(proxyId, digest(authorization ?? ''), now);
-    const [snapshot] = await withDeadline(
-      Promise.all([
-        PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId, dependencyMs) : undefined,
-        counting.result,
-      ]),
-      dependencyMs,
-      'the store',
-    );
+    const snapshot = PROXY_ID.test(proxyId)
+      ? await withDeadline(readSnapshot(cell!, proxyId, dependencyMs), dependencyMs, 'the store')
+      : undefined;
     o.durations.storeMs = performance.now() - storeStart;
 
     // 3. Who is calling. Every failure is the same 401 after the same work.
     const auth = await authenticate(snapshot, authorization, now);
     // The proxy's owner sees refused calls in its telemetry too (a flood of bad keys is an anomaly).
     if (snapshot) o.clientId = snapshot.clientId;
-    if (!snapshot || !auth.ok) {
-      await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
-      return refuse(o, REFUSALS.unauthorized);
-    }
+    if (!snapshot || !auth.ok) return refuse(o, REFUSALS.unauthorized);
     o.proxyCredentialId = auth.credentialId;
     o.targetId = snapshot.target.targetId;
     o.targetCredentialId = snapshot.targetCredential?.credentialId;
@@ -220,9 +212,10 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const targetCredential = snapshot.targetCredential;
     if (!targetCredential || isExpired(targetCredential.expiresAt, now))
       return refuse(o, REFUSALS.noTargetCredential);
+    // Only now, authenticated, may the request spend a token: wrong keys burn nothing.
     const limit = await withDeadline(
       limiter.check(
-        counting,
+        proxyId,
         { minute: snapshot.proxyMaxRequestsPerMinute, day: snapshot.proxyMaxRequestsPerDay },
         now,
       ),
@@ -433,10 +426,6 @@ function isSnapshot(
     (s.proxyCredential === undefined || typeof s.proxyCredential.credentialAuthType === 'string') &&
     (s.targetCredential === undefined || typeof s.targetCredential.credentialAuthType === 'string')
   );
-}
-
-function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64');
 }
 
 function newOutcome(event: HttpEvent, now: Date): ProxyOutcome {
