@@ -15,8 +15,11 @@ import { keys } from '../storage/keys.ts';
  *  - Never over: ranges from the atomic ADD never overlap, and only indices < limit pass, so at
  *    most `limit` requests pass per window across any number of instances. Claims past the limit
  *    are harmless (they only number tokens that cannot pass).
- *  - A lowered limit applies on the very next request, on every instance: the held indices are
- *    compared with the limit each request reads. A raised limit makes held indices usable again.
+ *  - A lowered limit applies on the very next request, on every instance: an instance that reads a
+ *    lower limit drops the tokens it holds, and only indices below the new limit that nobody has
+ *    claimed yet can still pass. So after lowering to L', at most max(L', requests passed before the
+ *    change) pass in that window. A raised limit applies at once too (held indices are compared
+ *    with the limit each request reads, and the counter is claimed from again).
  *  - Under-admission is bounded: tokens are lost only when an instance holds a lease and gets no
  *    more traffic before the window ends (or is recycled). An instance holds at most one block plus
  *    a prefetched one, a block is at most ceil(limit / 16) (minute) or ceil(limit / 64) (day), and
@@ -68,6 +71,8 @@ interface Lease {
   returned: number[];
   /** The highest counter value this instance saw: no claim can return an index below it. */
   seen: number;
+  /** The limit of the last request: when a request reads a lower one, the holdings are dropped. */
+  limit: number;
   /** Tokens taken since the last claim, and when that claim was made (for the rate). */
   taken: number;
   lastClaimAt: number;
@@ -126,6 +131,7 @@ export class RateLimiter {
       ranges: [],
       returned: [],
       seen: 0,
+      limit: Number.POSITIVE_INFINITY,
       taken: 0,
       lastClaimAt: now.getTime(),
       lastBlock: 0,
@@ -145,6 +151,13 @@ export class RateLimiter {
     limit: number,
     now: Date,
   ): Promise<number | undefined> {
+    if (limit < lease.limit) {
+      // Lowered: tokens held under the higher limit are dropped (lost for this window, the safe side),
+      // so only indices claimed from now on pass: at most max(new limit, already passed) this window.
+      lease.ranges = [];
+      lease.returned = [];
+    }
+    lease.limit = limit;
     for (;;) {
       const index = this.fromLease(lease, limit);
       if (index !== undefined) {
