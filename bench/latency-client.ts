@@ -2,24 +2,34 @@ import http from 'node:http';
 
 /**
  * c=1 latency client, in its own process: one keep-alive connection, requests one after another,
- * each timed with the high-resolution clock. Usage: latency-client.ts <url> <count> [authorization]
+ * each timed with the high-resolution clock. Usage: latency-client.ts <targets JSON> <count> [max s]
+ * (stops at whichever comes first; a slow path is not allowed to stretch the run), where
+ * the targets are [{ url, authorization? }, …] on one host, used in turn (several proxies, so that
+ * default per-proxy limits are not exhausted by the benchmark itself).
  * Prints JSON { p50, p90, p99, mean, count, failures } in milliseconds.
  */
-const [url, countArg, authorization] = process.argv.slice(2);
-const target = new URL(url!);
+const [targetsArg, countArg] = process.argv.slice(2);
+const { performance } = await import('node:perf_hooks');
+const targets = (JSON.parse(targetsArg!) as Array<{ url: string; authorization?: string }>).map((t) => ({
+  url: new URL(t.url),
+  headers: t.authorization ? { authorization: t.authorization } : {},
+}));
 const count = Number(countArg ?? 2000);
+const deadline = performance.now() + 1000 * Number(process.argv[4] ?? 1e6);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+let next = 0;
 
 function once(): Promise<number> {
+  const target = targets[next++ % targets.length]!;
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
     const req = http.request(
       {
-        host: target.hostname,
-        port: target.port,
-        path: target.pathname + target.search,
+        host: target.url.hostname,
+        port: target.url.port,
+        path: target.url.pathname + target.url.search,
         agent,
-        headers: authorization ? { authorization } : {},
+        headers: target.headers,
       },
       (res) => {
         res.resume();
@@ -36,7 +46,7 @@ function once(): Promise<number> {
 const samples: number[] = [];
 let failures = 0;
 for (let i = 0; i < Math.min(200, count); i++) await once(); // warm-up
-for (let i = 0; i < count; i++) {
+for (let i = 0; i < count && performance.now() < deadline; i++) {
   const ms = await once();
   if (ms < 0) failures++;
   else samples.push(ms);

@@ -34,9 +34,9 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *  1. Host, route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is
  *     a 400; a source or proxy over its budget of failed authentications is a 429 here, before any
  *     I/O (auth-failure-budget.ts);
- *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem), in parallel with the
- *     rate counters when this instance saw this very key pass on a limited proxy (rate-limit.ts);
- *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits;
+ *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem);
+ *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits
+ *     (token leases spent locally: a store write only every many requests, rate-limit.ts);
  *  4. the rules, on the canonical request — a deny sends nothing anywhere;
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
  *     request) and injected, replacing any consumer copy;
@@ -65,6 +65,8 @@ export interface ProxyHandlerOptions {
   dependencyTimeoutMs?: number;
   /** Budget of failed authentications per source and per proxy (auth-failure-budget.ts). */
   authFailureBudget?: AuthFailureBudgetOptions;
+  /** The rate limiter (its stats count claims); default: one per handler, on the cell's table. */
+  rateLimiter?: RateLimiter;
 }
 
 export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
@@ -183,7 +185,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   };
   const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
-  const limiter = new RateLimiter(cell, dependencyMs);
+  const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
   const oauthTokens = new OAuth2TokenCache(policy);
   const jwtVerifier = new JwtVerifier(policy);
   const authBudget = new AuthFailureBudget(options.authFailureBudget);
@@ -231,17 +233,11 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
         headers: { 'retry-after': String(budget.retryAfterSeconds) },
       });
 
-    // 2. One store round trip: the snapshot, and the counters alongside when the proxy has limits.
+    // 2. One store round trip: the snapshot.
     const storeStart = performance.now();
-    const counting = limiter.begin(proxyId, authDigest, now);
-    const [snapshot] = await withDeadline(
-      Promise.all([
-        PROXY_ID.test(proxyId) ? readSnapshot(cell!, proxyId, dependencyMs) : undefined,
-        counting.result,
-      ]),
-      dependencyMs,
-      'the store',
-    );
+    const snapshot = PROXY_ID.test(proxyId)
+      ? await withDeadline(readSnapshot(cell!, proxyId, dependencyMs), dependencyMs, 'the store')
+      : undefined;
     o.durations.storeMs = performance.now() - storeStart;
 
     // 3. Who is calling. Every failure is the same 401 after the same work.
@@ -249,7 +245,6 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     // The proxy's owner sees refused calls in its telemetry too (a flood of bad keys is an anomaly).
     if (snapshot) o.clientId = snapshot.clientId;
     if (!snapshot || !auth.ok) {
-      await withDeadline(limiter.release(counting, now), dependencyMs, 'the store').catch(() => undefined);
       for (const scope of authBudget.recordFailure(sourceIp, proxyId, now.getTime()))
         flagAuthFailureBurst(scope, scope === 'source' ? sourceKey(sourceIp) : proxyId, o, now);
       return refuse(o, REFUSALS.unauthorized);
@@ -262,9 +257,10 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const targetCredential = snapshot.targetCredential;
     if (!targetCredential || isExpired(targetCredential.expiresAt, now))
       return refuse(o, REFUSALS.noTargetCredential);
+    // Only now, authenticated, may the request spend a token: wrong keys burn nothing.
     const limit = await withDeadline(
       limiter.check(
-        counting,
+        proxyId,
         { minute: snapshot.proxyMaxRequestsPerMinute, day: snapshot.proxyMaxRequestsPerDay },
         now,
       ),

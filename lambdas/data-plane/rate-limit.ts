@@ -3,23 +3,34 @@ import type { TableRef } from '../shared/deps.ts';
 import { keys } from '../storage/keys.ts';
 
 /**
- * proxyMaxRequestsPerMinute / proxyMaxRequestsPerDay, enforced with one atomic DynamoDB counter per
- * proxy and window (`ADD n 1`, keys.rateCounter, a TTL so old windows vanish). Every request gets a
- * distinct count back, so across any number of Lambda instances exactly `limit` requests pass per
- * window (a refused request is counted too: the counter says how many were asked, not served).
+ * proxyMaxRequestsPerMinute / proxyMaxRequestsPerDay, enforced with token leases (docs/hot-path.md).
  *
- * Latency: the counters are incremented IN PARALLEL with the snapshot read, so a limited proxy
- * still costs one round trip. The handler cannot know a proxy's limits before reading its snapshot,
- * so each instance keeps a hint per proxy: which windows it had, and a digest of the Authorization
- * value that last passed on it. A hint decides only WHEN to count — never whether a request may
- * pass: the snapshot read alongside decides that, every time.
+ * Every window of a proxy has one counter item (keys.rateCounter, a TTL so old windows vanish). The
+ * counter numbers the window's tokens 0, 1, 2, …: an instance claims a BLOCK of b tokens with one
+ * UpdateItem (`ADD n b`, UPDATED_NEW), which hands it the distinct index range [n − b, n). It then
+ * spends those tokens locally, one per request, and claims again when they run out. A request
+ * passes only with a token whose index is below the limit IN THE SNAPSHOT READ FOR THAT REQUEST.
  *
- * Unauthenticated callers must not burn a proxy's quota, nor be told apart by timing: a request is
- * counted early only when it presents the very Authorization value this instance last saw succeed
- * on that proxy. Any other request (a wrong key, an unknown proxy, the first request an instance
- * sees) is counted after authentication, and only if it authenticates. So a wrong key costs one
- * store read, exactly like an unknown proxy. The one case that is counted and then fails is a key
- * that was valid a moment ago and has just been revoked: it is uncounted (`ADD -1`) before its 401.
+ * Guarantees (tests: test/integration/rate-limit-leases.test.ts, proxy-resilience.test.ts):
+ *  - Never over: ranges from the atomic ADD never overlap, and only indices < limit pass, so at
+ *    most `limit` requests pass per window across any number of instances. Claims past the limit
+ *    are harmless (they only number tokens that cannot pass).
+ *  - A lowered limit applies on the very next request, on every instance: an instance that reads a
+ *    lower limit drops the tokens it holds, and only indices below the new limit that nobody has
+ *    claimed yet can still pass. So after lowering to L', at most max(L', requests passed before the
+ *    change) pass in that window. A raised limit applies at once too (held indices are compared
+ *    with the limit each request reads, and the counter is claimed from again).
+ *  - Under-admission is bounded: tokens are lost only when an instance holds a lease and gets no
+ *    more traffic before the window ends (or is recycled). An instance holds at most one block plus
+ *    a prefetched one, a block is at most ceil(limit / 16) (minute) or ceil(limit / 64) (day), and
+ *    prefetch starts only when a quarter of a block is left: at most 1.25 blocks per instance.
+ *  - Unauthenticated calls burn nothing: the handler asks for a token only after authentication.
+ *  - Nothing here says whether a key or proxy is valid; the snapshot read on every request does.
+ *
+ * Cost: a block lasts about LEASE_SECONDS of this instance's observed traffic, so in steady state
+ * a claim (one write) serves many requests. Once the counter is seen at or over the limit, refusals
+ * are local (no write). Blocks of 4 tokens or more are claimed again in the background before they
+ * run out, so a request rarely waits for a claim: one store round trip (the snapshot) per request.
  */
 export type Window = 'minute' | 'day';
 export interface Limits {
@@ -27,16 +38,19 @@ export interface Limits {
   day?: number;
 }
 
-export interface Counting {
-  proxyId: string;
-  /** SHA-256 of the presented Authorization value (never the value). */
-  authDigest: string;
-  windows: Array<{ window: Window; start: string }>;
-  /** Counts after this request's increment, per window counted early. */
-  result: Promise<Partial<Record<Window, number>>>;
-}
-
 export type LimitVerdict = { ok: true } | { ok: false; retryAfterSeconds: number };
+
+/** How long a block should last at the observed rate, and the largest share of a window's limit. */
+const LEASE_SECONDS: Record<Window, number> = { minute: 5, day: 60 };
+const MAX_SHARE: Record<Window, number> = { minute: 16, day: 64 };
+/** Prefetching pays off (and costs at most a quarter block of under-admission) from this size. */
+const MIN_PREFETCH_BLOCK = 4;
+const MAX_LEASES = 10_000;
+
+/** The largest block an instance claims in a window with this limit. */
+export function maxBlock(window: Window, limit: number): number {
+  return Math.max(1, Math.ceil(limit / MAX_SHARE[window]));
+}
 
 function windowStart(window: Window, now: Date): string {
   const iso = now.toISOString();
@@ -44,29 +58,183 @@ function windowStart(window: Window, now: Date): string {
 }
 
 function windowEndMs(window: Window, now: Date): number {
-  const t = now.getTime();
-  if (window === 'minute') return Math.floor(t / 60_000) * 60_000 + 60_000;
-  return Math.floor(t / 86_400_000) * 86_400_000 + 86_400_000;
+  const size = window === 'minute' ? 60_000 : 86_400_000;
+  return Math.floor(now.getTime() / size) * size + size;
+}
+
+/** One proxy's tokens in one window, held by this instance. */
+interface Lease {
+  start: string;
+  /** Index ranges [lo, hi) still held, ascending. */
+  ranges: Array<[number, number]>;
+  /** Indices taken by a request that was then refused by another window: spent first. */
+  returned: number[];
+  /** The highest counter value this instance saw: no claim can return an index below it. */
+  seen: number;
+  /** The limit of the last request: when a request reads a lower one, the holdings are dropped. */
+  limit: number;
+  /** Tokens taken since the last claim, and when that claim was made (for the rate). */
+  taken: number;
+  lastClaimAt: number;
+  lastBlock: number;
+  /** Requests waiting for a claim in flight. */
+  waiting: number;
+  claim?: Promise<void>;
+}
+
+export interface LimiterStats {
+  /** Claims (UpdateItem calls) made, and how many of them a request had to wait for. */
+  claims: number;
+  inlineClaims: number;
 }
 
 export class RateLimiter {
   private readonly table: TableRef;
-  private readonly hints = new Map<string, { windows: Window[]; authDigest: string }>();
-
   private readonly timeoutMs: number;
+  /** Keyed by `${proxyId} ${window}`; the lease of the current window only. */
+  private readonly leases = new Map<string, Lease>();
+  /** Observed rate per proxy and window kind (tokens per second), kept across windows. */
+  private readonly rates = new Map<string, number>();
+  readonly stats: LimiterStats = { claims: 0, inlineClaims: 0 };
 
   constructor(table: TableRef, timeoutMs = 2000) {
     this.table = table;
     this.timeoutMs = timeoutMs;
   }
 
-  private async add(
+  /** For an authenticated request: one token from every limited window, or a 429 verdict. */
+  async check(proxyId: string, limits: Limits, now: Date): Promise<LimitVerdict> {
+    const taken: Array<{ lease: Lease; index: number }> = [];
+    for (const window of ['minute', 'day'] as const) {
+      const limit = limits[window];
+      if (limit === undefined) continue;
+      const lease = this.leaseFor(proxyId, window, now);
+      const index = await this.take(proxyId, window, lease, limit, now);
+      if (index === undefined) {
+        // Keep what the other window gave: the next request of this instance spends it.
+        for (const t of taken) t.lease.returned.push(t.index);
+        const retryAfterMs = windowEndMs(window, now) - now.getTime();
+        return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) };
+      }
+      taken.push({ lease, index });
+    }
+    return { ok: true };
+  }
+
+  private leaseFor(proxyId: string, window: Window, now: Date): Lease {
+    const key = `${proxyId} ${window}`;
+    const start = windowStart(window, now);
+    const held = this.leases.get(key);
+    if (held?.start === start) return held;
+    const lease: Lease = {
+      start,
+      ranges: [],
+      returned: [],
+      seen: 0,
+      limit: Number.POSITIVE_INFINITY,
+      taken: 0,
+      lastClaimAt: now.getTime(),
+      lastBlock: 0,
+      waiting: 0,
+    };
+    this.leases.delete(key);
+    this.leases.set(key, lease);
+    if (this.leases.size > MAX_LEASES) this.leases.delete(this.leases.keys().next().value as string);
+    return lease;
+  }
+
+  /** A token index below `limit`, or undefined when the window's budget is spent. */
+  private async take(
     proxyId: string,
     window: Window,
-    start: string,
-    delta: number,
+    lease: Lease,
+    limit: number,
     now: Date,
-  ): Promise<number> {
+  ): Promise<number | undefined> {
+    if (limit < lease.limit) {
+      // Lowered: tokens held under the higher limit are dropped (lost for this window, the safe side),
+      // so only indices claimed from now on pass: at most max(new limit, already passed) this window.
+      lease.ranges = [];
+      lease.returned = [];
+    }
+    lease.limit = limit;
+    for (;;) {
+      const index = this.fromLease(lease, limit);
+      if (index !== undefined) {
+        lease.taken++;
+        this.maybePrefetch(proxyId, window, lease, limit, now);
+        return index;
+      }
+      // Nothing usable held. Indices only grow: once the counter reached the limit, no claim helps.
+      if (lease.seen >= limit && !lease.claim) return undefined;
+      if (!lease.claim) {
+        this.stats.inlineClaims++;
+        this.startClaim(proxyId, window, lease, limit, now);
+      }
+      lease.waiting++;
+      try {
+        await lease.claim;
+      } finally {
+        lease.waiting--;
+      }
+    }
+  }
+
+  /** The lowest held index, if it is below the limit (held indices at or over it wait for a raise). */
+  private fromLease(lease: Lease, limit: number): number | undefined {
+    const i = lease.returned.findIndex((r) => r < limit);
+    if (i >= 0) return lease.returned.splice(i, 1)[0];
+    const range = lease.ranges[0];
+    if (!range || range[0] >= limit) return undefined;
+    const index = range[0]++;
+    if (range[0] >= range[1]) lease.ranges.shift();
+    return index;
+  }
+
+  private held(lease: Lease, limit: number): number {
+    let n = 0;
+    for (const [lo, hi] of lease.ranges) n += Math.max(0, Math.min(hi, limit) - lo);
+    return n;
+  }
+
+  private maybePrefetch(proxyId: string, window: Window, lease: Lease, limit: number, now: Date) {
+    if (lease.claim || lease.seen >= limit || lease.lastBlock < MIN_PREFETCH_BLOCK) return;
+    if (this.held(lease, limit) > Math.floor(lease.lastBlock / 4)) return;
+    // A failed prefetch is retried inline by the request that needs the tokens (and fails closed there).
+    this.startClaim(proxyId, window, lease, limit, now).catch(() => undefined);
+  }
+
+  /** Block size: the tokens this instance spends in LEASE_SECONDS, within the limit's share and half the rest. */
+  private blockSize(proxyId: string, window: Window, lease: Lease, limit: number, now: Date): number {
+    const rateKey = `${proxyId} ${window}`;
+    const elapsed = Math.max(1, now.getTime() - lease.lastClaimAt) / 1000;
+    if (lease.lastBlock > 0) this.rates.set(rateKey, lease.taken / elapsed);
+    if (this.rates.size > MAX_LEASES) this.rates.delete(this.rates.keys().next().value as string);
+    const rate = this.rates.get(rateKey) ?? 0;
+    const wanted = Math.max(Math.ceil(rate * LEASE_SECONDS[window]), lease.waiting + 1);
+    const remaining = Math.max(1, Math.ceil((limit - lease.seen) / 2));
+    return Math.max(1, Math.min(wanted, maxBlock(window, limit), remaining));
+  }
+
+  private startClaim(proxyId: string, window: Window, lease: Lease, limit: number, now: Date) {
+    const block = this.blockSize(proxyId, window, lease, limit, now);
+    lease.taken = 0;
+    lease.lastClaimAt = now.getTime();
+    lease.lastBlock = block;
+    this.stats.claims++;
+    lease.claim = this.add(proxyId, window, lease.start, block, now)
+      .then((n) => {
+        lease.seen = Math.max(lease.seen, n);
+        lease.ranges.push([n - block, n]);
+        lease.ranges.sort((a, b) => a[0] - b[0]);
+      })
+      .finally(() => {
+        lease.claim = undefined;
+      });
+    return lease.claim;
+  }
+
+  private async add(proxyId: string, window: Window, start: string, delta: number, now: Date) {
     const ttl = Math.ceil(windowEndMs(window, now) / 1000) + (window === 'minute' ? 3600 : 86_400);
     const out = await this.table.ddb.send(
       new UpdateCommand({
@@ -80,54 +248,5 @@ export class RateLimiter {
       { abortSignal: AbortSignal.timeout(this.timeoutMs) },
     );
     return Number(out.Attributes?.n ?? 0);
-  }
-
-  /**
-   * Starts counting early when this instance saw this Authorization value pass on a limited proxy;
-   * call it together with the snapshot read.
-   */
-  begin(proxyId: string, authDigest: string, now: Date): Counting {
-    const hint = this.hints.get(proxyId);
-    const hinted = hint && hint.authDigest === authDigest ? hint.windows : [];
-    const windows = hinted.map((window) => ({ window, start: windowStart(window, now) }));
-    const result =
-      windows.length === 0
-        ? Promise.resolve({})
-        : Promise.all(windows.map((w) => this.add(proxyId, w.window, w.start, 1, now))).then((counts) =>
-            Object.fromEntries(windows.map((w, i) => [w.window, counts[i]])),
-          );
-    return { proxyId, authDigest, windows, result };
-  }
-
-  /** After a failed authentication: uncount what was counted early (a key revoked a moment ago). */
-  async release(counting: Counting, now: Date): Promise<void> {
-    if (counting.windows.length === 0) return;
-    this.hints.delete(counting.proxyId);
-    try {
-      await Promise.all(counting.windows.map((w) => this.add(counting.proxyId, w.window, w.start, -1, now)));
-    } catch {
-      // The answer is a 401 either way; a lost uncount only errs towards refusing.
-    }
-  }
-
-  /** For an authenticated request: counts what was not counted early and decides. */
-  async check(counting: Counting, limits: Limits, now: Date): Promise<LimitVerdict> {
-    const limited = (['minute', 'day'] as const).filter((w) => limits[w] !== undefined);
-    if (limited.length === 0) this.hints.delete(counting.proxyId);
-    else this.hints.set(counting.proxyId, { windows: limited, authDigest: counting.authDigest });
-    if (this.hints.size > 10_000) this.hints.delete(this.hints.keys().next().value as string);
-    const early = await counting.result;
-    let retryAfterMs = 0;
-    await Promise.all(
-      limited.map(async (window) => {
-        const count =
-          early[window] ?? (await this.add(counting.proxyId, window, windowStart(window, now), 1, now));
-        if (count > limits[window]!)
-          retryAfterMs = Math.max(retryAfterMs, windowEndMs(window, now) - now.getTime());
-      }),
-    );
-    return retryAfterMs > 0
-      ? { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) }
-      : { ok: true };
   }
 }
