@@ -26,8 +26,8 @@ let upstream: RecordingUpstream;
 const fronts: HttpFront[] = [];
 
 beforeAll(async () => {
-  stack = await startLocalStack({ targetAllowlist: ['127.0.0.1'], telemetryPoller: false });
   upstream = await startRecordingUpstream();
+  stack = await startLocalStack({ targetAllowlist: [`127.0.0.1:${upstream.port}`], telemetryPoller: false });
 });
 
 afterAll(async () => {
