@@ -20,7 +20,7 @@ import {
 import { validate } from '../shared/http.ts';
 import type { CredentialItem, ProxyItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
-import { commitChange } from '../storage/snapshot.ts';
+import { commitChange, commitReplace } from '../storage/snapshot.ts';
 import {
   deleteItems,
   getItem,
@@ -30,7 +30,7 @@ import {
   putItem,
   queryPrefix,
 } from '../storage/table.ts';
-import { retryOnConflict, txCreate, txDelete, txReplace, versionOf } from '../storage/transact.ts';
+import { retryOnConflict, txCreate, txDelete, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
@@ -492,19 +492,12 @@ export async function updateCredential(
         next.secretRevision = secretRevision;
         next.secretUpdatedAt = now;
       }
-      const key = keys.credential(clientId, credentialId);
-      const stored = { ...key, ...item, ...next } as Record<string, unknown>;
-      if (next.expiresAt === undefined) delete stored.expiresAt;
-      delete stored.version;
       const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
-      await commitChange(
+      await commitReplace(
         cell,
         clientId,
-        {
-          writes: [txReplace(cell, stored as Key & Item, versionOf(item as unknown as Item))],
-          after: [[key, stored]],
-          proxyIds: proxies.map((p) => p.proxyId),
-        },
+        keys.credential(clientId, credentialId),
+        { before: item, after: next, proxyIds: proxies.map((p) => p.proxyId) },
         deps.now(),
       );
       return [item, next] as const;

@@ -5,17 +5,9 @@ import type { Cell, Deps } from '../shared/deps.ts';
 import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { CredentialItem, ProxyItem, TargetItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
-import { commitChange, readSnapshot } from '../storage/snapshot.ts';
+import { commitChange, commitReplace, readSnapshot } from '../storage/snapshot.ts';
 import { deleteItems, getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
-import {
-  retryOnConflict,
-  type TxItem,
-  txCreate,
-  txDelete,
-  txReplace,
-  txTouch,
-  versionOf,
-} from '../storage/transact.ts';
+import { retryOnConflict, type TxItem, txCreate, txDelete, txTouch, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, MAX_PROXIES_PER_RESOURCE, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
@@ -234,21 +226,15 @@ export async function updateProxy(
         ? keys.target(clientId, item.proxyTargetId)
         : keys.credential(clientId, String(item[field as keyof ProxyItem])),
     );
-    const key = keys.proxy(clientId, proxyId);
-    const stored = { ...key, ...item, ...updated } as Record<string, unknown>;
-    if (updated.proxyAlias === undefined) delete stored.proxyAlias;
-    delete stored.version;
-    await commitChange(
+    await commitReplace(
       cell,
       clientId,
+      keys.proxy(clientId, proxyId),
       {
-        writes: [
-          txReplace(cell, stored as Key & Item, versionOf(item as unknown as Item)),
-          ...(await startUsing(cell, clientId, refs)),
-          ...(await stopUsing(cell, dropped)),
-        ],
-        after: [[key, stored]],
+        before: item,
+        after: updated,
         proxyIds: [proxyId],
+        extra: [...(await startUsing(cell, clientId, refs)), ...(await stopUsing(cell, dropped))],
       },
       deps.now(),
     );

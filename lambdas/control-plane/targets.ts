@@ -5,9 +5,9 @@ import type { Deps } from '../shared/deps.ts';
 import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { ProxyItem, TargetItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
-import { commitChange } from '../storage/snapshot.ts';
+import { commitChange, commitReplace } from '../storage/snapshot.ts';
 import { deleteItems, type Item, publicView, queryPrefix } from '../storage/table.ts';
-import { retryOnConflict, txCreate, txDelete, txReplace, versionOf } from '../storage/transact.ts';
+import { retryOnConflict, txCreate, txDelete, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 
@@ -121,19 +121,12 @@ export async function updateTarget(
       targetDefaultRuleEffect: input.targetDefaultRuleEffect ?? item.targetDefaultRuleEffect,
       updatedAt: deps.now().toISOString(),
     };
-    const key = keys.target(clientId, targetId);
-    const stored = { ...key, ...item, ...updated } as Record<string, unknown>;
-    if (updated.targetTestPath === undefined) delete stored.targetTestPath;
-    delete stored.version;
     const proxies = await proxiesUsing(cell, clientId, usesTarget(targetId));
-    await commitChange(
+    await commitReplace(
       cell,
       clientId,
-      {
-        writes: [txReplace(cell, stored as Key & Item, versionOf(item as unknown as Item))],
-        after: [[key, stored]],
-        proxyIds: proxies.map((p) => p.proxyId),
-      },
+      keys.target(clientId, targetId),
+      { before: item, after: updated, proxyIds: proxies.map((p) => p.proxyId) },
       deps.now(),
     );
     return view(updated);

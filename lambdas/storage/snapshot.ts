@@ -11,7 +11,7 @@ import {
 import { type Key, keys } from './keys.ts';
 import type { ProxyCredentialView, ProxySnapshot, TargetCredentialView } from './snapshot-types.ts';
 import { getItem, type Item, queryPrefix } from './table.ts';
-import { TxConflict, type TxItem, transact, txDeleteAny } from './transact.ts';
+import { TxConflict, type TxItem, transact, txDeleteAny, txReplace, versionOf } from './transact.ts';
 
 /**
  * The per-proxy hot-path snapshot (keys.proxySnapshot), the one item the data plane reads per
@@ -233,6 +233,33 @@ export async function commitChange(cell: Cell, clientId: string, change: Change,
       throw new NotFoundError('Client not found');
     throw error;
   }
+}
+
+/**
+ * Replaces one source item read as `before` with `before` + `after` (fields set to undefined are
+ * dropped), conditional on the version read, together with the snapshots of `proxyIds` and any
+ * `extra` writes (see commitChange).
+ */
+export async function commitReplace(
+  cell: Cell,
+  clientId: string,
+  key: Key,
+  change: { before: object; after: object; proxyIds: string[]; extra?: TxItem[] },
+  now: Date,
+) {
+  const before = change.before as Item;
+  const stored = { ...before, ...change.after, ...key } as Key & Item;
+  delete stored.version;
+  await commitChange(
+    cell,
+    clientId,
+    {
+      writes: [txReplace(cell, stored, versionOf(before)), ...(change.extra ?? [])],
+      after: [[key, stored]],
+      proxyIds: change.proxyIds,
+    },
+    now,
+  );
 }
 
 /** Reads a proxy's current snapshot (strongly consistent), as the data plane does. */
