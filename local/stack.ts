@@ -1,5 +1,6 @@
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
+import { streamingProxyLambda } from '../lambdas/data-plane/streaming-lambda.ts';
 import { telemetryHook } from '../lambdas/data-plane/telemetry-hook.ts';
 import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
@@ -9,6 +10,7 @@ import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
 import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
 import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
 import { LOCAL_KEY_ID } from './kms-server.ts';
+import type { StreamingHandler } from './lambda-streaming.ts';
 import { ensureStream, ensureTable } from './provision.ts';
 
 /**
@@ -41,6 +43,9 @@ export interface LocalStack {
   telemetry?: TelemetryEmitter;
   close(): Promise<void>;
 }
+
+/** The proxy function's timeout in local mode: Lambda's maximum, the deployed default. */
+export const PROXY_FUNCTION_TIMEOUT_MS = 900_000;
 
 const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
 
@@ -102,13 +107,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       streamName: firstCell.streamName!,
       autoFlushMs: 20,
     });
+    // The deployed proxy's own wrapper (response streaming), driven through a response stream.
     const proxy = await startHttpFront({
       port: options.proxyPort ?? 0,
       functionName: 'keygate-proxy',
-      handler: createProxyHandler(deps, {
-        onOutcome: telemetryHook(telemetry),
-        ...options.proxyOptions,
-      }) as unknown as LambdaHttpHandler,
+      timeoutMs: PROXY_FUNCTION_TIMEOUT_MS,
+      handler: streamingProxyLambda(
+        createProxyHandler(deps, { onOutcome: telemetryHook(telemetry), ...options.proxyOptions }),
+      ) as unknown as StreamingHandler,
     });
     fronts.push(proxy);
     return {

@@ -161,6 +161,7 @@ export async function createProxy(deps: Deps, caller: Caller, clientId: string, 
       proxyActive: input.proxyActive ?? true,
       proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? limits.requestsPerMinute,
       proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? limits.requestsPerDay,
+      proxyTimeouts: input.proxyTimeouts,
       createdAt: now,
       updatedAt: now,
     };
@@ -223,6 +224,7 @@ export async function updateProxy(
       proxyActive: input.proxyActive ?? item.proxyActive,
       proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? item.proxyMaxRequestsPerMinute,
       proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? item.proxyMaxRequestsPerDay,
+      proxyTimeouts: input.proxyTimeouts === null ? undefined : (input.proxyTimeouts ?? item.proxyTimeouts),
       updatedAt: deps.now().toISOString(),
     };
     const changed = (field: string) => updated[field as keyof ProxyItem] !== item[field as keyof ProxyItem];
@@ -237,6 +239,7 @@ export async function updateProxy(
     const key = keys.proxy(clientId, proxyId);
     const stored = { ...key, ...item, ...updated } as Record<string, unknown>;
     if (updated.proxyAlias === undefined) delete stored.proxyAlias;
+    if (updated.proxyTimeouts === undefined) delete stored.proxyTimeouts;
     delete stored.version;
     await commitChange(
       cell,

@@ -3,6 +3,7 @@ import { createDeps } from '../shared/deps.ts';
 import { createTelemetryEmitter } from '../telemetry/emitter.ts';
 import { createLogTelemetrySink } from '../telemetry/log-sink.ts';
 import { createProxyHandler } from './proxy-api.ts';
+import { streamingProxyLambda } from './streaming-lambda.ts';
 import { telemetryHook } from './telemetry-hook.ts';
 
 const deps = createDeps(configFromEnv());
@@ -19,5 +20,5 @@ const sink =
     ? createLogTelemetrySink()
     : createTelemetryEmitter({ kinesis: cell.kinesis, streamName: cell.streamName, autoFlushMs: 0 });
 
-/** Lambda entry of the regional proxy. */
-export const handler = createProxyHandler(deps, { onOutcome: telemetryHook(sink) });
+/** Lambda entry of the regional proxy: a response-streaming function (streaming-lambda.ts). */
+export const handler = streamingProxyLambda(createProxyHandler(deps, { onOutcome: telemetryHook(sink) }));
