@@ -145,6 +145,8 @@ class LocalResponseStream extends Writable {
     res.on('close', () => {
       if (!res.writableFinished) this.destroy(new Error('the client went away'));
     });
+    // The handler learns of a failed stream through its own writes and pipes; nothing else listens.
+    this.on('error', () => undefined);
   }
 
   setContentType(type: string): void {
