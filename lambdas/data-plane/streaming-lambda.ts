@@ -39,8 +39,8 @@ function restEvents() {
     after: (request: { event: unknown; response: ProxyResult | undefined }) => {
       const response = request.response;
       if (!rest.has(request.event as object) || !response?.cookies?.length) return;
-      const { cookies, ...rest2 } = response;
-      request.response = { ...rest2, multiValueHeaders: { 'set-cookie': cookies } } as ProxyResult;
+      const { cookies, ...others } = response;
+      request.response = { ...others, multiValueHeaders: { 'set-cookie': cookies } } as ProxyResult;
     },
   };
 }
