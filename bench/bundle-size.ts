@@ -94,7 +94,11 @@ export function measureColdImport(code: Uint8Array, runs = 15): { bundleMs: numb
       const started = performance.now();
       const out = spawnSync(
         process.execPath,
-        ['--input-type=module', '-e', `await import(${JSON.stringify(pathToFileURL(file).href)})`],
+        [
+          '--input-type=module',
+          '-e',
+          `${LAMBDA_RUNTIME_GLOBAL} await import(${JSON.stringify(pathToFileURL(file).href)})`,
+        ],
         {
           env: { ...process.env, ...PROXY_ENV },
           stdio: ['ignore', 'ignore', 'pipe'],
@@ -116,6 +120,13 @@ export function measureColdImport(code: Uint8Array, runs = 15): { bundleMs: numb
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * What Lambda's Node.js runtime defines before it imports a handler: the proxy is a
+ * response-streaming function, wrapped with `awslambda.streamifyResponse` at import.
+ */
+const LAMBDA_RUNTIME_GLOBAL =
+  'globalThis.awslambda = { streamifyResponse: (h) => h, HttpResponseStream: { from: (s) => s } };';
 
 const kib = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
  */
 const benches = [
   ['proxy', 'data-plane latency and throughput vs the upstream alone (and nginx when installed)'],
+  ['stream', 'streamed answers: time to first byte and throughput vs the vendor alone'],
   ['telemetry', 'telemetry emission cost on the request path; aggregator throughput'],
   ['bundle-size', 'the proxy Lambda bundle against its size budget'],
 ] as const;

@@ -1,4 +1,4 @@
-import { Aws, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { CellKey } from './cell-key.ts';
@@ -19,6 +19,8 @@ export interface CellSettings {
   alarmEmails: string[];
   apiDomain?: CustomDomain;
   proxyDomain?: CustomDomain;
+  /** The proxy function's timeout (and the REST integration's), in seconds; default 900. */
+  proxyTimeoutSeconds?: number;
 }
 
 export interface CellStackProps extends StackProps {
@@ -60,6 +62,7 @@ export class CellStack extends Stack {
       logRetention: settings.logRetention,
       throttle: settings.proxyThrottle,
       customDomain: settings.proxyDomain,
+      timeout: settings.proxyTimeoutSeconds ? Duration.seconds(settings.proxyTimeoutSeconds) : undefined,
     });
     if (this.region === homeRegion) {
       this.coreApi = new CoreApi(this, 'CoreApi', {

@@ -16,6 +16,7 @@ import { DEFAULT_THRESHOLDS } from './observability.ts';
  * | `requestLogRetentionDays` | `90` | request-log TTL |
  * | `logRetentionDays` | `365` | CloudWatch Logs retention of functions and access logs |
  * | `proxyRateLimit` / `proxyBurstLimit` | `1000` / `2000` | proxy stage throttling (per cell) |
+ * | `proxyTimeoutSeconds` | `900` | proxy function timeout, the longest stream (30–900) |
  * | `apiRateLimit` / `apiBurstLimit` | `50` / `100` | Core API stage throttling |
  * | `alarm5xxPercent`, `alarmDeniedPer5Minutes`, `alarmIteratorAgeSeconds` | 5, 100, 300 | alarm thresholds |
  * | `apiDomain`, `apiCertificateArn` | — | custom domain of the Core API |
@@ -46,6 +47,8 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
   };
 
   const regions = parseRegions(context('regions') ?? 'us-east-1');
+  if (number('proxyTimeoutSeconds', 900, 30) > 900)
+    throw new Error('Context proxyTimeoutSeconds must be at most 900 (Lambda’s limit)');
   const logRetention = number('logRetentionDays', 365) as logs.RetentionDays;
   if (!Object.values(logs.RetentionDays).includes(logRetention)) {
     throw new Error('Context logRetentionDays must be a CloudWatch Logs retention (e.g. 90, 365, 731)');
@@ -70,6 +73,7 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
       .map((e) => e.trim())
       .filter((e) => e.length > 0),
     apiDomain: domain('apiDomain', 'apiCertificateArn'),
+    proxyTimeoutSeconds: number('proxyTimeoutSeconds', 900, 30),
   };
   const stacks = regions.map(
     (region) =>

@@ -3,8 +3,9 @@ import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { CellKey } from './cell-key.ts';
 import type { CellTable } from './cell-table.ts';
-import { type CustomDomain, HttpGateway } from './http-gateway.ts';
+import type { CustomDomain } from './http-gateway.ts';
 import { KeygateFunction } from './keygate-function.ts';
+import { StreamingGateway } from './streaming-gateway.ts';
 import type { TelemetryPipeline } from './telemetry-pipeline.ts';
 
 export interface ProxyEndpointProps {
@@ -14,21 +15,26 @@ export interface ProxyEndpointProps {
   logRetention: logs.RetentionDays;
   throttle: { rateLimit: number; burstLimit: number };
   customDomain?: CustomDomain;
+  /** The proxy function's timeout, which bounds the longest stream (Lambda allows 15 min). */
+  timeout?: Duration;
 }
 
-/** The routes of the sync data plane: `/api/{proxyId}/{target path}` with any method. */
-export const PROXY_ROUTES = ['ANY /api/{proxyId}/{proxy+}', 'ANY /api/{proxyId}'];
+/** The resources of the sync data plane: `/api/{proxyId}/{target path}`, any method. */
+export const PROXY_PATHS = ['/api/{proxyId}', '/api/{proxyId}/{proxy+}'];
+
+/** Default proxy function timeout: Lambda's maximum, so a stream may last as long as the platform allows. */
+export const DEFAULT_PROXY_TIMEOUT = Duration.minutes(15);
 
 /**
- * The cell's proxy (data plane): a dedicated function behind an HTTP API (see the README for the
- * comparison with a function URL). The function may read its proxies' snapshots, update their
+ * The cell's proxy (data plane): a dedicated response-streaming function behind a REST API in
+ * STREAM transfer mode (docs/streaming.md says why not an HTTP API or a function URL). The function may read its proxies' snapshots, update their
  * rate-limit counters, decrypt target secrets under their `{clientId, credentialId}` context and
  * write its logs, whose telemetry lines a subscription filter forwards to the cell's stream — and
  * nothing else.
  */
 export class ProxyEndpoint extends Construct {
   readonly fn: KeygateFunction;
-  readonly gateway: HttpGateway;
+  readonly gateway: StreamingGateway;
 
   constructor(scope: Construct, id: string, props: ProxyEndpointProps) {
     super(scope, id);
@@ -39,15 +45,16 @@ export class ProxyEndpoint extends Construct {
       logRetention: props.logRetention,
       // More memory is more CPU: TLS to the vendor and AES-GCM are on the hot path.
       memorySize: 1024,
-      // Just under API Gateway's 30 s integration limit, so the proxy can answer 504 itself.
-      timeout: Duration.seconds(29),
+      // Streams bill their whole wall time; the handler's own deadlines end them earlier.
+      timeout: props.timeout ?? DEFAULT_PROXY_TIMEOUT,
     });
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
     props.telemetry.forwardTelemetryLogs(this.fn);
-    this.gateway = new HttpGateway(this, 'Http', {
+    this.gateway = new StreamingGateway(this, 'Rest', {
       fn: this.fn,
-      routes: PROXY_ROUTES,
+      paths: PROXY_PATHS,
+      integrationTimeout: props.timeout ?? DEFAULT_PROXY_TIMEOUT,
       throttle: props.throttle,
       logKey: props.key.key,
       logRetention: props.logRetention,

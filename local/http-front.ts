@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Writable } from 'node:stream';
 import type { Context } from 'aws-lambda';
 import type { HttpEvent, HttpResult } from '../lambdas/shared/http.ts';
+import { isStreamingHandler, PRELUDE_DELIMITER, type StreamingHandler } from './lambda-streaming.ts';
 
 /**
  * The local stand-in for API Gateway (HTTP API, payload format 2.0) and Lambda function URLs: each
@@ -15,6 +17,11 @@ import type { HttpEvent, HttpResult } from '../lambdas/shared/http.ts';
  * and `Expect: 100-continue` gets no 100), or as soon as the streamed body passes the cap (the rest
  * is not read; the connection is closed). The front never parses a body: the handlers do, after
  * authenticating the caller.
+ *
+ * A handler marked as response-streaming (`awslambda.streamifyResponse`, see lambda-streaming.ts)
+ * is driven as Lambda drives it: it gets a writable response stream, whose metadata prelude becomes
+ * the status and headers and whose bytes go to the client as they are written; a client that goes
+ * away destroys that stream.
  */
 export type LambdaHttpHandler = (
   event: HttpEvent,
@@ -40,8 +47,8 @@ export const SERVED_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'D
 
 const TEXT_TYPES = /^(?:text\/|application\/(?:json|[\w.+-]+\+json|x-www-form-urlencoded|xml|javascript))/i;
 
-function lambdaContext(requestId: string, functionName: string): Context {
-  const deadline = Date.now() + 30_000;
+function lambdaContext(requestId: string, functionName: string, timeoutMs: number): Context {
+  const deadline = Date.now() + timeoutMs;
   return {
     callbackWaitsForEmptyEventLoop: false,
     functionName,
@@ -216,16 +223,124 @@ function refuseConnect(_req: IncomingMessage, socket: Socket) {
   );
 }
 
+const PRELUDE_TYPE = 'application/vnd.awslambda.http-integration-response';
+
+/**
+ * The response stream a streaming handler writes to: with the HTTP integration content type, the
+ * first bytes up to 8 NUL bytes are the JSON metadata (statusCode, headers, multiValueHeaders,
+ * cookies); everything after is the body, written through to the client with its backpressure.
+ */
+class LocalResponseStream extends Writable {
+  private contentType = 'application/octet-stream';
+  private pending: Buffer = Buffer.alloc(0);
+  private started = false;
+  private readonly res: ServerResponse;
+  private readonly requestId: string;
+
+  constructor(res: ServerResponse, requestId: string) {
+    super();
+    this.res = res;
+    this.requestId = requestId;
+    res.on('close', () => {
+      if (!res.writableFinished) this.destroy(new Error('the client went away'));
+    });
+    // The handler learns of a failed stream through its own writes and pipes; nothing else listens.
+    this.on('error', () => undefined);
+  }
+
+  setContentType(type: string): void {
+    this.contentType = type;
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    let body = chunk;
+    if (!this.started) {
+      if (this.contentType === PRELUDE_TYPE) {
+        this.pending = Buffer.concat([this.pending, chunk]);
+        const at = this.pending.indexOf(PRELUDE_DELIMITER);
+        if (at < 0) {
+          callback();
+          return;
+        }
+        try {
+          this.writeHead(JSON.parse(this.pending.subarray(0, at).toString('utf8')) as Prelude);
+        } catch {
+          callback(new Error('malformed response metadata'));
+          return;
+        }
+        body = this.pending.subarray(at + PRELUDE_DELIMITER.length);
+        this.pending = Buffer.alloc(0);
+      } else {
+        this.writeHead({ statusCode: 200, headers: { 'content-type': this.contentType } });
+      }
+    }
+    if (body.length === 0 || this.res.write(body)) callback();
+    else this.res.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (!this.started) this.writeHead({ statusCode: 200, headers: { 'content-type': this.contentType } });
+    this.res.end(() => callback());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.res.writableFinished) {
+      if (!this.res.headersSent && !this.res.destroyed) gatewayError(this.res, 502, 'Bad Gateway');
+      else this.res.destroy();
+    }
+    callback(error);
+  }
+
+  private writeHead(prelude: Prelude): void {
+    this.started = true;
+    const headers: Record<string, string | string[]> = { 'apigw-requestid': this.requestId };
+    for (const [k, v] of Object.entries(prelude.headers ?? {})) headers[k.toLowerCase()] = String(v);
+    for (const [k, v] of Object.entries(prelude.multiValueHeaders ?? {}))
+      headers[k.toLowerCase()] = v.map(String);
+    if (prelude.cookies?.length) headers['set-cookie'] = prelude.cookies;
+    this.res.writeHead(prelude.statusCode ?? 200, headers);
+    // Headers go out now, not with the first body byte: the client sees the status at once.
+    this.res.flushHeaders();
+  }
+}
+
+interface Prelude {
+  statusCode?: number;
+  headers?: Record<string, unknown>;
+  multiValueHeaders?: Record<string, unknown[]>;
+  cookies?: string[];
+}
+
+async function invokeStreaming(
+  handler: StreamingHandler,
+  event: HttpEvent,
+  context: Context,
+  res: ServerResponse,
+  requestId: string,
+): Promise<void> {
+  const stream = new LocalResponseStream(res, requestId);
+  try {
+    await handler(event, stream, context);
+    if (!stream.writableEnded && !stream.destroyed) stream.end();
+  } catch {
+    if (!res.headersSent && !res.destroyed) gatewayError(res, 500, 'Internal Server Error');
+    else res.destroy();
+  }
+}
+
 /** Serves `handler` on 127.0.0.1:`port` (0 picks a free port). */
 export async function startHttpFront(options: {
   port: number;
   host?: string;
   functionName: string;
-  handler: LambdaHttpHandler;
+  handler: LambdaHttpHandler | StreamingHandler;
+  /** The function's timeout as the handler's context reports it; default 30 s. */
+  timeoutMs?: number;
 }): Promise<HttpFront> {
   let draining = false;
   let inFlight = 0;
   let drained: (() => void) | undefined;
+  const timeoutMs = options.timeoutMs ?? 30_000;
   const server = createServer(async (req, res) => {
     if (draining) {
       res.shouldKeepAlive = false;
@@ -249,8 +364,11 @@ export async function startHttpFront(options: {
     if (!body) return;
     try {
       const event = toEvent(req, body, requestId);
-      const result = await options.handler(event, lambdaContext(requestId, options.functionName));
+      const context = lambdaContext(requestId, options.functionName, timeoutMs);
       if (draining) res.shouldKeepAlive = false;
+      if (isStreamingHandler(options.handler))
+        return await invokeStreaming(options.handler, event, context, res, requestId);
+      const result = await (options.handler as LambdaHttpHandler)(event, context);
       writeResult(res, result, requestId);
     } catch {
       // What API Gateway answers when the function itself fails.

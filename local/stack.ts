@@ -1,5 +1,6 @@
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
+import { streamingProxyLambda } from '../lambdas/data-plane/streaming-lambda.ts';
 import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
 import { parseTargetAllowlist } from '../lambdas/net/target-allowlist.ts';
 import type { Config } from '../lambdas/shared/config.ts';
@@ -11,6 +12,7 @@ import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
 import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
 import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
 import { LOCAL_KEY_ID } from './kms-server.ts';
+import type { StreamingHandler } from './lambda-streaming.ts';
 import { ensureStream, ensureTable } from './provision.ts';
 import { openTelemetryWal, type TelemetryWal } from './telemetry-wal.ts';
 
@@ -59,6 +61,9 @@ export interface LocalStack {
   telemetry?: TelemetryEmitter;
   close(options?: CloseOptions): Promise<void>;
 }
+
+/** The proxy function's timeout in local mode: Lambda's maximum, the deployed default. */
+export const PROXY_FUNCTION_TIMEOUT_MS = 900_000;
 
 export function localConfig(options: LocalStackOptions): Config {
   const regions = options.regions?.length ? options.regions : ['us-east-1'];
@@ -156,10 +161,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     const proxy = await startHttpFront({
       port: options.proxyPort ?? 0,
       functionName: 'keygate-proxy',
-      handler: createProxyHandler(deps, {
-        ...telemetryHooks(telemetry),
-        ...options.proxyOptions,
-      }) as unknown as LambdaHttpHandler,
+      timeoutMs: PROXY_FUNCTION_TIMEOUT_MS,
+      // The deployed proxy's own wrapper (response streaming), driven through a response stream.
+      handler: streamingProxyLambda(
+        createProxyHandler(deps, { ...telemetryHooks(telemetry), ...options.proxyOptions }),
+      ) as unknown as StreamingHandler,
     });
     fronts.push(proxy);
     ownPorts.push(Number(new URL(proxy.url).port));

@@ -153,6 +153,7 @@ export async function createProxy(deps: Deps, caller: Caller, clientId: string, 
       proxyActive: input.proxyActive ?? true,
       proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? limits.requestsPerMinute,
       proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? limits.requestsPerDay,
+      proxyTimeouts: input.proxyTimeouts,
       createdAt: now,
       updatedAt: now,
     };
@@ -215,6 +216,7 @@ export async function updateProxy(
       proxyActive: input.proxyActive ?? item.proxyActive,
       proxyMaxRequestsPerMinute: input.proxyMaxRequestsPerMinute ?? item.proxyMaxRequestsPerMinute,
       proxyMaxRequestsPerDay: input.proxyMaxRequestsPerDay ?? item.proxyMaxRequestsPerDay,
+      proxyTimeouts: input.proxyTimeouts === null ? undefined : (input.proxyTimeouts ?? item.proxyTimeouts),
       updatedAt: deps.now().toISOString(),
     };
     const changed = (field: string) => updated[field as keyof ProxyItem] !== item[field as keyof ProxyItem];

@@ -242,6 +242,14 @@ const proxyAlias = z
   .max(64)
   .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens');
 
+/** Deadlines of forwarded calls (docs/streaming.md): 1 s to 15 min each, every one optional. */
+const deadlineMs = z.number().int().min(1000).max(900_000);
+const proxyTimeouts = z.strictObject({
+  firstByteMs: deadlineMs.optional(),
+  idleMs: deadlineMs.optional(),
+  totalMs: deadlineMs.optional(),
+});
+
 export const proxyCreateSchema = z.strictObject({
   proxyName: name,
   proxyAlias: proxyAlias.optional(),
@@ -253,6 +261,7 @@ export const proxyCreateSchema = z.strictObject({
   proxyActive: z.boolean().optional(),
   proxyMaxRequestsPerMinute: perMinute.optional(),
   proxyMaxRequestsPerDay: perMinute.optional(),
+  proxyTimeouts: proxyTimeouts.optional(),
 });
 export type ProxyCreate = z.infer<typeof proxyCreateSchema>;
 
@@ -267,6 +276,8 @@ export const proxyUpdateSchema = z.strictObject({
   proxyActive: z.boolean().optional(),
   proxyMaxRequestsPerMinute: perMinute.optional(),
   proxyMaxRequestsPerDay: perMinute.optional(),
+  /** null removes the proxy's own deadlines (back to the defaults). */
+  proxyTimeouts: proxyTimeouts.nullable().optional(),
   proxyId: z.string().optional(),
   clientId: z.string().optional(),
   createdAt: z.string().optional(),

@@ -3,6 +3,7 @@ import { createDeps } from '../shared/deps.ts';
 import { createTelemetryEmitter } from '../telemetry/emitter.ts';
 import { createLogTelemetrySink } from '../telemetry/log-sink.ts';
 import { createProxyHandler } from './proxy-api.ts';
+import { streamingProxyLambda } from './streaming-lambda.ts';
 import { telemetryHooks } from './telemetry-hook.ts';
 
 const deps = createDeps(configFromEnv());
@@ -20,8 +21,9 @@ const sink =
     : createTelemetryEmitter({ kinesis: cell.kinesis, streamName: cell.streamName, autoFlushMs: 0 });
 
 /**
- * Lambda entry of the regional proxy. With the log sink, a call's start record is a line on stdout
- * (a pipe: written synchronously) before the call out, so a timed-out or killed invocation still
- * leaves it, and the aggregator turns it into an `unknown` record (docs/audit-trail.md).
+ * Lambda entry of the regional proxy: a response-streaming function (streaming-lambda.ts). With
+ * the log sink, a call's start record is a line on stdout (a pipe: written synchronously) before
+ * the call out, so a timed-out or killed invocation still leaves it, and the aggregator turns it
+ * into an `unknown` record (docs/audit-trail.md).
  */
-export const handler = createProxyHandler(deps, telemetryHooks(sink));
+export const handler = streamingProxyLambda(createProxyHandler(deps, telemetryHooks(sink)));

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import type { Readable } from 'node:stream';
 import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { credentialContext, DataKeyCache, openSecret, SecretIntegrityError } from '../crypto/envelope.ts';
 import { RuleInputError } from '../rules/errors.ts';
@@ -24,7 +25,14 @@ import { applyHeaders, applyQuery, InjectionError, injectionFor } from './inject
 import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
 import { RateLimiter } from './rate-limit.ts';
-import { callUpstream, UpstreamError, type UpstreamPolicy, type UpstreamResponse } from './upstream.ts';
+import { streamAnswer } from './stream-answer.ts';
+import {
+  openUpstream,
+  type StreamDeadlines,
+  UpstreamError,
+  type UpstreamPolicy,
+  type UpstreamStream,
+} from './upstream.ts';
 import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
 
 /**
@@ -41,8 +49,10 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
  *     request) and injected, replacing any consumer copy;
  *  6. the call out, to a checked address, with exactly the checked path and the raw query; the
- *     answer goes back as it came, minus hop-by-hop headers.
- * Every exit produces one outcome for telemetry. Any store or KMS failure is a 503: closed, never
+ *     answer goes back as it came, minus hop-by-hop headers: status and headers as soon as the
+ *     vendor's arrive, then the body as it arrives, unbuffered and uncapped (stream-answer.ts),
+ *     within the time-to-first-byte, idle and total deadlines (docs/streaming.md).
+ * Every exit produces one outcome for telemetry (a streamed answer's when its stream closes). Any store or KMS failure is a 503: closed, never
  * open. Nothing here caches whether a key is valid; revocation, rotation and rule changes are seen
  * by the very next request.
  */
@@ -57,10 +67,8 @@ export interface ProxyHandlerOptions {
   onCallOut?: OutcomeHook;
   /** The region whose cell this proxy serves; default the deployment's own region. */
   region?: string;
-  /** Deadline of the upstream exchange; default 25 s (API Gateway gives up at 30 s). */
-  upstreamTimeoutMs?: number;
-  /** Largest upstream answer passed back; default 4 MiB (see README "Caps"). */
-  maxResponseBytes?: number;
+  /** Deadlines of the call out, unless the proxy sets its own (`proxyTimeouts`); see DEFAULT_DEADLINES. */
+  deadlines?: Partial<StreamDeadlines>;
   /** Deadline of each store or KMS step (SDK retries included); default 2 s. Past it: 503. */
   dependencyTimeoutMs?: number;
   /** Budget of failed authentications per source and per proxy (auth-failure-budget.ts). */
@@ -69,9 +77,28 @@ export interface ProxyHandlerOptions {
   rateLimiter?: RateLimiter;
 }
 
-export const DEFAULT_UPSTREAM_TIMEOUT_MS = 25_000;
-/** 4 MiB: base64 of it (binary answers) still fits Lambda's 6 MB synchronous response payload. */
-export const DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
+/**
+ * Deadlines of a forwarded call (docs/streaming.md): the vendor's headers within 60 s, never more
+ * than 5 min of silence (API Gateway's own idle limit for streams), 15 min in all (Lambda's limit;
+ * the function's remaining time caps it further).
+ */
+export const DEFAULT_DEADLINES: StreamDeadlines = { firstByteMs: 60_000, idleMs: 300_000, totalMs: 900_000 };
+/** Left between the total deadline and the function's own timeout, to close the stream cleanly. */
+const FUNCTION_MARGIN_MS = 1000;
+/** Token endpoints and JWKS: small answers, buffered. */
+const AUXILIARY_POLICY = { timeoutMs: 10_000, maxResponseBytes: 1024 * 1024 };
+
+/**
+ * What the handler answers: a gateway answer (JSON string body) or the vendor's answer with its body
+ * still streaming. The Lambda wrapper (streaming-lambda.ts) sends the status and headers at once,
+ * then pipes the body.
+ */
+export type ProxyResult = Omit<HttpResult, 'body'> & { body?: string | Readable };
+
+/** What the handler reads of the Lambda context: the time left, which caps the total deadline. */
+export interface ProxyContext {
+  getRemainingTimeInMillis(): number;
+}
 export const DEFAULT_DEPENDENCY_TIMEOUT_MS = 2000;
 
 const PROXY_ID = /^[A-Za-z0-9_-]{1,128}$/;
@@ -180,9 +207,9 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const policy: UpstreamPolicy = {
     allowlist: deps.config.targetAllowlist,
     ownPorts: deps.config.ownPorts,
-    timeoutMs: options.upstreamTimeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS,
-    maxResponseBytes: options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+    ...AUXILIARY_POLICY,
   };
+  const defaults: StreamDeadlines = { ...DEFAULT_DEADLINES, ...options.deadlines };
   const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
   const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
@@ -190,7 +217,12 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const jwtVerifier = new JwtVerifier(policy);
   const authBudget = new AuthFailureBudget(options.authFailureBudget);
 
-  async function handle(event: HttpEvent, o: ProxyOutcome, now: Date, started: number): Promise<HttpResult> {
+  async function handle(
+    event: HttpEvent,
+    o: ProxyOutcome,
+    now: Date,
+    ctx: Call,
+  ): Promise<HttpResult | ProxyResult> {
     // 1. Host, route, method, header shapes and the canonical request: no I/O, nothing ambiguous passes.
     const ambiguousHost = hostRefusal(event.rawPath, event.headers?.host);
     if (ambiguousHost) return badRequest(o, ambiguousHost);
@@ -334,16 +366,24 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
     const query = applyQuery(event.rawQueryString, injection);
     const pathAndQuery = `${basePath}${req.path}${query ? `?${query}` : ''}`;
+    const deadlines = deadlinesFor(snapshot, defaults, ctx.remainingMs);
+    const upstreamStart = performance.now();
     const send = () => {
       const outgoing = { ...headers };
       applyHeaders(outgoing, injection);
-      return callUpstream(
+      const left = deadlines.totalMs - (performance.now() - upstreamStart);
+      return openUpstream(
         { url: base, pathAndQuery, method: o.method, headers: outgoing, body: outBody },
-        policy,
+        {
+          allowlist: policy.allowlist,
+          ownPorts: policy.ownPorts,
+          firstByteMs: Math.min(deadlines.firstByteMs, left),
+        },
       );
     };
+    // The start record is durable before the first byte goes out (docs/audit-trail.md).
     if (options.onCallOut) {
-      o.durations.gatewayMs = performance.now() - started;
+      o.durations.gatewayMs = performance.now() - ctx.started;
       try {
         options.onCallOut(o);
       } catch {
@@ -351,31 +391,44 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
         return refuse(o, REFUSALS.dependency);
       }
     }
-    const upstreamStart = performance.now();
-    let res: UpstreamResponse;
+    let res: UpstreamStream;
     try {
       res = await send();
       if (isOAuth2 && res.status === 401 && accessToken) {
         // The vendor refused our token (revoked early, or our clock is off): one fresh token, one retry.
+        res.body.destroy();
         oauthTokens.invalidate(tokenKey, accessToken);
         accessToken = await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret);
         injection = injectionFor('oauth2', secret, accessToken);
         res = await send();
       }
-    } finally {
+    } catch (error) {
       o.durations.upstreamMs = performance.now() - upstreamStart;
+      throw error;
     }
+    const ttfb = performance.now() - upstreamStart;
+    o.durations.ttfbMs = ttfb;
     o.proxyCode = 'proxy-access-granted';
     o.decision = 'allowed';
     o.status = res.status;
-    o.bytes.out = res.body.length;
     const answer = cleanUpstreamHeaders(res.rawHeaders);
+    ctx.streamed = true;
+    const answerBody = streamAnswer(res.body, {
+      idleMs: deadlines.idleMs,
+      remainingMs: deadlines.totalMs - ttfb,
+      startedAt: upstreamStart,
+      onEnd: (summary) => {
+        o.end = summary.end;
+        o.bytes.out = summary.bytes;
+        o.durations.upstreamMs = summary.durationMs;
+        ctx.emit();
+      },
+    });
     return {
       statusCode: res.status,
       headers: { ...answer.headers, 'keygate-proxy-code': o.proxyCode, 'keygate-request-id': o.requestId },
       cookies: answer.cookies.length > 0 ? answer.cookies : undefined,
-      body: res.body.length > 0 ? res.body.toString('base64') : undefined,
-      isBase64Encoded: res.body.length > 0,
+      body: answerBody,
     };
   }
 
@@ -433,13 +486,31 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     return valid ? { ok: true, credentialId: credential.credentialId } : { ok: false };
   }
 
-  return async function proxyHandler(event: HttpEvent): Promise<HttpResult> {
+  /**
+   * One request. A gateway answer's outcome is emitted before it is returned; a streamed answer's
+   * when its stream closes (with its bytes, end reason and durations).
+   */
+  return async function proxyHandler(event: HttpEvent, context?: ProxyContext): Promise<ProxyResult> {
     const started = performance.now();
     const now = deps.now();
     const o = newOutcome(event, now);
-    let result: HttpResult;
+    const emit = () => {
+      if (!options.onOutcome) return;
+      try {
+        options.onOutcome(o);
+      } catch {
+        // Telemetry never changes an answer.
+      }
+    };
+    const call: Call = {
+      streamed: false,
+      emit,
+      started,
+      remainingMs: context?.getRemainingTimeInMillis?.(),
+    };
+    let result: ProxyResult;
     try {
-      result = await handle(event, o, now, started);
+      result = await handle(event, o, now, call);
     } catch (error) {
       result = refuse(o, refusalFor(error));
       const dependency = dependencyOf(error);
@@ -448,15 +519,45 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       if (o.status >= 500)
         logger.error('proxy request failed', { requestId: o.requestId, errorName: errorName(error) });
     }
-    o.durations.gatewayMs = performance.now() - started - (o.durations.upstreamMs ?? 0);
-    if (options.onOutcome) {
-      try {
-        options.onOutcome(o);
-      } catch {
-        // Telemetry never changes an answer.
-      }
-    }
+    o.durations.gatewayMs = Math.max(
+      0,
+      performance.now() - started - (o.durations.ttfbMs ?? o.durations.upstreamMs ?? 0),
+    );
+    if (!call.streamed) emit();
     return result;
+  };
+}
+
+/** The per-request state shared by the handler's steps and the stream's end. */
+interface Call {
+  streamed: boolean;
+  emit(): void;
+  /** performance.now() when the request arrived. */
+  started: number;
+  /** The Lambda function's remaining time when the request arrived (absent: no cap). */
+  remainingMs?: number;
+}
+
+/**
+ * The deadlines of one call: the proxy's own (`proxyTimeouts`) over the deployment's defaults, the
+ * total capped by the time the function has left.
+ */
+export function deadlinesFor(
+  snapshot: Pick<ProxySnapshot, 'proxyTimeouts'>,
+  defaults: StreamDeadlines,
+  remainingMs?: number,
+): StreamDeadlines {
+  const own: Partial<StreamDeadlines> = snapshot.proxyTimeouts ?? {};
+  const pick = (v: unknown, fallback: number) =>
+    typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : fallback;
+  const totalMs = Math.min(
+    pick(own.totalMs, defaults.totalMs),
+    remainingMs === undefined ? Number.POSITIVE_INFINITY : Math.max(0, remainingMs - FUNCTION_MARGIN_MS),
+  );
+  return {
+    firstByteMs: Math.min(pick(own.firstByteMs, defaults.firstByteMs), totalMs),
+    idleMs: pick(own.idleMs, defaults.idleMs),
+    totalMs,
   };
 }
 

@@ -12,8 +12,9 @@ import { isAllowlisted, isOwnPort } from '../net/target-allowlist.ts';
  * rebinding between check and connect. TLS keeps the name for SNI and certificate checks; `Host`
  * is the name. Host:port pairs on the deployment's allowlist may be private and plain http (local
  * use); keygate's own ports (local mode) are refused on any host before any connection.
- * Redirects are never followed (3xx goes back to the consumer as is), the whole exchange has a
- * deadline, and a response larger than the cap is abandoned.
+ * Redirects are never followed (3xx goes back to the consumer as is). `openUpstream` hands the
+ * answer back as soon as its headers arrive (the proxy streams the body); `callUpstream` buffers a
+ * small answer within a deadline and a size cap (token endpoints, JWKS).
  */
 export type UpstreamFailure = 'timeout' | 'unreachable' | 'address_refused' | 'too_large';
 
@@ -108,8 +109,34 @@ export function urlRefusal(
   return undefined;
 }
 
-/** Sends one request and buffers the answer, within the policy's deadline and size cap. */
-export function callUpstream(req: UpstreamRequest, policy: UpstreamPolicy): Promise<UpstreamResponse> {
+/** The deadlines of one streamed exchange, in ms (see docs/streaming.md). */
+export interface StreamDeadlines {
+  /** From the request sent to the vendor's status line and headers. */
+  firstByteMs: number;
+  /** Longest silence between two body chunks (and between the headers and the first chunk). */
+  idleMs: number;
+  /** The whole exchange, from the call out to the last byte. */
+  totalMs: number;
+}
+
+/** An answer whose status and headers arrived; its body is still coming. */
+export interface UpstreamStream {
+  status: number;
+  /** Raw header pairs in the order received (duplicates kept). */
+  rawHeaders: string[];
+  /** The body as it arrives. Destroying it aborts the vendor call (the socket is closed). */
+  body: IncomingMessage;
+}
+
+/**
+ * Sends one request and resolves as soon as the status line and headers arrive, within
+ * `firstByteMs`; the body is left to the caller, unread. `signal` aborts the call at any point.
+ */
+export function openUpstream(
+  req: UpstreamRequest,
+  policy: Pick<UpstreamPolicy, 'allowlist' | 'ownPorts'> & { firstByteMs: number },
+  signal?: AbortSignal,
+): Promise<UpstreamStream> {
   const refusal = urlRefusal(req.url, policy.allowlist, policy.ownPorts);
   if (refusal) return Promise.reject(refused(refusal));
   const allowPrivate = isAllowlisted(req.url, policy.allowlist);
@@ -118,14 +145,15 @@ export function callUpstream(req: UpstreamRequest, policy: UpstreamPolicy): Prom
   if (req.body && req.body.length > 0) headers['content-length'] = req.body.length;
   else if (!['GET', 'HEAD', 'OPTIONS', 'DELETE'].includes(req.method)) headers['content-length'] = 0;
 
-  return new Promise<UpstreamResponse>((resolve, reject) => {
+  return new Promise<UpstreamStream>((resolve, reject) => {
     let settled = false;
-    const finish = (error: Error | undefined, value?: UpstreamResponse) => {
+    const fail = (error: UpstreamError) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (error) reject(error);
-      else resolve(value!);
+      signal?.removeEventListener('abort', onAbort);
+      reject(error);
+      outgoing.destroy();
     };
     const options = {
       method: req.method,
@@ -138,41 +166,70 @@ export function callUpstream(req: UpstreamRequest, policy: UpstreamPolicy): Prom
       servername: secure && isIP(hostOf(req.url)) === 0 ? hostOf(req.url) : undefined,
     };
     const outgoing = (secure ? https : http).request(options, (res: IncomingMessage) => {
-      const declared = Number(res.headers['content-length']);
-      if (Number.isFinite(declared) && declared > policy.maxResponseBytes) {
-        finish(new UpstreamError('too_large', 'the upstream answer is over the size cap'));
+      if (settled) {
         res.destroy();
         return;
       }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > policy.maxResponseBytes) {
-          finish(new UpstreamError('too_large', 'the upstream answer is over the size cap'));
-          res.destroy();
-          return;
-        }
-        chunks.push(chunk);
-      });
-      res.on('end', () =>
-        finish(undefined, {
-          status: res.statusCode ?? 502,
-          rawHeaders: res.rawHeaders,
-          body: Buffer.concat(chunks),
-        }),
-      );
-      res.on('error', () => finish(new UpstreamError('unreachable', 'the upstream answer was cut off')));
-      res.on('aborted', () => finish(new UpstreamError('unreachable', 'the upstream answer was cut off')));
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      // A late failure of the socket surfaces on the body (the caller's concern from here on).
+      outgoing.on('error', () => undefined);
+      resolve({ status: res.statusCode ?? 502, rawHeaders: res.rawHeaders, body: res });
     });
-    const timer = setTimeout(() => {
-      finish(new UpstreamError('timeout', 'the upstream did not answer in time'));
-      outgoing.destroy();
-    }, policy.timeoutMs);
+    const onAbort = () => fail(new UpstreamError('unreachable', 'the call was abandoned'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const timer = setTimeout(
+      () => fail(new UpstreamError('timeout', 'the upstream did not answer in time')),
+      policy.firstByteMs,
+    );
     outgoing.on('error', (error) => {
-      if (error instanceof UpstreamError) return finish(error);
-      finish(new UpstreamError('unreachable', 'the upstream could not be reached'));
+      if (error instanceof UpstreamError) return fail(error);
+      fail(new UpstreamError('unreachable', 'the upstream could not be reached'));
     });
+    if (signal?.aborted) return onAbort();
     outgoing.end(req.body && req.body.length > 0 ? req.body : undefined);
+  });
+}
+
+/** Sends one request and buffers the answer, within the policy's deadline and size cap. */
+export async function callUpstream(req: UpstreamRequest, policy: UpstreamPolicy): Promise<UpstreamResponse> {
+  const started = Date.now();
+  const res = await openUpstream(req, {
+    allowlist: policy.allowlist,
+    ownPorts: policy.ownPorts,
+    firstByteMs: policy.timeoutMs,
+  });
+  const declared = Number(res.body.headers['content-length']);
+  if (Number.isFinite(declared) && declared > policy.maxResponseBytes) {
+    res.body.destroy();
+    throw new UpstreamError('too_large', 'the upstream answer is over the size cap');
+  }
+  return new Promise<UpstreamResponse>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    const finish = (error: UpstreamError | undefined) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!error)
+        return resolve({ status: res.status, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) });
+      res.body.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(
+      () => finish(new UpstreamError('timeout', 'the upstream did not answer in time')),
+      Math.max(0, policy.timeoutMs - (Date.now() - started)),
+    );
+    res.body.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > policy.maxResponseBytes)
+        return finish(new UpstreamError('too_large', 'the upstream answer is over the size cap'));
+      chunks.push(chunk);
+    });
+    res.body.on('end', () => finish(undefined));
+    res.body.on('error', () => finish(new UpstreamError('unreachable', 'the upstream answer was cut off')));
+    res.body.on('aborted', () => finish(new UpstreamError('unreachable', 'the upstream answer was cut off')));
   });
 }

@@ -42,6 +42,13 @@ export interface TargetItem {
   updatedAt: string;
 }
 
+/** A proxy's own deadlines for the call out, each optional (ms). */
+export interface ProxyTimeouts {
+  firstByteMs?: number;
+  idleMs?: number;
+  totalMs?: number;
+}
+
 export interface ProxyItem {
   proxyId: string;
   clientId: string;
@@ -55,6 +62,8 @@ export interface ProxyItem {
   proxyActive: boolean;
   proxyMaxRequestsPerMinute: number;
   proxyMaxRequestsPerDay: number;
+  /** Deadlines of forwarded calls, in ms (docs/streaming.md); absent: the deployment's defaults. */
+  proxyTimeouts?: ProxyTimeouts;
   createdAt: string;
   updatedAt: string;
 }

@@ -51,6 +51,8 @@ export interface ProxySnapshot {
   proxyDefaultRuleEffect: Effect;
   proxyMaxRequestsPerMinute?: number;
   proxyMaxRequestsPerDay?: number;
+  /** The proxy's own deadlines for the call out (docs/streaming.md); absent: the defaults. */
+  proxyTimeouts?: { firstByteMs?: number; idleMs?: number; totalMs?: number };
   target: { targetId: string; targetBaseURL: string; targetDefaultRuleEffect: Effect };
   /** Absent when the credential was deleted: every request then fails authentication. */
   proxyCredential?: ProxyCredentialView;

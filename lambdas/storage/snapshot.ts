@@ -136,6 +136,7 @@ async function assembleSnapshot(
     proxyDefaultRuleEffect: proxy.proxyDefaultRuleEffect,
     proxyMaxRequestsPerMinute: proxy.proxyMaxRequestsPerMinute,
     proxyMaxRequestsPerDay: proxy.proxyMaxRequestsPerDay,
+    proxyTimeouts: proxy.proxyTimeouts,
     target: target
       ? {
           targetId: target.targetId,

@@ -48,7 +48,9 @@ const recordSchema = z.looseObject({
   durations: z.object({
     gatewayMs: z.number().min(0).max(3_600_000),
     upstreamMs: z.number().min(0).max(3_600_000).optional(),
+    ttfbMs: z.number().min(0).max(3_600_000).optional(),
   }),
+  end: z.enum(['complete', 'client_abort', 'vendor_abort', 'deadline']).optional(),
   bytes: z.object({ in: z.number().min(0), out: z.number().min(0) }),
   sourceIp: z.string().max(64).optional(),
   userAgent: z.string().max(2048).optional(),

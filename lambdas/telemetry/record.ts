@@ -23,6 +23,9 @@ export type ProxyDecision =
  */
 export type RecordPhase = 'start';
 
+/** How a forwarded call ended (see lambdas/data-plane/stream-answer.ts). */
+export type StreamEnd = 'complete' | 'client_abort' | 'vendor_abort' | 'deadline';
+
 export interface TelemetryRecord {
   /** Time-ordered id (ULID-like): its first 10 characters encode processedAt in ms. */
   requestId: string;
@@ -46,7 +49,13 @@ export interface TelemetryRecord {
   decision: ProxyDecision;
   /** The deciding rule (absent when the defaults decided or no rule was evaluated). */
   rule?: { ruleId: string; scope: string; effect: string; priority: number };
-  durations: { gatewayMs: number; upstreamMs?: number };
+  /**
+   * gatewayMs: keygate's own time; upstreamMs: the call out, to the vendor's last byte; ttfbMs: from
+   * the call out to the vendor's status line and headers (forwarded calls only).
+   */
+  durations: { gatewayMs: number; upstreamMs?: number; ttfbMs?: number };
+  /** Forwarded calls: how the answer's stream ended. */
+  end?: StreamEnd;
   bytes: { in: number; out: number };
   sourceIp?: string;
   userAgent?: string;

@@ -5,11 +5,14 @@ import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { sealSecret } from '../../lambdas/crypto/envelope.ts';
 import { generateSecret, hashSecret } from '../../lambdas/crypto/secrets.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
+import { streamingProxyLambda } from '../../lambdas/data-plane/streaming-lambda.ts';
 import type { Effect, Rule } from '../../lambdas/rules/types.ts';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { keys } from '../../lambdas/storage/keys.ts';
 import type { ProxyCredentialView, ProxySnapshot } from '../../lambdas/storage/snapshot-types.ts';
-import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../local/http-front.ts';
+import { type HttpFront, startHttpFront } from '../../local/http-front.ts';
+import type { StreamingHandler } from '../../local/lambda-streaming.ts';
+import { PROXY_FUNCTION_TIMEOUT_MS } from '../../local/stack.ts';
 
 /**
  * Another proxy front over the given dependencies, with its own handler options (faulty clients,
@@ -19,7 +22,8 @@ export function startProxyFront(deps: Deps, options: ProxyHandlerOptions = {}): 
   return startHttpFront({
     port: 0,
     functionName: 'keygate-proxy-test',
-    handler: createProxyHandler(deps, options) as unknown as LambdaHttpHandler,
+    timeoutMs: PROXY_FUNCTION_TIMEOUT_MS,
+    handler: streamingProxyLambda(createProxyHandler(deps, options)) as unknown as StreamingHandler,
   });
 }
 

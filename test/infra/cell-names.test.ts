@@ -63,15 +63,20 @@ describe('custom domains and thresholds from context', () => {
       alarmAnomalyFlagsPer5Minutes: '0',
     });
     const t = templates[0]!;
-    t.resourceCountIs('AWS::ApiGatewayV2::DomainName', 2);
-    t.hasResourceProperties('AWS::ApiGatewayV2::DomainName', {
+    // The Core API is an HTTP API; the proxy a streaming REST API (lib/streaming-gateway.ts).
+    t.resourceCountIs('AWS::ApiGatewayV2::DomainName', 1);
+    t.resourceCountIs('AWS::ApiGatewayV2::ApiMapping', 1);
+    t.hasResourceProperties('AWS::ApiGateway::DomainName', {
       DomainName: 'proxy.example.com',
-      DomainNameConfigurations: [
-        { CertificateArn: cert, EndpointType: 'REGIONAL', SecurityPolicy: 'TLS_1_2' },
-      ],
+      RegionalCertificateArn: cert,
+      EndpointConfiguration: { Types: ['REGIONAL'] },
+      SecurityPolicy: 'TLS_1_2',
     });
-    t.resourceCountIs('AWS::ApiGatewayV2::ApiMapping', 2);
+    t.resourceCountIs('AWS::ApiGateway::BasePathMapping', 1);
     for (const api of Object.values(t.findResources('AWS::ApiGatewayV2::Api'))) {
+      expect(api.Properties.DisableExecuteApiEndpoint).toBe(true);
+    }
+    for (const api of Object.values(t.findResources('AWS::ApiGateway::RestApi'))) {
       expect(api.Properties.DisableExecuteApiEndpoint).toBe(true);
     }
     const denied = Object.entries(t.findResources('AWS::CloudWatch::Alarm')).find(([id]) =>

@@ -4,7 +4,8 @@ import { Match } from 'aws-cdk-lib/assertions';
 import { tableLayout } from '../../lambdas/storage/keys.ts';
 import { ACCESS_LOG_FIELDS } from '../../lib/http-gateway.ts';
 import { LOG_METRICS, PRODUCT_METRICS } from '../../lib/observability.ts';
-import { PROXY_ROUTES } from '../../lib/proxy-endpoint.ts';
+import { PROXY_PATHS } from '../../lib/proxy-endpoint.ts';
+import { REST_ACCESS_LOG_FIELDS } from '../../lib/streaming-gateway.ts';
 import { AGGREGATOR_RETRY_ATTEMPTS } from '../../lib/telemetry-pipeline.ts';
 import { actionsOf, resourcesOf, statementsOfRole, synthKeygate } from './synth.ts';
 
@@ -121,7 +122,7 @@ describe('functions', () => {
   const aggregator = functionByEntry('telemetry aggregator (request log and rollups)');
 
   it.each([
-    ['proxy', proxy, 1024, 29],
+    ['proxy', proxy, 1024, 900],
     ['Core API', core, 512, 10],
     ['aggregator', aggregator, 512, 60],
   ])('%s: Node.js 22 on arm64, traced, JSON logs in its own log group, sized', (_n, fn, memory, timeout) => {
@@ -271,33 +272,54 @@ describe('least privilege', () => {
 
 describe('endpoints', () => {
   const stages = resourcesOf(template, 'AWS::ApiGatewayV2::Stage');
+  const restStages = resourcesOf(template, 'AWS::ApiGateway::Stage');
 
-  it('both HTTP APIs throttle and write JSON access logs that hold no header, query or body', () => {
-    expect(stages).toHaveLength(2);
-    for (const [, stage] of stages) {
-      const p = stage.Properties;
-      expect(p.DefaultRouteSettings.ThrottlingRateLimit).toBeGreaterThan(0);
-      expect(p.DefaultRouteSettings.ThrottlingBurstLimit).toBeGreaterThan(0);
-      const format = JSON.parse(p.AccessLogSettings.Format);
-      expect(format).toEqual(ACCESS_LOG_FIELDS);
-      expect(p.AccessLogSettings.Format).not.toMatch(/header|authorization|querystring|body|authorizer/i);
-    }
+  it('the Core API (HTTP API) and the proxy (REST API) throttle and log no header, query or body', () => {
+    expect([stages.length, restStages.length]).toEqual([1, 1]);
+    const core = stages[0]![1].Properties;
+    expect(core.DefaultRouteSettings.ThrottlingRateLimit).toBe(50);
+    expect(JSON.parse(core.AccessLogSettings.Format)).toEqual(ACCESS_LOG_FIELDS);
+    const proxy = restStages[0]![1].Properties;
+    expect(proxy.MethodSettings).toEqual([
+      expect.objectContaining({ HttpMethod: '*', ResourcePath: '/*', ThrottlingRateLimit: 1000 }),
+    ]);
+    expect(proxy.TracingEnabled).toBe(true);
+    expect(JSON.parse(proxy.AccessLogSetting.Format)).toEqual(REST_ACCESS_LOG_FIELDS);
+    for (const format of [core.AccessLogSettings.Format, proxy.AccessLogSetting.Format])
+      expect(format).not.toMatch(/header|authorization|querystring|body|authorizer/i);
   });
 
-  it('the Core API throttles tighter than the proxy', () => {
-    const limits = stages
-      .map(([, s]) => s.Properties.DefaultRouteSettings.ThrottlingRateLimit)
-      .sort((a, b) => a - b);
-    expect(limits).toEqual([50, 1000]);
+  it('the proxy streams: REST API Lambda proxy integrations in STREAM mode, as long as the function runs', () => {
+    const paths = resourcesOf(template, 'AWS::ApiGateway::Resource').map(([, r]) => r.Properties.PathPart);
+    expect(paths.sort()).toEqual(['api', '{proxy+}', '{proxyId}']);
+    expect(PROXY_PATHS).toEqual(['/api/{proxyId}', '/api/{proxyId}/{proxy+}']);
+    const methods = resourcesOf(template, 'AWS::ApiGateway::Method');
+    expect(methods).toHaveLength(2);
+    for (const [, m] of methods) {
+      expect(m.Properties).toMatchObject({
+        HttpMethod: 'ANY',
+        AuthorizationType: 'NONE',
+        Integration: {
+          Type: 'AWS_PROXY',
+          ResponseTransferMode: 'STREAM',
+          TimeoutInMillis: 900_000,
+        },
+      });
+      // The streaming invocation API, not the buffered one.
+      expect(JSON.stringify(m.Properties.Integration.Uri)).toContain('response-streaming-invocations');
+    }
+    template.hasResourceProperties('AWS::ApiGateway::RestApi', { BinaryMediaTypes: ['*/*'] });
   });
 
-  it('the proxy answers only its data-plane routes, with payload format 2.0', () => {
-    const routes = resourcesOf(template, 'AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties.RouteKey);
-    for (const route of PROXY_ROUTES) expect(routes).toContain(route);
-    expect(routes).toContain('$default'); // the Core API
-    for (const [, i] of resourcesOf(template, 'AWS::ApiGatewayV2::Integration')) {
-      expect(i.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0' });
-    }
+  it('a deployment may shorten the proxy timeout (function and integration together), never past 15 min', () => {
+    const short = synthKeygate({ proxyTimeoutSeconds: 120 }).templates[0]!;
+    const fn = Object.values(short.findResources('AWS::Lambda::Function')).find(
+      (f: any) => f.Properties.Description === 'regional proxy (data plane)',
+    ) as any;
+    expect(fn.Properties.Timeout).toBe(120);
+    for (const [, m] of resourcesOf(short, 'AWS::ApiGateway::Method'))
+      expect(m.Properties.Integration.TimeoutInMillis).toBe(120_000);
+    expect(() => synthKeygate({ proxyTimeoutSeconds: 901 })).toThrow(/at most 900/);
   });
 });
 

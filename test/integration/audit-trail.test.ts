@@ -368,7 +368,10 @@ describe('audit trail in Lambda: a handler that times out mid-call', () => {
       if (!frozen) lines.push(line);
     });
     // A short upstream deadline, so the abandoned handler ends within the test.
-    const front = await startProxyFront(gw.stack.deps, { ...telemetryHooks(sink), upstreamTimeoutMs: 3000 });
+    const front = await startProxyFront(gw.stack.deps, {
+      ...telemetryHooks(sink),
+      deadlines: { firstByteMs: 3000, totalMs: 3000 },
+    });
     try {
       const pending = send(front.url, {
         path: `/api/${proxyId}/v2/inventory/${HELD}`,

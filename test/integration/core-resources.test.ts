@@ -586,12 +586,38 @@ describe('credentials, targets, proxies and rules', () => {
         [{ proxyAlias: 'Not An Alias' }, 'validation_failed', 'body.proxyAlias'],
         [{ proxyDefaultRuleEffect: 'maybe' }, 'validation_failed', 'body.proxyDefaultRuleEffect'],
         [{ proxyMaxRequestsPerMinute: 0 }, 'validation_failed', 'body.proxyMaxRequestsPerMinute'],
+        [{ proxyTimeouts: { idleMs: 999 } }, 'validation_failed', 'body.proxyTimeouts.idleMs'],
+        [{ proxyTimeouts: { totalMs: 900_001 } }, 'validation_failed', 'body.proxyTimeouts.totalMs'],
+        [{ proxyTimeouts: { ttlMs: 5000 } }, 'validation_failed', 'body.proxyTimeouts'],
       ];
       for (const [over, code, field] of cases) {
         const res = await post('/proxies', { ...good, ...over });
         expect({ over, status: res.status, code: res.body.code }).toEqual({ over, status: 400, code });
         expect(res.body.message).toContain(field);
       }
+    });
+
+    it('carries the proxy’s own stream deadlines to the snapshot; PUT changes them, null clears them', async () => {
+      const { proxy: p } = await proxy({ proxyTimeouts: { idleMs: 30_000 } });
+      expect(p.proxyTimeouts).toEqual({ idleMs: 30_000 });
+      expect((await readSnapshot(cell(), p.proxyId))!.proxyTimeouts).toEqual({ idleMs: 30_000 });
+      const put = await gw.api('PUT', `/clients/${c}/proxies/${p.proxyId}`, {
+        body: { proxyTimeouts: { firstByteMs: 5000, totalMs: 120_000 } },
+      });
+      expect(put.status).toBe(200);
+      expect((await readSnapshot(cell(), p.proxyId))!.proxyTimeouts).toEqual({
+        firstByteMs: 5000,
+        totalMs: 120_000,
+      });
+      // Another change leaves them as they are.
+      await gw.api('PUT', `/clients/${c}/proxies/${p.proxyId}`, { body: { proxyName: 'renamed' } });
+      expect((await readSnapshot(cell(), p.proxyId))!.proxyTimeouts).toEqual({
+        firstByteMs: 5000,
+        totalMs: 120_000,
+      });
+      await gw.api('PUT', `/clients/${c}/proxies/${p.proxyId}`, { body: { proxyTimeouts: null } });
+      expect((await readSnapshot(cell(), p.proxyId))!.proxyTimeouts).toBeUndefined();
+      expect((await gw.api('GET', `/clients/${c}/proxies/${p.proxyId}`)).body.proxyTimeouts).toBeUndefined();
     });
 
     it('takes limits from the client configuration; PUT swaps credentials; DELETE removes the snapshot', async () => {

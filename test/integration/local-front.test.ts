@@ -16,7 +16,7 @@ beforeAll(async () => {
   front = await startHttpFront({
     port: 0,
     functionName: 'test',
-    handler: async (event) => {
+    handler: async (event: HttpEvent) => {
       calls.push(event);
       return { statusCode: 200, body: String(event.body?.length ?? 0) };
     },

@@ -578,7 +578,7 @@ function eventFor(rawPath: string, method: string, headers: Record<string, strin
 
 describe('the upstream call', () => {
   it('answers 504 when the target is too slow', async () => {
-    const url = await front({ upstreamTimeoutMs: 200 });
+    const url = await front({ deadlines: { firstByteMs: 200 } });
     const p = await inventoryProxy();
     upstream.respond = () => undefined;
     const res = await send(url, {
@@ -599,29 +599,28 @@ describe('the upstream call', () => {
     expect(res.headers['keygate-proxy-code']).toBe('proxy-upstream-unreachable');
   });
 
-  it('answers 413 when the answer is over the size cap (declared or streamed)', async () => {
-    const url = await front({ maxResponseBytes: 1000 });
+  it('passes answers over the old 4 MiB buffered cap whole, declared or chunked (streamed, uncapped)', async () => {
     const p = await inventoryProxy();
+    const big = Buffer.alloc(6 * 1024 * 1024, 'x');
     upstream.respond = (_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('x'.repeat(5000));
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(big.length) });
+      res.end(big);
     };
-    const declared = await send(url, {
+    const declared = await send(stack.proxyUrl, {
       path: `/api/${p.proxyId}/v2/inventory/1`,
       headers: { authorization: p.proxyKey },
     });
-    expect(declared.status).toBe(413);
-    expect(declared.headers['keygate-proxy-code']).toBe('proxy-response-too-large');
+    expect([declared.status, declared.body.length]).toEqual([200, big.length]);
     upstream.respond = (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
-      for (let i = 0; i < 10; i++) res.write('y'.repeat(500));
+      for (let i = 0; i < 6; i++) res.write(big.subarray(0, 1024 * 1024));
       res.end();
     };
-    const streamed = await send(url, {
+    const chunked = await send(stack.proxyUrl, {
       path: `/api/${p.proxyId}/v2/inventory/1`,
       headers: { authorization: p.proxyKey },
     });
-    expect(streamed.status).toBe(413);
+    expect([chunked.status, chunked.body.length]).toEqual([200, big.length]);
   });
 
   it('refuses a private target that is not allowlisted, at connect time, without connecting', async () => {
