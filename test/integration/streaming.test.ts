@@ -41,8 +41,10 @@ function outcomeOf(requestId: string): Promise<ProxyOutcome> {
 }
 
 beforeAll(async () => {
+  vendor = await startFakeVendor();
+  mcp = await startFakeMcp();
   stack = await startLocalStack({
-    targetAllowlist: ['127.0.0.1'],
+    targetAllowlist: [new URL(vendor.url).host, new URL(mcp.url).host],
     telemetryPoller: false,
     proxyOptions: {
       onOutcome: (o) => {
@@ -51,8 +53,6 @@ beforeAll(async () => {
       },
     },
   });
-  vendor = await startFakeVendor();
-  mcp = await startFakeMcp();
 });
 
 afterAll(async () => {
