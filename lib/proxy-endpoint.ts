@@ -1,8 +1,10 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { CellKey } from './cell-key.ts';
+import { installPrefix, stageOf } from './cell-names.ts';
 import type { CellTable } from './cell-table.ts';
+import type { EgressNetwork } from './egress-network.ts';
 import { type CustomDomain, HttpGateway } from './http-gateway.ts';
 import { KeygateFunction } from './keygate-function.ts';
 import type { TelemetryPipeline } from './telemetry-pipeline.ts';
@@ -14,6 +16,10 @@ export interface ProxyEndpointProps {
   logRetention: logs.RetentionDays;
   throttle: { rateLimit: number; burstLimit: number };
   customDomain?: CustomDomain;
+  /** Concurrency cap of the proxy function (reserved); undefined: uncapped. */
+  reservedConcurrency?: number;
+  /** The optional egress mode: the function runs in this network's private subnets. */
+  egress?: EgressNetwork;
 }
 
 /** The routes of the sync data plane: `/api/{proxyId}/{target path}` with any method. */
@@ -41,11 +47,14 @@ export class ProxyEndpoint extends Construct {
       memorySize: 1024,
       // Just under API Gateway's 30 s integration limit, so the proxy can answer 504 itself.
       timeout: Duration.seconds(29),
+      reservedConcurrency: props.reservedConcurrency,
+      vpc: props.egress?.placement(),
     });
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
     props.telemetry.forwardTelemetryLogs(this.fn);
     this.gateway = new HttpGateway(this, 'Http', {
+      apiName: `${installPrefix(stageOf(this))}-${Stack.of(this).region}-proxy`,
       fn: this.fn,
       routes: PROXY_ROUTES,
       throttle: props.throttle,
