@@ -112,12 +112,12 @@ export class CellStack extends Stack {
       if (domain) {
         new CfnOutput(this, 'CoreApiDomainTarget', {
           value: domain.domainNameAliasDomainName,
-          description: `DNS target (alias or CNAME) of ${domain.domainName}`,
+          description: `DNS target (alias or CNAME) of ${settings.apiDomain!.domainName}`,
         });
         if (zone)
           new route53.ARecord(this, 'CoreApiRecord', {
             zone,
-            recordName: domain.domainName,
+            recordName: settings.apiDomain!.domainName,
             target: route53.RecordTarget.fromAlias(new targets.ApiGatewayDomain(domain)),
           });
       }
@@ -126,12 +126,12 @@ export class CellStack extends Stack {
     if (proxyDomain) {
       new CfnOutput(this, 'ProxyDomainTarget', {
         value: proxyDomain.regionalDomainName,
-        description: `DNS target (alias or CNAME) of this cell's proxy host ${proxyDomain.name}`,
+        description: `DNS target (alias or CNAME) of this cell's proxy host ${settings.proxyDomain!.domainName}`,
       });
       if (zone)
         new route53.ARecord(this, 'ProxyRecord', {
           zone,
-          recordName: proxyDomain.name,
+          recordName: settings.proxyDomain!.domainName,
           target: route53.RecordTarget.fromAlias(
             new targets.ApiGatewayv2DomainProperties(
               proxyDomain.regionalDomainName,

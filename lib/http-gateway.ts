@@ -123,8 +123,14 @@ export class HttpGateway extends Construct {
         destination: new apigwv2.LogGroupLogDestination(this.accessLogs),
         format: apigw.AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
       },
-      domainMapping: this.domain ? { domainName: this.domain } : undefined,
     });
+    // An explicit mapping: the stage's domainMapping option names it after an undefined mapping key.
+    if (this.domain)
+      new apigwv2.ApiMapping(this, 'DomainMapping', {
+        api: this.api,
+        domainName: this.domain,
+        stage: this.stage,
+      });
     this.url = props.customDomain ? `https://${props.customDomain.domainName}/` : this.stage.url;
 
     Validations.of(this.api).acknowledge(
