@@ -26,7 +26,7 @@ function functionByEntry(description: string): any {
 describe('cell table', () => {
   it('is on-demand, CMK-encrypted, point-in-time recoverable, TTL on, protected and retained', () => {
     template.hasResource('AWS::DynamoDB::Table', {
-      DeletionPolicy: 'Retain',
+      DeletionPolicy: 'RetainExceptOnCreate',
       UpdateReplacePolicy: 'Retain',
       Properties: Match.objectLike({
         TableName: 'keygate-us-east-1',
@@ -59,7 +59,7 @@ describe('cell key', () => {
 
   it('rotates, is retained and has the deterministic alias', () => {
     expect(key.Properties.EnableKeyRotation).toBe(true);
-    expect(key.DeletionPolicy).toBe('Retain');
+    expect(key.DeletionPolicy).toBe('RetainExceptOnCreate');
     template.hasResourceProperties('AWS::KMS::Alias', { AliasName: 'alias/keygate-us-east-1' });
   });
 
@@ -101,7 +101,7 @@ describe('cell key', () => {
       ]);
     }
     const open = direct[1];
-    expect(open.Principal.AWS['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
+    expect(open.Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
     const seal = direct[0];
     expect(JSON.stringify(seal.Condition.ArnEquals['aws:PrincipalArn'])).toContain(
       ':role/keygate-core-api-us-east-1',
@@ -146,17 +146,26 @@ describe('functions', () => {
 
   it('log groups are KMS-encrypted, have a retention and are retained', () => {
     const groups = resourcesOf(template, 'AWS::Logs::LogGroup');
-    expect(groups.length).toBe(5); // 3 functions + 2 access logs
+    expect(groups.length).toBe(6); // 3 functions + 2 access logs + the Core API's WAF log
     for (const [, g] of groups) {
       expect(g.Properties.KmsKeyId).toEqual(keyRef);
       expect(g.Properties.RetentionInDays).toBe(365);
-      expect(g.DeletionPolicy).toBe('Retain');
+      expect(g.DeletionPolicy).toBe('RetainExceptOnCreate');
     }
   });
 
   it('never use the AWS managed basic execution policy', () => {
-    for (const [, role] of resourcesOf(template, 'AWS::IAM::Role')) {
-      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    for (const [id, role] of resourcesOf(template, 'AWS::IAM::Role')) {
+      // API Gateway's account-level logging role (REST API logs) is the one managed-policy user.
+      if (
+        role.Properties.AssumeRolePolicyDocument.Statement[0].Principal.Service === 'apigateway.amazonaws.com'
+      ) {
+        expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain(
+          'AmazonAPIGatewayPushToCloudWatchLogs',
+        );
+        continue;
+      }
+      expect({ id, managed: role.Properties.ManagedPolicyArns }).toEqual({ id, managed: undefined });
     }
   });
 
@@ -269,8 +278,8 @@ describe('least privilege', () => {
 describe('endpoints', () => {
   const stages = resourcesOf(template, 'AWS::ApiGatewayV2::Stage');
 
-  it('both HTTP APIs throttle and write JSON access logs that hold no header, query or body', () => {
-    expect(stages).toHaveLength(2);
+  it('the proxy HTTP API throttles and writes JSON access logs that hold no header, query or body', () => {
+    expect(stages).toHaveLength(1);
     for (const [, stage] of stages) {
       const p = stage.Properties;
       expect(p.DefaultRouteSettings.ThrottlingRateLimit).toBeGreaterThan(0);
@@ -281,17 +290,24 @@ describe('endpoints', () => {
     }
   });
 
-  it('the Core API throttles tighter than the proxy', () => {
-    const limits = stages
-      .map(([, s]) => s.Properties.DefaultRouteSettings.ThrottlingRateLimit)
-      .sort((a, b) => a - b);
-    expect(limits).toEqual([50, 1000]);
+  it('the Core API (REST API) throttles tighter than the proxy, and logs errors and access without data', () => {
+    expect(stages[0]![1].Properties.DefaultRouteSettings.ThrottlingRateLimit).toBe(1000);
+    const [, rest] = resourcesOf(template, 'AWS::ApiGateway::Stage')[0]!;
+    expect(rest.Properties.MethodSettings[0]).toMatchObject({
+      ThrottlingRateLimit: 50,
+      ThrottlingBurstLimit: 100,
+      LoggingLevel: 'ERROR',
+      DataTraceEnabled: false,
+    });
+    expect(rest.Properties.TracingEnabled).toBe(true);
+    expect(rest.Properties.AccessLogSetting.Format).not.toMatch(
+      /header|authorization|querystring|body|authorizer/i,
+    );
   });
 
   it('the proxy answers only its data-plane routes, with payload format 2.0', () => {
     const routes = resourcesOf(template, 'AWS::ApiGatewayV2::Route').map(([, r]) => r.Properties.RouteKey);
-    for (const route of PROXY_ROUTES) expect(routes).toContain(route);
-    expect(routes).toContain('$default'); // the Core API
+    expect(routes.sort()).toEqual([...PROXY_ROUTES].sort());
     for (const [, i] of resourcesOf(template, 'AWS::ApiGatewayV2::Integration')) {
       expect(i.Properties).toMatchObject({ IntegrationType: 'AWS_PROXY', PayloadFormatVersion: '2.0' });
     }
@@ -366,7 +382,7 @@ describe('observability', () => {
       'KmsErrors',
       'TelemetryIteratorAge',
       'TelemetryFailureQueueDepth',
-      'TelemetryUndelivered',
+      'TelemetryDeliveryErrors',
       'ProxyFunctionErrors',
       'ProxyFunctionThrottles',
       'TelemetryAggregatorErrors',
