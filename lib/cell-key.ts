@@ -163,8 +163,12 @@ export class CellKey extends Construct {
           resources: ['*'],
           conditions: {
             ArnLike: {
-              // CloudFormation names the cell's log groups `<stack name>-<logical id>-<suffix>`.
-              'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:${Stack.of(this).stackName}-*`,
+              // CloudFormation names the cell's log groups `<stack name>-<logical id>-<suffix>`; WAF's
+              // must start with `aws-waf-logs-` (lib/edge-protection.ts names them after the stack).
+              'kms:EncryptionContext:aws:logs:arn': [
+                `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:${Stack.of(this).stackName}-*`,
+                `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:aws-waf-logs-${Stack.of(this).stackName}-*`,
+              ],
             },
           },
         }),

@@ -155,6 +155,7 @@ describe('key policy: only the proxy and the Core API can obtain plaintext', () 
       const logs = policy.Statement.find((s: any) => s.Sid === 'CloudWatchLogsOfThisCell');
       const arns = JSON.stringify(logs.Condition.ArnLike['kms:EncryptionContext:aws:logs:arn']);
       expect(arns).toContain(`:log-group:keygate-prod-${region}-*`);
+      expect(arns).toContain(`:log-group:aws-waf-logs-keygate-prod-${region}-*`);
       expect(arns).not.toMatch(/log-group:\*/);
     });
 
