@@ -2,7 +2,7 @@ import { Aws, Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
-import { cellNames } from './cell-names.ts';
+import { cellNames, stageOf } from './cell-names.ts';
 import type { KeygateFunction } from './keygate-function.ts';
 
 /**
@@ -15,20 +15,32 @@ export const SECRET_CONTEXT_KEYS = ['clientId', 'credentialId'] as const;
 /** Services that encrypt the cell's data at rest with the cell key, on behalf of a caller. */
 const AT_REST_SERVICES = ['dynamodb', 'kinesis', 'sqs', 'sns'] as const;
 
-/** Key administration without any cryptographic use (the account keeps control, not the data). */
-const KEY_ADMIN_ACTIONS = [
-  'kms:Create*',
-  'kms:Describe*',
-  'kms:Enable*',
-  'kms:List*',
-  'kms:Put*',
-  'kms:Update*',
-  'kms:Revoke*',
-  'kms:Disable*',
-  'kms:Get*',
-  'kms:Delete*',
+/**
+ * Key administration, listed action by action: no cryptographic use, no `kms:CreateGrant` (a grant
+ * could hand Decrypt to anyone) and no `kms:PutKeyPolicy` (a new policy could too). Those two are
+ * given separately below, each under a condition.
+ */
+export const KEY_ADMIN_ACTIONS = [
+  'kms:DescribeKey',
+  'kms:GetKeyPolicy',
+  'kms:GetKeyRotationStatus',
+  'kms:ListGrants',
+  'kms:ListKeyPolicies',
+  'kms:ListResourceTags',
+  'kms:ListKeyRotations',
+  'kms:EnableKey',
+  'kms:DisableKey',
+  'kms:EnableKeyRotation',
+  'kms:DisableKeyRotation',
+  'kms:RotateKeyOnDemand',
+  'kms:UpdateKeyDescription',
+  'kms:CreateAlias',
+  'kms:UpdateAlias',
+  'kms:DeleteAlias',
   'kms:TagResource',
   'kms:UntagResource',
+  'kms:RevokeGrant',
+  'kms:RetireGrant',
   'kms:ScheduleKeyDeletion',
   'kms:CancelKeyDeletion',
 ];
@@ -44,18 +56,33 @@ export function secretContextConditions(): Record<string, Record<string, unknown
 export interface CellKeyProps {
   /** ARN of the Core API's role (in the home region), the only principal that may seal secrets. */
   coreApiRoleArn: string;
+  /**
+   * ARN of the one role that may replace the key policy (`kms:PutKeyPolicy`): the break-glass role,
+   * which is also what CloudFormation must run as to change the policy on a later deploy.
+   */
+  breakGlassRoleArn: string;
+  /**
+   * True when the role that creates the key (the deploy role) is not the break-glass role: KMS
+   * then needs `BypassPolicyLockoutSafetyCheck`, since the creator may not put a policy afterwards.
+   */
+  creatorIsNotBreakGlass?: boolean;
 }
 
 /**
- * The cell's customer-managed KMS key, with rotation, `RETAIN`, and a key policy that says exactly
- * who may do what:
- *  - the account administers the key but has no cryptographic use of it;
+ * The cell's customer-managed KMS key, with rotation, retained (except when its very first create
+ * rolls back), and a key policy that says exactly who may do what:
+ *  - the account administers the key (listed actions) but has no cryptographic use of it, may not
+ *    create grants except for AWS services (`kms:GrantIsForAWSResource`), and may not replace the
+ *    policy: only the break-glass role may (`kms:PutKeyPolicy`);
  *  - AWS services (DynamoDB, Kinesis, SQS, SNS) may use it on behalf of principals of this account
  *    that those services already authorised — only through the service (`kms:ViaService`);
  *  - CloudWatch Logs encrypts this cell's log groups with it, and CloudWatch alarms publish to the
  *    encrypted alarm topic;
  *  - the Core API generates data keys, and the proxy decrypts them, only under an encryption context
  *    naming a client and a credential — direct calls, which no other principal may make.
+ * Every role is named as the account root plus an `aws:PrincipalArn` condition, never as a role
+ * principal: KMS resolves role principals when the policy is written, and a role created in the
+ * same deploy may not be visible to it yet (nor a Core API role of another region's stack).
  */
 export class CellKey extends Construct {
   readonly key: kms.Key;
@@ -73,6 +100,24 @@ export class CellKey extends Construct {
           principals: [root],
           actions: KEY_ADMIN_ACTIONS,
           resources: ['*'],
+        }),
+        // Control Tower CT.KMS.PR.3: whatever an IAM policy says, no grant except for AWS services.
+        new iam.PolicyStatement({
+          sid: 'DenyGrantsExceptForAwsServices',
+          effect: iam.Effect.DENY,
+          principals: [new iam.AnyPrincipal()],
+          actions: ['kms:CreateGrant'],
+          resources: ['*'],
+          conditions: {
+            BoolIfExists: { 'kms:GrantIsForAWSResource': 'false', 'aws:PrincipalIsAWSService': 'false' },
+          },
+        }),
+        new iam.PolicyStatement({
+          sid: 'BreakGlassReplacesPolicy',
+          principals: [root],
+          actions: ['kms:PutKeyPolicy'],
+          resources: ['*'],
+          conditions: { ArnEquals: { 'aws:PrincipalArn': props.breakGlassRoleArn } },
         }),
         new iam.PolicyStatement({
           sid: 'AtRestEncryptionThroughCellServices',
@@ -118,7 +163,12 @@ export class CellKey extends Construct {
           resources: ['*'],
           conditions: {
             ArnLike: {
-              'kms:EncryptionContext:aws:logs:arn': `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:*`,
+              // CloudFormation names the cell's log groups `<stack name>-<logical id>-<suffix>`; WAF's
+              // must start with `aws-waf-logs-` (lib/edge-protection.ts names them after the stack).
+              'kms:EncryptionContext:aws:logs:arn': [
+                `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:${Stack.of(this).stackName}-*`,
+                `arn:${Aws.PARTITION}:logs:${region}:${account}:log-group:aws-waf-logs-${Stack.of(this).stackName}-*`,
+              ],
             },
           },
         }),
@@ -146,16 +196,20 @@ export class CellKey extends Construct {
       enableKeyRotation: true,
       rotationPeriod: Duration.days(365),
       policy,
-      // A deleted key would make every sealed secret and the encrypted table unreadable.
-      removalPolicy: RemovalPolicy.RETAIN,
+      // A deleted key would make every sealed secret and the encrypted table unreadable. Retained
+      // on update and delete, but not when the first create rolls back (nothing was sealed yet).
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
       pendingWindow: Duration.days(30),
     });
-    this.key.addAlias(cellNames(region).keyAlias);
+    if (props.creatorIsNotBreakGlass)
+      (this.key.node.defaultChild as kms.CfnKey).bypassPolicyLockoutSafetyCheck = true;
+    this.key.addAlias(cellNames(region, stageOf(this)).keyAlias);
   }
 
   /**
-   * Lets `fn` decrypt target secrets of this cell: the key policy names its role, and its IAM
-   * policy allows kms:Decrypt — both only under a `{clientId, credentialId}` context.
+   * Lets `fn` decrypt target secrets of this cell: the key policy names its role (account root +
+   * `aws:PrincipalArn`), and its IAM policy allows kms:Decrypt — both only under a
+   * `{clientId, credentialId}` context.
    */
   grantOpenSecrets(fn: KeygateFunction): void {
     const statement = {
@@ -165,9 +219,10 @@ export class CellKey extends Construct {
     this.key.addToResourcePolicy(
       new iam.PolicyStatement({
         sid: `OpenTargetSecrets${fn.node.scope!.node.id}`,
-        principals: [fn.role!],
+        principals: [new iam.AccountRootPrincipal()],
         resources: ['*'],
         ...statement,
+        conditions: { ...statement.conditions, ArnEquals: { 'aws:PrincipalArn': fn.role!.roleArn } },
       }),
     );
     fn.addToRolePolicy(new iam.PolicyStatement({ resources: [this.key.keyArn], ...statement }));
@@ -224,15 +279,16 @@ export function grantKeyViaService(
  */
 function keyResource(fn: KeygateFunction, region: string, key?: kms.IKey) {
   if (key) return { resources: [key.keyArn], conditions: {} };
+  const alias = cellNames(region, stageOf(fn)).keyAlias;
   Validations.of(fn.role!).acknowledge({
     id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:kms:${region}:<AWS::AccountId>:key/*]`,
     reason:
       `The key of the ${region} cell lives in another region's stack and cannot be referenced; the ` +
-      `statement is narrowed to it by kms:ResourceAliases = ${cellNames(region).keyAlias}, and the ` +
+      `statement is narrowed to it by kms:ResourceAliases = ${alias}, and the ` +
       "cell's key policy names this role as well.",
   });
   return {
     resources: [`arn:${Aws.PARTITION}:kms:${region}:${Aws.ACCOUNT_ID}:key/*`],
-    conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': cellNames(region).keyAlias } },
+    conditions: { 'ForAnyValue:StringEquals': { 'kms:ResourceAliases': alias } },
   };
 }

@@ -1,10 +1,14 @@
+import type { IConstruct } from 'constructs';
+
 /**
  * Physical names of a regional cell's resources. They are deterministic (derived from the region
  * alone) so that the Core API in the home region can name every cell's table, KMS key and stream
  * without a cross-region CloudFormation reference: the home stack never imports anything from the
  * other cells, and each cell deploys on its own.
  *
- * One keygate installation per account: the names carry no installation prefix.
+ * Several installations can share an account and region: each has its own `stage` (context
+ * `-c stage=prod`), which goes into every name (`keygate-prod-…`). Without a stage the names are
+ * the plain `keygate-…` ones.
  */
 export interface CellNames {
   region: string;
@@ -19,19 +23,40 @@ export interface CellNames {
 /** Region names as AWS spells them (`us-east-1`, `ap-southeast-2`, `us-gov-west-1`). */
 const REGION = /^[a-z]{2}(-[a-z]+)+-\d$/;
 
-/** Names of the cell in `region`. */
-export function cellNames(region: string): CellNames {
+/** A stage name: lower-case letters and digits, starting with a letter, at most 12 characters. */
+const STAGE = /^[a-z][a-z0-9]{0,11}$/;
+
+/**
+ * The name prefix of an installation: `keygate`, or `keygate-<stage>`. Checked here, where every
+ * name is built, so a stage that would make an invalid or too long AWS name fails the synth.
+ */
+export function installPrefix(stage?: string): string {
+  if (stage === undefined) return 'keygate';
+  if (!STAGE.test(stage))
+    throw new Error(`Not a stage name: "${stage}" (a-z and 0-9, starting with a letter, at most 12)`);
+  return `keygate-${stage}`;
+}
+
+/** The installation's stage from the context (`-c stage=prod`); undefined when none is set. */
+export function stageOf(scope: IConstruct): string | undefined {
+  const value = scope.node.tryGetContext('stage');
+  return value === undefined || value === null || value === '' ? undefined : String(value);
+}
+
+/** Names of the cell in `region` of the installation `stage`. */
+export function cellNames(region: string, stage?: string): CellNames {
+  const prefix = installPrefix(stage);
   return {
     region,
-    tableName: `keygate-${region}`,
-    keyAlias: `alias/keygate-${region}`,
-    streamName: `keygate-telemetry-${region}`,
+    tableName: `${prefix}-${region}`,
+    keyAlias: `alias/${prefix}-${region}`,
+    streamName: `${prefix}-telemetry-${region}`,
   };
 }
 
 /** Name of the Core API's execution role; cells in other regions name it in their key policies. */
-export function coreApiRoleName(homeRegion: string): string {
-  return `keygate-core-api-${homeRegion}`;
+export function coreApiRoleName(homeRegion: string, stage?: string): string {
+  return `${installPrefix(stage)}-core-api-${homeRegion}`;
 }
 
 /**
@@ -57,10 +82,10 @@ export function parseRegions(raw: unknown): string[] {
  * The `KEYGATE_CELLS` value for a function (see `lambdas/shared/config.ts`): the names of the
  * cells it may reach. Names only — no secret ever goes into an environment variable.
  */
-export function cellsEnvironment(regions: Iterable<string>): string {
+export function cellsEnvironment(regions: Iterable<string>, stage?: string): string {
   const cells: Record<string, { tableName: string; kmsKeyId: string; streamName: string }> = {};
   for (const region of [...regions].sort()) {
-    const names = cellNames(region);
+    const names = cellNames(region, stage);
     cells[region] = { tableName: names.tableName, kmsKeyId: names.keyAlias, streamName: names.streamName };
   }
   return JSON.stringify(cells);

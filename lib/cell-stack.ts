@@ -1,10 +1,14 @@
 import { Aws, CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
 import type * as logs from 'aws-cdk-lib/aws-logs';
+import * as route53 from 'aws-cdk-lib/aws-route53';
+import * as targets from 'aws-cdk-lib/aws-route53-targets';
 import type { Construct } from 'constructs';
 import { CellKey } from './cell-key.ts';
-import { coreApiRoleName } from './cell-names.ts';
+import { coreApiRoleName, stageOf } from './cell-names.ts';
 import { CellTable } from './cell-table.ts';
 import { CoreApi } from './core-api.ts';
+import type { EdgeRateLimits } from './edge-protection.ts';
+import { EgressNetwork } from './egress-network.ts';
 import type { CustomDomain } from './http-gateway.ts';
 import { type AlarmThresholds, Observability } from './observability.ts';
 import { ProxyEndpoint } from './proxy-endpoint.ts';
@@ -21,6 +25,15 @@ export interface CellSettings {
   proxyDomain?: CustomDomain;
   /** The proxy function's timeout (and the REST integration's), in seconds; default 900. */
   proxyTimeoutSeconds?: number;
+  /** Name of the role that may replace key policies; default: CDK's CloudFormation execution role. */
+  breakGlassRole?: string;
+  /** Reserved concurrency per function; undefined: none. */
+  concurrency: { coreApi?: number; aggregator?: number; proxy?: number };
+  edgeLimits: EdgeRateLimits;
+  /** Present in egress mode `vpc`. */
+  egress?: { zones: number };
+  /** A Route 53 hosted zone that gets alias records for the custom domains. */
+  hostedZone?: { zoneId: string; zoneName: string };
 }
 
 export interface CellStackProps extends StackProps {
@@ -39,14 +52,19 @@ export class CellStack extends Stack {
   readonly telemetry: TelemetryPipeline;
   readonly proxy: ProxyEndpoint;
   readonly coreApi?: CoreApi;
+  readonly egress?: EgressNetwork;
   readonly observability: Observability;
 
   constructor(scope: Construct, id: string, props: CellStackProps) {
     super(scope, id, props);
     const homeRegion = props.regions[0]!;
     const { settings } = props;
+    const roleArn = (name: string) => `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/${name}`;
+    const deployRole = `cdk-${this.synthesizerQualifier()}-cfn-exec-role-${Aws.ACCOUNT_ID}-${this.region}`;
     this.key = new CellKey(this, 'Key', {
-      coreApiRoleArn: `arn:${Aws.PARTITION}:iam::${Aws.ACCOUNT_ID}:role/${coreApiRoleName(homeRegion)}`,
+      coreApiRoleArn: roleArn(coreApiRoleName(homeRegion, stageOf(this))),
+      breakGlassRoleArn: roleArn(settings.breakGlassRole ?? deployRole),
+      creatorIsNotBreakGlass: settings.breakGlassRole !== undefined,
     });
     this.table = new CellTable(this, 'Table', { key: this.key.key });
     this.telemetry = new TelemetryPipeline(this, 'Telemetry', {
@@ -54,7 +72,15 @@ export class CellStack extends Stack {
       key: this.key,
       logRetention: settings.logRetention,
       requestLogRetentionDays: settings.requestLogRetentionDays,
+      reservedConcurrency: settings.concurrency.aggregator,
     });
+    if (settings.egress) {
+      this.egress = new EgressNetwork(this, 'Egress', {
+        zones: settings.egress.zones,
+        logKey: this.key.key,
+        logRetention: settings.logRetention,
+      });
+    }
     this.proxy = new ProxyEndpoint(this, 'Proxy', {
       table: this.table,
       key: this.key,
@@ -63,7 +89,16 @@ export class CellStack extends Stack {
       throttle: settings.proxyThrottle,
       customDomain: settings.proxyDomain,
       timeout: settings.proxyTimeoutSeconds ? Duration.seconds(settings.proxyTimeoutSeconds) : undefined,
+      reservedConcurrency: settings.concurrency.proxy,
+      egress: this.egress,
+      edgeLimits: settings.edgeLimits,
     });
+    const zone = settings.hostedZone
+      ? route53.HostedZone.fromHostedZoneAttributes(this, 'Zone', {
+          hostedZoneId: settings.hostedZone.zoneId,
+          zoneName: settings.hostedZone.zoneName,
+        })
+      : undefined;
     if (this.region === homeRegion) {
       this.coreApi = new CoreApi(this, 'CoreApi', {
         regions: props.regions,
@@ -72,9 +107,37 @@ export class CellStack extends Stack {
         logRetention: settings.logRetention,
         requestLogRetentionDays: settings.requestLogRetentionDays,
         throttle: settings.apiThrottle,
+        reservedConcurrency: settings.concurrency.coreApi,
+        edgeLimits: settings.edgeLimits,
         customDomain: settings.apiDomain,
       });
-      new CfnOutput(this, 'CoreApiUrl', { value: this.coreApi.gateway.url });
+      new CfnOutput(this, 'CoreApiUrl', { value: this.coreApi.url });
+      const domain = this.coreApi.domain;
+      if (domain) {
+        new CfnOutput(this, 'CoreApiDomainTarget', {
+          value: domain.domainNameAliasDomainName,
+          description: `DNS target (alias or CNAME) of ${settings.apiDomain!.domainName}`,
+        });
+        if (zone)
+          new route53.ARecord(this, 'CoreApiRecord', {
+            zone,
+            recordName: settings.apiDomain!.domainName,
+            target: route53.RecordTarget.fromAlias(new targets.ApiGatewayDomain(domain)),
+          });
+      }
+    }
+    const proxyDomain = this.proxy.gateway.api.domainName;
+    if (proxyDomain) {
+      new CfnOutput(this, 'ProxyDomainTarget', {
+        value: proxyDomain.domainNameAliasDomainName,
+        description: `DNS target (alias or CNAME) of this cell's proxy host ${settings.proxyDomain!.domainName}`,
+      });
+      if (zone)
+        new route53.ARecord(this, 'ProxyRecord', {
+          zone,
+          recordName: settings.proxyDomain!.domainName,
+          target: route53.RecordTarget.fromAlias(new targets.ApiGatewayDomain(proxyDomain)),
+        });
     }
     this.observability = new Observability(this, 'Observability', {
       key: this.key.key,
@@ -91,5 +154,10 @@ export class CellStack extends Stack {
       value: `https://${this.region}.console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards/dashboard/${this.observability.dashboard.dashboardName}`,
     });
     new CfnOutput(this, 'AlarmTopicArn', { value: this.observability.topic.topicArn });
+  }
+
+  /** The bootstrap qualifier CDK deploys with (context `@aws-cdk/core:bootstrapQualifier`). */
+  private synthesizerQualifier(): string {
+    return this.node.tryGetContext('@aws-cdk/core:bootstrapQualifier') ?? 'hnb659fds';
   }
 }

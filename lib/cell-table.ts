@@ -5,7 +5,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import { Construct } from 'constructs';
 import { tableLayout } from '../lambdas/storage/keys.ts';
 import { grantKeyViaService } from './cell-key.ts';
-import { cellNames } from './cell-names.ts';
+import { cellNames, stageOf } from './cell-names.ts';
 import type { KeygateFunction } from './keygate-function.ts';
 
 /** What reading and writing an encrypted table needs from its key (through DynamoDB only). */
@@ -52,7 +52,7 @@ export class CellTable extends Construct {
     this.region = Stack.of(this).region;
     this.key = props.key;
     this.table = new dynamodb.Table(this, 'Table', {
-      tableName: cellNames(this.region).tableName,
+      tableName: cellNames(this.region, stageOf(this)).tableName,
       partitionKey: { name: tableLayout.partitionKey, type: dynamodb.AttributeType.STRING },
       sortKey: { name: tableLayout.sortKey, type: dynamodb.AttributeType.STRING },
       timeToLiveAttribute: tableLayout.ttlAttribute,
@@ -61,7 +61,9 @@ export class CellTable extends Construct {
       encryptionKey: props.key,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true, recoveryPeriodInDays: 35 },
       deletionProtection: true,
-      removalPolicy: RemovalPolicy.RETAIN,
+      // Named: kept on update and delete, but a rolled-back first create removes it, so the retry
+      // does not meet an "already exists" (docs/deploy-and-operate.md, first deploy).
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
     this.table.addGlobalSecondaryIndex({
       indexName: tableLayout.gsi1.name,
@@ -132,7 +134,7 @@ export class CellTable extends Construct {
  * reference is needed.
  */
 export function grantCoreApiTableAccess(fn: KeygateFunction, region: string, key?: kms.IKey): void {
-  const tableArn = `arn:${Aws.PARTITION}:dynamodb:${region}:${Aws.ACCOUNT_ID}:table/${cellNames(region).tableName}`;
+  const tableArn = `arn:${Aws.PARTITION}:dynamodb:${region}:${Aws.ACCOUNT_ID}:table/${cellNames(region, stageOf(fn)).tableName}`;
   fn.addToRolePolicy(
     new iam.PolicyStatement({
       actions: CORE_API_ITEM_ACTIONS,

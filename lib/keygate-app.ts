@@ -1,6 +1,6 @@
 import type { App } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import { parseRegions } from './cell-names.ts';
+import { installPrefix, parseRegions, stageOf } from './cell-names.ts';
 import { type CellSettings, CellStack } from './cell-stack.ts';
 import { addCompliancePacks } from './compliance.ts';
 import type { CustomDomain } from './http-gateway.ts';
@@ -21,8 +21,17 @@ import { DEFAULT_THRESHOLDS } from './observability.ts';
  * | `alarm5xxPercent`, `alarmDeniedPer5Minutes`, `alarmIteratorAgeSeconds` | 5, 100, 300 | alarm thresholds |
  * | `apiDomain`, `apiCertificateArn` | — | custom domain of the Core API |
  * | `proxyDomain.<region>`, `proxyCertificateArn.<region>` | — | custom domain of a cell's proxy |
+ * | `hostedZoneId`, `hostedZoneName` | — | Route 53 zone: alias records for the custom domains |
+ * | `stage` | — | installation name, in every resource name (several installs per account) |
+ * | `breakGlassRole` | CDK's CloudFormation execution role | the one role that may replace the key policy |
+ * | `coreApiReservedConcurrency` / `aggregatorReservedConcurrency` | 10 / 5 | reserved; `none` to skip |
+ * | `proxyReservedConcurrency` | — (uncapped) | cap of each cell's proxy |
+ * | `edgePerCredential` / `edgePerSourceIp` / `edgeUnauthenticatedPerSourceIp` | 3000 / 6000 / 300 | WAF limits per 5 min |
+ * | `egress` | — | `vpc`: the proxy in a VPC behind NAT gateways (static egress IPs) |
+ * | `egressZones` | 2 | AZs (= NAT gateways = egress IPs) of the egress VPC |
  *
- * One stack per region, `keygate-<region>`, each a self-contained cell. The compliance packs are
+ * Every setting is described in docs/deploy-and-operate.md. One stack per region,
+ * `keygate[-<stage>]-<region>`, each a self-contained cell. The compliance packs are
  * always on; only a test that proves they catch a finding switches them off.
  */
 export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}): CellStack[] {
@@ -49,6 +58,17 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
   const regions = parseRegions(context('regions') ?? 'us-east-1');
   if (number('proxyTimeoutSeconds', 900, 30) > 900)
     throw new Error('Context proxyTimeoutSeconds must be at most 900 (Lambda’s limit)');
+  const prefix = installPrefix(stageOf(app));
+  const reserved = (name: string, fallback: number | undefined): number | undefined =>
+    context(name) === 'none' ? undefined : context(name) === undefined ? fallback : number(name, 1);
+  const egress = context('egress');
+  if (egress !== undefined && egress !== 'vpc')
+    throw new Error('Context egress must be "vpc" (or absent for the default, no VPC)');
+  const hostedZoneId = context('hostedZoneId');
+  const hostedZoneName = context('hostedZoneName');
+  if ((hostedZoneId === undefined) !== (hostedZoneName === undefined))
+    throw new Error('Context hostedZoneId and hostedZoneName go together');
+  const breakGlassRole = context('breakGlassRole');
   const logRetention = number('logRetentionDays', 365) as logs.RetentionDays;
   if (!Object.values(logs.RetentionDays).includes(logRetention)) {
     throw new Error('Context logRetentionDays must be a CloudWatch Logs retention (e.g. 90, 365, 731)');
@@ -67,6 +87,12 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
         DEFAULT_THRESHOLDS.anomalyFlagsPer5Minutes,
         0,
       ),
+      clientErrorPercent: number('alarm4xxPercent', DEFAULT_THRESHOLDS.clientErrorPercent),
+      rateLimitedPer5Minutes: number('alarm429Per5Minutes', DEFAULT_THRESHOLDS.rateLimitedPer5Minutes),
+      proxyP99LatencyMs: number('alarmProxyP99Ms', DEFAULT_THRESHOLDS.proxyP99LatencyMs),
+      coreApiP99LatencyMs: number('alarmCoreApiP99Ms', DEFAULT_THRESHOLDS.coreApiP99LatencyMs),
+      concurrencyPercent: number('alarmConcurrencyPercent', DEFAULT_THRESHOLDS.concurrencyPercent),
+      accountConcurrency: number('alarmAccountConcurrency', DEFAULT_THRESHOLDS.accountConcurrency),
     },
     alarmEmails: (context('alarmEmails') ?? '')
       .split(',')
@@ -74,10 +100,24 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
       .filter((e) => e.length > 0),
     apiDomain: domain('apiDomain', 'apiCertificateArn'),
     proxyTimeoutSeconds: number('proxyTimeoutSeconds', 900, 30),
+    breakGlassRole,
+    concurrency: {
+      coreApi: reserved('coreApiReservedConcurrency', 10),
+      aggregator: reserved('aggregatorReservedConcurrency', 5),
+      proxy: reserved('proxyReservedConcurrency', undefined),
+    },
+    edgeLimits: {
+      perCredential: number('edgePerCredential', 3000, 10),
+      perSourceIp: number('edgePerSourceIp', 6000, 10),
+      unauthenticatedPerSourceIp: number('edgeUnauthenticatedPerSourceIp', 300, 10),
+    },
+    egress: egress === 'vpc' ? { zones: number('egressZones', 2) } : undefined,
+    hostedZone:
+      hostedZoneId && hostedZoneName ? { zoneId: hostedZoneId, zoneName: hostedZoneName } : undefined,
   };
   const stacks = regions.map(
     (region) =>
-      new CellStack(app, `keygate-${region}`, {
+      new CellStack(app, `${prefix}-${region}`, {
         env: { account: process.env.CDK_DEFAULT_ACCOUNT, region },
         description: `keygate cell ${region}${region === regions[0] ? ' (home: Core API)' : ''}`,
         regions,

@@ -1,12 +1,13 @@
 import { fileURLToPath } from 'node:url';
 import { Duration, Lazy, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
-import { cellsEnvironment } from './cell-names.ts';
+import { cellsEnvironment, stageOf } from './cell-names.ts';
 
 /** The project root (where package-lock.json is): entries are resolved from here, whatever the cwd. */
 export const projectRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -42,6 +43,13 @@ export interface KeygateFunctionProps {
   /** A fixed role name, only where another region must name the role (the Core API). */
   roleName?: string;
   environment?: Record<string, string>;
+  /**
+   * Concurrency reserved for (and capping) this function; undefined: it draws on the account's
+   * unreserved pool.
+   */
+  reservedConcurrency?: number;
+  /** Runs the function in these subnets of a VPC (the proxy's optional egress mode). */
+  vpc?: { vpc: ec2.IVpc; subnets: ec2.SubnetSelection; securityGroups: ec2.ISecurityGroup[] };
 }
 
 /**
@@ -59,8 +67,8 @@ export class KeygateFunction extends NodejsFunction {
     const logGroup = new logs.LogGroup(scope, `${id}Logs`, {
       retention: props.logRetention ?? logs.RetentionDays.ONE_YEAR,
       encryptionKey: props.logKey,
-      // Logs are audit evidence: they outlive a stack deletion.
-      removalPolicy: RemovalPolicy.RETAIN,
+      // Logs are audit evidence: they outlive a stack deletion (but not a rolled-back first create).
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
     // An own role rather than the default one: the default attaches the AWS managed
     // AWSLambdaBasicExecutionRole, which may write to every log group in the account.
@@ -82,6 +90,10 @@ export class KeygateFunction extends NodejsFunction {
       tracing: lambda.Tracing.ACTIVE,
       role,
       logGroup,
+      reservedConcurrentExecutions: props.reservedConcurrency,
+      ...(props.vpc
+        ? { vpc: props.vpc.vpc, vpcSubnets: props.vpc.subnets, securityGroups: props.vpc.securityGroups }
+        : {}),
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
       // Platform REPORT lines carry max memory used: what sizing the proxy needs.
@@ -94,10 +106,13 @@ export class KeygateFunction extends NodejsFunction {
       },
     });
     // Resolved at synthesis, after every grant helper has run.
-    this.addEnvironment('KEYGATE_CELLS', Lazy.string({ produce: () => cellsEnvironment(this.cells) }));
+    this.addEnvironment(
+      'KEYGATE_CELLS',
+      Lazy.string({ produce: () => cellsEnvironment(this.cells, stageOf(this)) }),
+    );
     this.addEnvironment('KEYGATE_TABLE_NAME', Lazy.string({ produce: () => this.requireHomeTable() }));
     logGroup.grantWrite(role);
-    acknowledgeFunctionFindings(this, role);
+    acknowledgeFunctionFindings(this, role, props);
   }
 
   /**
@@ -123,7 +138,7 @@ export class KeygateFunction extends NodejsFunction {
  * Findings every keygate function raises by design, each with the reason it is accepted. Anything
  * else a function raises fails synthesis.
  */
-function acknowledgeFunctionFindings(fn: KeygateFunction, role: iam.Role): void {
+function acknowledgeFunctionFindings(fn: KeygateFunction, role: iam.Role, props: KeygateFunctionProps): void {
   const both = (rule: string, reason: string, scope: Construct) => {
     for (const pack of ['HIPAA.Security', 'NIST.800.53.R5']) {
       Validations.of(scope).acknowledge({ id: `${pack}-${rule}`, reason });
@@ -149,14 +164,14 @@ function acknowledgeFunctionFindings(fn: KeygateFunction, role: iam.Role): void 
       'Pinned to Node.js 22, the version the test suite, the benchmarks and `npm start` run on (the npm ' +
       'package `node@22`): what is tested is what runs. Runtime and local Node move together.',
   });
-  both(
-    'LambdaConcurrency',
-    'Reserved concurrency is carved out of the account pool (new accounts have 10 in all, and Lambda ' +
-      'refuses reservations that leave fewer than 100 unreserved), so a default would break deployments ' +
-      'and cap the proxy arbitrarily. Load is bounded by API Gateway stage throttling, per-proxy rate ' +
-      'limits and, for the aggregator, shards × parallelisation factor.',
-    fn,
-  );
+  if (props.reservedConcurrency === undefined)
+    both(
+      'LambdaConcurrency',
+      'Not reserved on purpose: the Core API and the aggregator have reserved concurrency, so this ' +
+        "function cannot starve them; its load is bounded by the endpoint's throttling and per-proxy " +
+        'rate limits. Set context proxyReservedConcurrency to cap it (docs/deploy-and-operate.md).',
+      fn,
+    );
   both(
     'LambdaDLQ',
     'keygate never invokes a function asynchronously, the only case a Lambda DLQ applies to: the API ' +
@@ -164,12 +179,30 @@ function acknowledgeFunctionFindings(fn: KeygateFunction, role: iam.Role): void 
       'event source mapping whose failures go to its own encrypted SQS on-failure destination.',
     fn,
   );
-  both(
-    'LambdaInsideVPC',
-    "The proxy must reach vendors' public HTTPS APIs and every dependency (DynamoDB, KMS, Kinesis) is " +
-      'an IAM-authenticated TLS endpoint; a VPC adds NAT gateways (about 32 USD a month per AZ per ' +
-      'cell) and no isolation of data. Outbound targets are restricted in code to public addresses, ' +
-      'checked again at connect time (SSRF, DNS rebinding).',
-    fn,
-  );
+  if (!props.vpc)
+    Validations.of(fn).acknowledge({
+      id: 'cdk-validator-cfnguard::lambda_inside_vpc_check',
+      reason:
+        'Control Tower CT.LAMBDA.PR.3, the same choice as LambdaInsideVPC below: only the proxy ' +
+        'calls the internet, every AWS dependency is an IAM-authenticated TLS endpoint, and context ' +
+        'egress=vpc puts the proxy in a VPC with static egress addresses when vendors need them.',
+    });
+  if (props.vpc) {
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]',
+      reason:
+        'Lambda needs to create and delete the network interfaces of a function in a VPC; AWS keeps ' +
+        'this managed policy to exactly those EC2 actions (which support no resource-level scoping).',
+    });
+  } else {
+    both(
+      'LambdaInsideVPC',
+      "The default egress mode: the proxy reaches vendors' public HTTPS APIs and every dependency " +
+        '(DynamoDB, KMS, CloudWatch Logs) is an IAM-authenticated TLS endpoint, so a VPC adds NAT ' +
+        'gateways (about 32 USD a month per AZ per cell) and no data isolation. Outbound targets are ' +
+        'restricted in code to public addresses, checked again at connect time. Context egress=vpc ' +
+        'puts the proxy in a VPC with static egress addresses.',
+      fn,
+    );
+  }
 }

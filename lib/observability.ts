@@ -3,11 +3,13 @@ import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
 import { PRODUCT_METRICS } from '../lambdas/telemetry/metrics.ts';
+import { installPrefix, stageOf } from './cell-names.ts';
 import type { CellTable } from './cell-table.ts';
 import type { CoreApi } from './core-api.ts';
 import type { KeygateFunction } from './keygate-function.ts';
@@ -29,13 +31,6 @@ export { PRODUCT_METRICS };
  * lambdas/telemetry/emitter.ts (the proxy's side) and lambdas/telemetry/aggregator.ts.
  */
 export const LOG_METRICS = {
-  proxy: [
-    {
-      metricName: PRODUCT_METRICS.telemetryUndelivered,
-      messages: ['telemetry records dropped'],
-      value: '$.count',
-    },
-  ],
   aggregator: [
     {
       metricName: PRODUCT_METRICS.storeErrors,
@@ -79,6 +74,17 @@ export interface AlarmThresholds {
   iteratorAgeSeconds: number;
   /** Anomaly flags raised in 5 minutes (each flag counts once); 0 turns the alarm off. */
   anomalyFlagsPer5Minutes: number;
+  /** 4xx answers of either API, percent of requests over 5 minutes. */
+  clientErrorPercent: number;
+  /** 429 answers in 5 minutes: per-proxy rate limits (proxy) and WAF blocks (Core API). */
+  rateLimitedPer5Minutes: number;
+  /** p99 latency of the proxy (vendor time included) and of the Core API, in ms. */
+  proxyP99LatencyMs: number;
+  coreApiP99LatencyMs: number;
+  /** Concurrency in use, percent of a function's reserved concurrency. */
+  concurrencyPercent: number;
+  /** Concurrent executions of the whole account in the region (the default quota is 1,000). */
+  accountConcurrency: number;
 }
 
 export const DEFAULT_THRESHOLDS: AlarmThresholds = {
@@ -86,6 +92,12 @@ export const DEFAULT_THRESHOLDS: AlarmThresholds = {
   deniedPer5Minutes: 100,
   iteratorAgeSeconds: 300,
   anomalyFlagsPer5Minutes: 1,
+  clientErrorPercent: 25,
+  rateLimitedPer5Minutes: 100,
+  proxyP99LatencyMs: 10_000,
+  coreApiP99LatencyMs: 2_000,
+  concurrencyPercent: 80,
+  accountConcurrency: 800,
 };
 
 export interface ObservabilityProps {
@@ -104,20 +116,25 @@ const FIVE_MINUTES = Duration.minutes(5);
 
 /**
  * One dashboard (`keygate-<region>`) and the alarms of a cell, every alarm notifying one
- * KMS-encrypted SNS topic (`keygate-alarms-<region>`): 5xx rate, denied surge, anomaly flags, KMS errors,
- * store errors, telemetry iterator age, on-failure queue depth, undelivered telemetry, Lambda errors
- * and throttles.
+ * KMS-encrypted SNS topic (`keygate-alarms-<region>`): 5xx and 4xx rates, 429s, p99 latency, denied
+ * surge, anomaly flags, KMS errors, store errors, DynamoDB throttles and system errors, telemetry
+ * iterator age, on-failure queue depth, telemetry delivery errors of the subscription filter, Lambda
+ * errors, throttles and concurrency. Every alarm reads a metric the deployed path really reports.
+ * Names carry the installation prefix (`keygate[-<stage>]`).
  */
 export class Observability extends Construct {
   readonly topic: sns.Topic;
   readonly dashboard: cloudwatch.Dashboard;
   readonly alarms: cloudwatch.Alarm[] = [];
+  private readonly prefix: string;
 
   constructor(scope: Construct, id: string, props: ObservabilityProps) {
     super(scope, id);
     const region = Stack.of(this).region;
+    const prefix = installPrefix(stageOf(this));
+    this.prefix = `${prefix}-${region}`;
     this.topic = new sns.Topic(this, 'Alarms', {
-      topicName: `keygate-alarms-${region}`,
+      topicName: `${prefix}-alarms-${region}`,
       displayName: `keygate alarms (${region})`,
       masterKey: props.key,
       enforceSSL: true,
@@ -126,7 +143,6 @@ export class Observability extends Construct {
       this.topic.addSubscription(new subscriptions.EmailSubscription(email));
 
     const { proxy, telemetry, table, coreApi, thresholds } = props;
-    this.addLogMetrics('Proxy', proxy.fn, LOG_METRICS.proxy);
     this.addLogMetrics('Aggregator', telemetry.aggregator, LOG_METRICS.aggregator);
     if (coreApi) this.addLogMetrics('CoreApi', coreApi.fn, LOG_METRICS.coreApi);
     const api = proxy.gateway.api;
@@ -148,7 +164,23 @@ export class Observability extends Construct {
     const unauthenticated = product(PRODUCT_METRICS.unauthenticated, 'unauthenticated');
     const kmsErrors = product(PRODUCT_METRICS.kmsErrors, 'KMS errors');
     const storeErrors = product(PRODUCT_METRICS.storeErrors, 'DynamoDB errors (handlers)');
-    const undelivered = product(PRODUCT_METRICS.telemetryUndelivered, 'telemetry undelivered');
+    // What the deployed telemetry route can report: CloudWatch Logs' own delivery metrics of the
+    // subscription filter that forwards the proxy's telemetry lines to the stream.
+    const delivery = (metricName: string, label: string) =>
+      new cloudwatch.Metric({
+        namespace: 'AWS/Logs',
+        metricName,
+        dimensionsMap: {
+          LogGroupName: proxy.fn.logGroup.logGroupName,
+          DestinationType: 'Kinesis',
+          FilterName: telemetry.filterName,
+        },
+        statistic: 'Sum',
+        period: FIVE_MINUTES,
+        label,
+      });
+    const deliveryErrors = delivery('DeliveryErrors', 'telemetry delivery errors');
+    const deliveryThrottling = delivery('DeliveryThrottling', 'telemetry delivery throttling');
     const skipped = product(PRODUCT_METRICS.telemetrySkipped, 'telemetry records skipped (unreadable)');
     const anomalies = product(PRODUCT_METRICS.anomalyFlags, 'anomaly flags');
     const iteratorAge = telemetry.aggregator.metric('IteratorAge', {
@@ -177,12 +209,7 @@ export class Observability extends Construct {
     const functions: KeygateFunction[] = [proxy.fn, telemetry.aggregator, ...(coreApi ? [coreApi.fn] : [])];
 
     // Alarms.
-    const serverErrorRate = new cloudwatch.MathExpression({
-      expression: '100 * IF(requests > 0, errors / requests, 0)',
-      usingMetrics: { errors: serverErrors, requests: count },
-      period: FIVE_MINUTES,
-      label: 'proxy 5xx %',
-    });
+    const serverErrorRate = rate(serverErrors, count, 'proxy 5xx %');
     this.alarm(
       'Proxy5xxRate',
       serverErrorRate,
@@ -190,18 +217,38 @@ export class Observability extends Construct {
       'Proxy answers 5xx (percent of requests)',
     );
     if (coreApi) {
-      const coreCount = coreApi.gateway.api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' });
-      const coreErrors = coreApi.gateway.api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' });
+      const coreCount = coreApi.api.metricCount({ period: FIVE_MINUTES, statistic: 'Sum' });
+      const coreErrors = coreApi.api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' });
+      const coreClientErrors = coreApi.api.metricClientError({ period: FIVE_MINUTES, statistic: 'Sum' });
       this.alarm(
         'CoreApi5xxRate',
-        new cloudwatch.MathExpression({
-          expression: '100 * IF(requests > 0, errors / requests, 0)',
-          usingMetrics: { errors: coreErrors, requests: coreCount },
-          period: FIVE_MINUTES,
-          label: 'Core API 5xx %',
-        }),
+        rate(coreErrors, coreCount, 'Core API 5xx %'),
         thresholds.serverErrorPercent,
         'Core API answers 5xx (percent of requests)',
+      );
+      this.alarm(
+        'CoreApi4xxRate',
+        rate(coreClientErrors, coreCount, 'Core API 4xx %'),
+        thresholds.clientErrorPercent,
+        'Core API answers 4xx (percent of requests): bad tokens, validation errors, throttling',
+      );
+      this.alarm(
+        'CoreApiEdgeBlocked',
+        new cloudwatch.Metric({
+          namespace: 'AWS/WAFV2',
+          metricName: 'BlockedRequests',
+          dimensionsMap: { WebACL: coreApi.edge.webAcl.name!, Region: region, Rule: 'ALL' },
+          statistic: 'Sum',
+          period: FIVE_MINUTES,
+        }),
+        thresholds.rateLimitedPer5Minutes,
+        'Core API requests WAF answered 429 (rate-based rules, IP reputation) in 5 minutes',
+      );
+      this.alarm(
+        'CoreApiLatencyP99',
+        coreApi.api.metricLatency({ statistic: 'p99', period: FIVE_MINUTES }),
+        thresholds.coreApiP99LatencyMs,
+        'Core API p99 latency (ms)',
       );
     }
     this.alarm('DeniedSurge', denied, thresholds.deniedPer5Minutes, 'Denied proxy requests in 5 minutes');
@@ -223,10 +270,52 @@ export class Observability extends Construct {
     );
     this.alarm('TelemetryFailureQueueDepth', dlqDepth, 1, 'Telemetry batches the aggregator gave up on');
     this.alarm(
-      'TelemetryUndelivered',
-      undelivered,
+      'TelemetryDeliveryErrors',
+      deliveryErrors,
       1,
-      'Telemetry records the proxy could not put on the stream: gaps in the request log',
+      'Telemetry log lines CloudWatch Logs could not put on the stream: gaps in the request log',
+    );
+    this.alarm(
+      'TelemetryDeliveryThrottling',
+      deliveryThrottling,
+      1,
+      'Telemetry log lines delayed because the stream throttled the subscription filter',
+    );
+    this.alarm('DynamoDbThrottles', ddbThrottles, 1, 'Throttled requests on the cell table');
+    this.alarm(
+      'Proxy4xxRate',
+      rate(clientErrors, count, 'proxy 4xx %'),
+      thresholds.clientErrorPercent,
+      'Proxy answers 4xx (percent of requests): bad keys, denials, rate limits, stage throttling',
+    );
+    this.alarm(
+      'ProxyRateLimited',
+      rateLimited,
+      thresholds.rateLimitedPer5Minutes,
+      'Proxy answers 429 from per-proxy rate limits in 5 minutes',
+    );
+    this.alarm(
+      'ProxyLatencyP99',
+      api.metric('Latency', { statistic: 'p99', period: FIVE_MINUTES }),
+      thresholds.proxyP99LatencyMs,
+      'Proxy p99 latency (ms), vendor time included',
+    );
+    for (const fn of functions) {
+      const name = fn.node.scope!.node.id + fn.node.id;
+      const reserved = (fn.node.defaultChild as lambda.CfnFunction).reservedConcurrentExecutions;
+      if (typeof reserved !== 'number') continue;
+      this.alarm(
+        `${name}Concurrency`,
+        fn.metric('ConcurrentExecutions', { statistic: 'Maximum', period: Duration.minutes(1) }),
+        Math.max(1, Math.floor((reserved * thresholds.concurrencyPercent) / 100)),
+        `${name} concurrency at ${thresholds.concurrencyPercent} % of its reserved ${reserved}`,
+      );
+    }
+    this.alarm(
+      'AccountConcurrency',
+      lambda.Function.metricAllConcurrentExecutions({ statistic: 'Maximum', period: Duration.minutes(1) }),
+      thresholds.accountConcurrency,
+      'Concurrent Lambda executions of the whole account in this region (every function shares the quota)',
     );
     for (const fn of functions) {
       const name = fn.node.scope!.node.id + fn.node.id;
@@ -248,12 +337,12 @@ export class Observability extends Construct {
     const latency = (statistic: string) =>
       api.metric('Latency', { statistic, period: Duration.minutes(1), label: `proxy ${statistic}` });
     this.dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
-      dashboardName: `keygate-${region}`,
+      dashboardName: this.prefix,
       defaultInterval: Duration.hours(3),
     });
     this.dashboard.addWidgets(
       new cloudwatch.TextWidget({
-        markdown: `# keygate cell ${region}\nAlarms notify SNS topic \`keygate-alarms-${region}\`.`,
+        markdown: `# keygate cell ${region}\nAlarms notify SNS topic \`${this.topic.topicName}\`.`,
         width: 24,
         height: 2,
       }),
@@ -271,14 +360,15 @@ export class Observability extends Construct {
       ]),
       graph('KMS and DynamoDB errors', [kmsErrors, storeErrors, ddbSystemErrors]),
       graph('Telemetry iterator age (ms)', [iteratorAge]),
-      graph('Telemetry: failure queue depth, undelivered and skipped records', [
+      graph('Telemetry: failure queue depth, delivery errors and skipped records', [
         dlqDepth,
-        undelivered,
+        deliveryErrors,
+        deliveryThrottling,
         skipped,
       ]),
     );
     if (coreApi) {
-      const coreApiMetrics = coreApi.gateway.api;
+      const coreApiMetrics = coreApi.api;
       this.dashboard.addWidgets(
         graph('Core API requests, 4xx, 5xx', [
           coreApiMetrics.metricCount({ period: FIVE_MINUTES }),
@@ -324,19 +414,29 @@ export class Observability extends Construct {
 
   private alarm(id: string, metric: cloudwatch.IMetric, threshold: number, description: string): void {
     const alarm = new cloudwatch.Alarm(this, id, {
-      alarmName: `keygate-${Stack.of(this).region}-${id}`,
+      alarmName: `${this.prefix}-${id}`,
       metric,
       threshold,
       evaluationPeriods: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       // No data means nothing happened (no requests, no errors), not an outage.
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      alarmDescription: `keygate ${Stack.of(this).region}: ${description}`,
+      alarmDescription: `${this.prefix}: ${description}`,
     });
     alarm.addAlarmAction(new actions.SnsAction(this.topic));
     alarm.addOkAction(new actions.SnsAction(this.topic));
     this.alarms.push(alarm);
   }
+}
+
+/** `100 × part / whole`, 0 when there were no requests. */
+function rate(part: cloudwatch.IMetric, whole: cloudwatch.IMetric, label: string): cloudwatch.MathExpression {
+  return new cloudwatch.MathExpression({
+    expression: '100 * IF(requests > 0, part / requests, 0)',
+    usingMetrics: { part, requests: whole },
+    period: FIVE_MINUTES,
+    label,
+  });
 }
 
 function graph(title: string, metrics: cloudwatch.IMetric[]): cloudwatch.GraphWidget {

@@ -1,8 +1,11 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { CellKey } from './cell-key.ts';
+import { installPrefix, stageOf } from './cell-names.ts';
 import type { CellTable } from './cell-table.ts';
+import { EdgeProtection, type EdgeRateLimits } from './edge-protection.ts';
+import type { EgressNetwork } from './egress-network.ts';
 import type { CustomDomain } from './http-gateway.ts';
 import { KeygateFunction } from './keygate-function.ts';
 import { StreamingGateway } from './streaming-gateway.ts';
@@ -17,6 +20,12 @@ export interface ProxyEndpointProps {
   customDomain?: CustomDomain;
   /** The proxy function's timeout, which bounds the longest stream (Lambda allows 15 min). */
   timeout?: Duration;
+  /** Concurrency cap of the proxy function (reserved); undefined: uncapped. */
+  reservedConcurrency?: number;
+  /** The optional egress mode: the function runs in this network's private subnets. */
+  egress?: EgressNetwork;
+  /** Rate limits of the WAF web ACL in front of the proxy's stage. */
+  edgeLimits: EdgeRateLimits;
 }
 
 /** The resources of the sync data plane: `/api/{proxyId}/{target path}`, any method. */
@@ -35,6 +44,7 @@ export const DEFAULT_PROXY_TIMEOUT = Duration.minutes(15);
 export class ProxyEndpoint extends Construct {
   readonly fn: KeygateFunction;
   readonly gateway: StreamingGateway;
+  readonly edge: EdgeProtection;
 
   constructor(scope: Construct, id: string, props: ProxyEndpointProps) {
     super(scope, id);
@@ -47,11 +57,15 @@ export class ProxyEndpoint extends Construct {
       memorySize: 1024,
       // Streams bill their whole wall time; the handler's own deadlines end them earlier.
       timeout: props.timeout ?? DEFAULT_PROXY_TIMEOUT,
+      reservedConcurrency: props.reservedConcurrency,
+      vpc: props.egress?.placement(),
     });
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
     props.telemetry.forwardTelemetryLogs(this.fn);
+    const name = `${installPrefix(stageOf(this))}-${Stack.of(this).region}-proxy`;
     this.gateway = new StreamingGateway(this, 'Rest', {
+      apiName: name,
       fn: this.fn,
       paths: PROXY_PATHS,
       integrationTimeout: props.timeout ?? DEFAULT_PROXY_TIMEOUT,
@@ -64,5 +78,13 @@ export class ProxyEndpoint extends Construct {
         'read from the current item on each request) so revocation is immediate and unknown proxy and ' +
         'bad key answer the same 401; an authorizer would cache answers and add a lookup to the hot path.',
     });
+    // Per-tenant protection at the edge, before any function runs (lib/edge-protection.ts).
+    this.edge = new EdgeProtection(this, 'Edge', {
+      name,
+      limits: props.edgeLimits,
+      logKey: props.key.key,
+      logRetention: props.logRetention,
+    });
+    this.edge.attachTo(this.gateway.api.deploymentStage);
   }
 }

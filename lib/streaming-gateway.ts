@@ -30,6 +30,8 @@ export const REST_ACCESS_LOG_FIELDS = {
 } as const;
 
 export interface StreamingGatewayProps {
+  /** The REST API's name (unique per installation and region). */
+  apiName: string;
   fn: lambda.IFunction;
   /** Resource paths, each answering ANY method, e.g. `/api/{proxyId}/{proxy+}`. */
   paths: string[];
@@ -65,6 +67,7 @@ export class StreamingGateway extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
     this.api = new apigw.RestApi(this, 'Api', {
+      restApiName: props.apiName,
       description: `keygate ${id} (streaming)`,
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       binaryMediaTypes: ['*/*'],

@@ -1,4 +1,4 @@
-import { Duration, Stack, Validations } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -10,7 +10,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
 import { TELEMETRY_LOG_MARKER } from '../lambdas/telemetry/log-sink.ts';
 import type { CellKey } from './cell-key.ts';
-import { cellNames } from './cell-names.ts';
+import { cellNames, installPrefix, stageOf } from './cell-names.ts';
 import type { CellTable } from './cell-table.ts';
 import { KeygateFunction } from './keygate-function.ts';
 
@@ -20,6 +20,8 @@ export interface TelemetryPipelineProps {
   logRetention: logs.RetentionDays;
   /** Request-log retention in days (the items' TTL); the aggregator reads it at cold start. */
   requestLogRetentionDays: number;
+  /** Concurrency reserved for the aggregator, so a proxy flood cannot stall telemetry. */
+  reservedConcurrency?: number;
 }
 
 /** How often a failing batch is retried (after bisection) before it goes to the on-failure queue. */
@@ -36,6 +38,8 @@ export class TelemetryPipeline extends Construct {
   readonly stream: kinesis.Stream;
   readonly aggregator: KeygateFunction;
   readonly failures: sqs.Queue;
+  /** Name of the subscription filter that forwards the proxy's telemetry lines (its metrics' dimension). */
+  readonly filterName: string;
   private readonly region: string;
   private readonly key: CellKey;
 
@@ -43,13 +47,17 @@ export class TelemetryPipeline extends Construct {
     super(scope, id);
     this.region = Stack.of(this).region;
     this.key = props.key;
+    this.filterName = `${installPrefix(stageOf(this))}-telemetry`;
     this.stream = new kinesis.Stream(this, 'Stream', {
-      streamName: cellNames(this.region).streamName,
+      streamName: cellNames(this.region, stageOf(this)).streamName,
       streamMode: kinesis.StreamMode.ON_DEMAND,
       encryption: kinesis.StreamEncryption.KMS,
       encryptionKey: props.key.key,
       // Room to fix a broken aggregator and replay before records expire.
       retentionPeriod: Duration.days(7),
+      // Named: kept on update and delete, but a rolled-back first create removes it, so the retry
+      // does not meet an "already exists".
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
     Validations.of(this.stream).acknowledge({
       id: 'AwsSolutions-KDS3',
@@ -63,6 +71,12 @@ export class TelemetryPipeline extends Construct {
       encryptionMasterKey: props.key.key,
       enforceSSL: true,
       retentionPeriod: Duration.days(14),
+    });
+    Validations.of(this.failures).acknowledge({
+      id: 'cdk-validator-cfnguard::sqs_dlq_check',
+      reason:
+        'Control Tower CT.SQS.PR.3, same as AwsSolutions-SQS3: this queue is the on-failure ' +
+        'destination itself; it holds batch positions to replay from the stream and has no consumer.',
     });
     Validations.of(this.failures).acknowledge({
       id: 'AwsSolutions-SQS3',
@@ -79,6 +93,7 @@ export class TelemetryPipeline extends Construct {
       logRetention: props.logRetention,
       memorySize: 512,
       timeout: Duration.seconds(60),
+      reservedConcurrency: props.reservedConcurrency,
       environment: { KEYGATE_REQUEST_LOG_RETENTION_DAYS: String(props.requestLogRetentionDays) },
     });
     props.table.grantAggregatorAccess(this.aggregator);
@@ -157,7 +172,7 @@ export class TelemetryPipeline extends Construct {
       roleArn: role.roleArn,
       // A term match works whether Lambda stores the line as written or wrapped in its JSON format.
       filterPattern: `"${TELEMETRY_LOG_MARKER}"`,
-      filterName: 'keygate-telemetry',
+      filterName: this.filterName,
     });
     // CloudWatch Logs checks that it may use the role when the filter is created.
     filter.node.addDependency(policy);

@@ -15,18 +15,20 @@ import { cellNames, cellsEnvironment, parseRegions } from '../lib/cell-names.ts'
 export interface CreateAdminOptions {
   /** Served regions as deployed (`-c regions=…`); the first is home. */
   regions: string[];
+  /** The installation's stage (`-c stage=…` at deploy); absent for an install without one. */
+  stage?: string;
   userName?: string;
   userEmail?: string;
   clientName?: string;
 }
 
 /** The same configuration the deployed Core API reads, built from the deterministic cell names. */
-export function adminConfig(regions: string[]): Config {
+export function adminConfig(regions: string[], stage?: string): Config {
   const home = regions[0]!;
   return configFromEnv({
     AWS_REGION: home,
-    KEYGATE_TABLE_NAME: cellNames(home).tableName,
-    KEYGATE_CELLS: cellsEnvironment(regions),
+    KEYGATE_TABLE_NAME: cellNames(home, stage).tableName,
+    KEYGATE_CELLS: cellsEnvironment(regions, stage),
   });
 }
 
@@ -35,7 +37,7 @@ export async function createFirstAdmin(
   options: CreateAdminOptions,
   endpoints: Endpoints = {},
 ): Promise<FirstAdmin | undefined> {
-  const deps = createDeps(adminConfig(options.regions), endpoints);
+  const deps = createDeps(adminConfig(options.regions, options.stage), endpoints);
   return bootstrapFirstAdmin(deps, {
     userName: options.userName,
     userEmail: options.userEmail,
@@ -47,6 +49,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       regions: { type: 'string' },
+      stage: { type: 'string' },
       'user-name': { type: 'string' },
       email: { type: 'string' },
       'client-name': { type: 'string' },
@@ -55,14 +58,15 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      'usage: npm run admin:create -- [--regions us-east-1,eu-west-1] [--user-name admin] [--email a@b] [--client-name default]\n' +
-        'regions default to $KEYGATE_REGIONS, else $AWS_REGION; use the value you deployed with.',
+      'usage: npm run admin:create -- [--regions us-east-1,eu-west-1] [--stage prod] [--user-name admin] [--email a@b] [--client-name default]\n' +
+        'regions default to $KEYGATE_REGIONS, else $AWS_REGION; stage to $KEYGATE_STAGE; use the values you deployed with.',
     );
     return 0;
   }
   const regions = parseRegions(values.regions ?? process.env.KEYGATE_REGIONS ?? process.env.AWS_REGION ?? '');
   const admin = await createFirstAdmin({
     regions,
+    stage: values.stage ?? process.env.KEYGATE_STAGE,
     userName: values['user-name'],
     userEmail: values.email,
     clientName: values['client-name'],

@@ -1,7 +1,13 @@
 import { describe, expect, it } from '@jest/globals';
 import { App } from 'aws-cdk-lib';
 import { configFromEnv } from '../../lambdas/shared/config.ts';
-import { cellNames, cellsEnvironment, coreApiRoleName, parseRegions } from '../../lib/cell-names.ts';
+import {
+  cellNames,
+  cellsEnvironment,
+  coreApiRoleName,
+  installPrefix,
+  parseRegions,
+} from '../../lib/cell-names.ts';
 import { buildKeygateApp } from '../../lib/keygate-app.ts';
 import { synthKeygate } from './synth.ts';
 
@@ -47,6 +53,25 @@ describe('cell names', () => {
     expect(build({ proxyRateLimit: '-5' })).toThrow(/proxyRateLimit/);
     expect(build({ logRetentionDays: '42' })).toThrow(/logRetentionDays/);
     expect(build({ apiDomain: 'api.example.com' })).toThrow(/apiCertificateArn/);
+    expect(build({ stage: 'Prod' })).toThrow(/Not a stage name/);
+    expect(build({ stage: 'averyveryverylongstage' })).toThrow(/Not a stage name/);
+    expect(build({ egress: 'nat' })).toThrow(/egress/);
+    expect(build({ hostedZoneId: 'Z1' })).toThrow(/hostedZoneName/);
+    expect(build({ coreApiReservedConcurrency: '0' })).toThrow(/coreApiReservedConcurrency/);
+  });
+
+  it('a stage prefixes every name; without one the names stay as they were', () => {
+    expect(cellNames('eu-west-1', 'prod')).toEqual({
+      region: 'eu-west-1',
+      tableName: 'keygate-prod-eu-west-1',
+      keyAlias: 'alias/keygate-prod-eu-west-1',
+      streamName: 'keygate-prod-telemetry-eu-west-1',
+    });
+    expect(coreApiRoleName('us-east-1', 'prod')).toBe('keygate-prod-core-api-us-east-1');
+    expect(installPrefix(undefined)).toBe('keygate');
+    expect(JSON.parse(cellsEnvironment(['us-east-1'], 'dev'))['us-east-1'].tableName).toBe(
+      'keygate-dev-us-east-1',
+    );
   });
 });
 
@@ -63,16 +88,16 @@ describe('custom domains and thresholds from context', () => {
       alarmAnomalyFlagsPer5Minutes: '0',
     });
     const t = templates[0]!;
-    // The Core API is an HTTP API; the proxy a streaming REST API (lib/streaming-gateway.ts).
-    t.resourceCountIs('AWS::ApiGatewayV2::DomainName', 1);
-    t.resourceCountIs('AWS::ApiGatewayV2::ApiMapping', 1);
-    t.hasResourceProperties('AWS::ApiGateway::DomainName', {
-      DomainName: 'proxy.example.com',
-      RegionalCertificateArn: cert,
-      EndpointConfiguration: { Types: ['REGIONAL'] },
-      SecurityPolicy: 'TLS_1_2',
-    });
-    t.resourceCountIs('AWS::ApiGateway::BasePathMapping', 1);
+    // Both APIs are REST APIs now: the Core API (WAF, lib/core-api.ts) and the streaming proxy.
+    t.resourceCountIs('AWS::ApiGatewayV2::DomainName', 0);
+    for (const domain of ['api.example.com', 'proxy.example.com'])
+      t.hasResourceProperties('AWS::ApiGateway::DomainName', {
+        DomainName: domain,
+        RegionalCertificateArn: cert,
+        EndpointConfiguration: { Types: ['REGIONAL'] },
+        SecurityPolicy: 'TLS_1_2',
+      });
+    t.resourceCountIs('AWS::ApiGateway::BasePathMapping', 2);
     for (const api of Object.values(t.findResources('AWS::ApiGatewayV2::Api'))) {
       expect(api.Properties.DisableExecuteApiEndpoint).toBe(true);
     }

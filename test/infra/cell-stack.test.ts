@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { Match } from 'aws-cdk-lib/assertions';
 import { tableLayout } from '../../lambdas/storage/keys.ts';
-import { ACCESS_LOG_FIELDS } from '../../lib/http-gateway.ts';
 import { LOG_METRICS, PRODUCT_METRICS } from '../../lib/observability.ts';
 import { PROXY_PATHS } from '../../lib/proxy-endpoint.ts';
 import { REST_ACCESS_LOG_FIELDS } from '../../lib/streaming-gateway.ts';
@@ -27,7 +26,7 @@ function functionByEntry(description: string): any {
 describe('cell table', () => {
   it('is on-demand, CMK-encrypted, point-in-time recoverable, TTL on, protected and retained', () => {
     template.hasResource('AWS::DynamoDB::Table', {
-      DeletionPolicy: 'Retain',
+      DeletionPolicy: 'RetainExceptOnCreate',
       UpdateReplacePolicy: 'Retain',
       Properties: Match.objectLike({
         TableName: 'keygate-us-east-1',
@@ -60,7 +59,7 @@ describe('cell key', () => {
 
   it('rotates, is retained and has the deterministic alias', () => {
     expect(key.Properties.EnableKeyRotation).toBe(true);
-    expect(key.DeletionPolicy).toBe('Retain');
+    expect(key.DeletionPolicy).toBe('RetainExceptOnCreate');
     template.hasResourceProperties('AWS::KMS::Alias', { AliasName: 'alias/keygate-us-east-1' });
   });
 
@@ -102,7 +101,7 @@ describe('cell key', () => {
       ]);
     }
     const open = direct[1];
-    expect(open.Principal.AWS['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
+    expect(open.Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
     const seal = direct[0];
     expect(JSON.stringify(seal.Condition.ArnEquals['aws:PrincipalArn'])).toContain(
       ':role/keygate-core-api-us-east-1',
@@ -147,17 +146,26 @@ describe('functions', () => {
 
   it('log groups are KMS-encrypted, have a retention and are retained', () => {
     const groups = resourcesOf(template, 'AWS::Logs::LogGroup');
-    expect(groups.length).toBe(5); // 3 functions + 2 access logs
+    expect(groups.length).toBe(6); // 3 functions + 2 access logs + the Core API's WAF log
     for (const [, g] of groups) {
       expect(g.Properties.KmsKeyId).toEqual(keyRef);
       expect(g.Properties.RetentionInDays).toBe(365);
-      expect(g.DeletionPolicy).toBe('Retain');
+      expect(g.DeletionPolicy).toBe('RetainExceptOnCreate');
     }
   });
 
   it('never use the AWS managed basic execution policy', () => {
-    for (const [, role] of resourcesOf(template, 'AWS::IAM::Role')) {
-      expect(role.Properties.ManagedPolicyArns).toBeUndefined();
+    for (const [id, role] of resourcesOf(template, 'AWS::IAM::Role')) {
+      // API Gateway's account-level logging role (REST API logs) is the one managed-policy user.
+      if (
+        role.Properties.AssumeRolePolicyDocument.Statement[0].Principal.Service === 'apigateway.amazonaws.com'
+      ) {
+        expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain(
+          'AmazonAPIGatewayPushToCloudWatchLogs',
+        );
+        continue;
+      }
+      expect({ id, managed: role.Properties.ManagedPolicyArns }).toEqual({ id, managed: undefined });
     }
   });
 
@@ -274,19 +282,24 @@ describe('endpoints', () => {
   const stages = resourcesOf(template, 'AWS::ApiGatewayV2::Stage');
   const restStages = resourcesOf(template, 'AWS::ApiGateway::Stage');
 
-  it('the Core API (HTTP API) and the proxy (REST API) throttle and log no header, query or body', () => {
-    expect([stages.length, restStages.length]).toEqual([1, 1]);
-    const core = stages[0]![1].Properties;
-    expect(core.DefaultRouteSettings.ThrottlingRateLimit).toBe(50);
-    expect(JSON.parse(core.AccessLogSettings.Format)).toEqual(ACCESS_LOG_FIELDS);
-    const proxy = restStages[0]![1].Properties;
+  it('the Core API and the proxy (both REST APIs) throttle, the Core API tighter, and log no header, query or body', () => {
+    expect([stages.length, restStages.length]).toEqual([0, 2]);
+    const settings = restStages.map(([, st]) => st.Properties);
+    const limitOf = (p: any) => p.MethodSettings[0].ThrottlingRateLimit;
+    const core = settings.find((p) => limitOf(p) === 50)!;
+    const proxy = settings.find((p) => limitOf(p) === 1000)!;
+    expect(core.MethodSettings[0]).toMatchObject({
+      ThrottlingBurstLimit: 100,
+      LoggingLevel: 'ERROR',
+      DataTraceEnabled: false,
+    });
     expect(proxy.MethodSettings).toEqual([
       expect.objectContaining({ HttpMethod: '*', ResourcePath: '/*', ThrottlingRateLimit: 1000 }),
     ]);
-    expect(proxy.TracingEnabled).toBe(true);
+    for (const p of [core, proxy]) expect(p.TracingEnabled).toBe(true);
     expect(JSON.parse(proxy.AccessLogSetting.Format)).toEqual(REST_ACCESS_LOG_FIELDS);
-    for (const format of [core.AccessLogSettings.Format, proxy.AccessLogSetting.Format])
-      expect(format).not.toMatch(/header|authorization|querystring|body|authorizer/i);
+    for (const p of [core, proxy])
+      expect(p.AccessLogSetting.Format).not.toMatch(/header|authorization|querystring|body|authorizer/i);
   });
 
   it('the proxy streams: REST API Lambda proxy integrations in STREAM mode, as long as the function runs', () => {
@@ -391,7 +404,7 @@ describe('observability', () => {
       'KmsErrors',
       'TelemetryIteratorAge',
       'TelemetryFailureQueueDepth',
-      'TelemetryUndelivered',
+      'TelemetryDeliveryErrors',
       'ProxyFunctionErrors',
       'ProxyFunctionThrottles',
       'TelemetryAggregatorErrors',

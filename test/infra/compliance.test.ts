@@ -27,9 +27,14 @@ describe('compliance packs in synthesis', () => {
   const message = synthError(appWithBareBucket());
   const findings = [...message.matchAll(/Acknowledge with '([^']+)'/g)].map((m) => m[1]!);
 
-  it('an unacknowledged finding of any of the three packs fails synthesis', () => {
+  it('an unacknowledged finding of any of the three packs or of Control Tower (cfn-guard) fails synthesis', () => {
     expect(message).not.toBe('');
-    for (const pack of ['AwsSolutions::', 'HIPAA.Security::', 'NIST.800.53.R5::']) {
+    for (const pack of [
+      'AwsSolutions::',
+      'HIPAA.Security::',
+      'NIST.800.53.R5::',
+      'cdk-validator-cfnguard::',
+    ]) {
       expect(findings.some((f) => f.startsWith(pack))).toBe(true);
     }
   });

@@ -36,6 +36,12 @@ describe('admin:create', () => {
     expect(Object.keys(config.cells).sort()).toEqual(['eu-west-1', 'us-east-1']);
   });
 
+  it('targets the staged install when given its stage, the names the stack deployed', () => {
+    const config = adminConfig(['us-east-1', 'eu-west-1'], 'prod');
+    expect(config.homeTableName).toBe('keygate-prod-us-east-1');
+    expect(config.cells['eu-west-1']!.kmsKeyId).toBe('alias/keygate-prod-eu-west-1');
+  });
+
   it('creates the first admin once, with a working token, and never twice', async () => {
     const admin = await createFirstAdmin({ regions: ['us-east-1', 'eu-west-1'], userName: 'ops' }, endpoints);
     expect(admin?.token).toMatch(/^kg_user_[0-9A-Za-z]{36}$/);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { App } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import type { CellStack } from '../../lib/cell-stack.ts';
@@ -8,9 +9,15 @@ import { buildKeygateApp } from '../../lib/keygate-app.ts';
  * bundling is skipped (CDK's own switch, `aws:cdk:bundling-stacks`), which keeps construct tests
  * fast; the two-region test bundles for real.
  */
+/** The context of cdk.json (feature flags, default regions), which `cdk synth` passes to the app. */
+export const cdkJsonContext: Record<string, unknown> = JSON.parse(
+  readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'),
+).context;
+
 export function synthKeygate(context: Record<string, unknown> = {}, options: { bundle?: boolean } = {}) {
   const app = new App({
     context: {
+      ...cdkJsonContext,
       ...(options.bundle ? {} : { 'aws:cdk:bundling-stacks': [] }),
       ...context,
     },
