@@ -72,6 +72,8 @@ export function toEvent(req: IncomingMessage, body: Buffer, requestId: string): 
     if (name === 'cookie') cookies.push(...value.split(/;\s*/).filter(Boolean));
     else headers[name] = name in headers ? `${headers[name]},${value}` : value;
   }
+  // As API Gateway does: the scheme the client used, whatever the client claimed (routing.ts).
+  headers['x-forwarded-proto'] = 'http';
   const queryStringParameters: Record<string, string> = {};
   if (rawQueryString) {
     for (const [k, v] of new URLSearchParams(rawQueryString)) {
@@ -134,7 +136,8 @@ function writeResult(res: ServerResponse, result: HttpResult | string | undefine
 }
 
 function gatewayError(res: ServerResponse, status: number, message: string, headers = {}) {
-  const body = JSON.stringify({ message });
+  // `error` too: vendor SDKs calling the proxy port read `error.message` (docs/sdks.md).
+  const body = JSON.stringify({ message, error: { type: 'api_error', message } });
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
