@@ -136,8 +136,7 @@ function writeResult(res: ServerResponse, result: HttpResult | string | undefine
 }
 
 function gatewayError(res: ServerResponse, status: number, message: string, headers = {}) {
-  // `error` too: vendor SDKs calling the proxy port read `error.message` (docs/sdks.md).
-  const body = JSON.stringify({ message, error: { type: 'api_error', message } });
+  const body = JSON.stringify({ message });
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
