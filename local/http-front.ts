@@ -79,6 +79,8 @@ export function toEvent(req: IncomingMessage, body: Buffer, requestId: string): 
     if (name === 'cookie') cookies.push(...value.split(/;\s*/).filter(Boolean));
     else headers[name] = name in headers ? `${headers[name]},${value}` : value;
   }
+  // As API Gateway does: the scheme the client used, whatever the client claimed (routing.ts).
+  headers['x-forwarded-proto'] = 'http';
   const queryStringParameters: Record<string, string> = {};
   if (rawQueryString) {
     for (const [k, v] of new URLSearchParams(rawQueryString)) {

@@ -170,6 +170,8 @@ async function prepareSecret(
     for (const k of ['headerName', 'queryParam'])
       if (secret[k] !== undefined) throw fieldError(`${base}.${k}`, 'only applies to target credentials');
     const field = type === 'apiKey' ? 'key' : type === 'bearer' ? 'token' : 'password';
+    if (secret[field] === '')
+      throw fieldError(`${base}.${field}`, 'must not be empty; omit it to have one generated');
     let value = str(field);
     let generated: Record<string, string> | undefined;
     if (value) {
@@ -216,8 +218,13 @@ async function prepareSecret(
       break;
     }
     case 'basicAuth': {
-      if (!str('password')) throw fieldError(`${base}.password`, 'required for a target credential');
-      settings = { username: str('username') };
+      // Stripe-style: the key is the user name and the password is empty. The user name is then
+      // the secret: it is sealed, never shown; the hint shows what a key's hint shows.
+      if (str('password')) settings = { username: str('username') };
+      else {
+        sealedValue = { username: str('username'), password: '' };
+        hint = hintOf(type, str('username'));
+      }
       break;
     }
     case 'custom': {
@@ -355,6 +362,21 @@ async function releaseSecretHash(
   }
 }
 
+/**
+ * `credentialKeyLocations` applies to proxy credentials whose key is one string (apiKey/key,
+ * bearer); basicAuth and jwtVerify are read from Authorization only.
+ */
+function checkKeyLocations(credentialType: string, authType: string, locations: string[] | null | undefined) {
+  if (locations == null) return;
+  if (credentialType !== 'proxy')
+    throw fieldError('body.credentialKeyLocations', 'only applies to proxy credentials');
+  if (!['apiKey', 'key', 'bearer'].includes(authType))
+    throw fieldError(
+      'body.credentialKeyLocations',
+      `only applies to apiKey and bearer credentials, not ${authType}`,
+    );
+}
+
 export async function createCredential(
   deps: Deps,
   caller: Caller,
@@ -364,6 +386,7 @@ export async function createCredential(
   await authorizeClient(deps, caller, clientId, 'admin');
   const cell = cellFor(deps, input.credentialRegion, 'body.credentialRegion');
   checkExpiry(deps, input.expiresAt);
+  checkKeyLocations(input.credentialType, input.credentialAuthType, input.credentialKeyLocations);
   const credentialId = randomUUID();
   const prepared = await prepareSecret(
     deps,
@@ -382,6 +405,7 @@ export async function createCredential(
     credentialName: input.credentialName,
     credentialRegion: input.credentialRegion,
     expiresAt: input.expiresAt,
+    ...(input.credentialKeyLocations ? { credentialKeyLocations: input.credentialKeyLocations } : {}),
     credentialSettings: prepared.settings,
     credentialSecretHint: prepared.hint,
     secretHash: prepared.secretHash,
@@ -449,6 +473,7 @@ export async function updateCredential(
   checkImmutable('credentialAuthType', input.credentialAuthType, first.item.credentialAuthType);
   checkImmutable('credentialRegion', input.credentialRegion, first.item.credentialRegion);
   checkExpiry(deps, input.expiresAt);
+  checkKeyLocations(first.item.credentialType, first.item.credentialAuthType, input.credentialKeyLocations);
   const { cell } = first;
   // The new secret is sealed (and a key generated) once, whatever retries follow; its encryption
   // context names the revision it replaces the current one with (no rollback to an older blob).
@@ -478,6 +503,10 @@ export async function updateCredential(
         ...item,
         credentialName: input.credentialName ?? item.credentialName,
         expiresAt: input.expiresAt === null ? undefined : (input.expiresAt ?? item.expiresAt),
+        credentialKeyLocations:
+          input.credentialKeyLocations === null
+            ? undefined
+            : (input.credentialKeyLocations ?? item.credentialKeyLocations),
         updatedAt: now,
       };
       if (prepared) {

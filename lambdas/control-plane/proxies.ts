@@ -5,7 +5,7 @@ import type { Cell, Deps } from '../shared/deps.ts';
 import { ConflictError, NotFoundError } from '../shared/errors.ts';
 import type { CredentialItem, ProxyItem, TargetItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
-import { commitChange, commitReplace, readSnapshot } from '../storage/snapshot.ts';
+import { aliasOwner, commitChange, commitReplace, readSnapshot } from '../storage/snapshot.ts';
 import { deleteItems, getItem, type Item, publicView, queryPrefix } from '../storage/table.ts';
 import { retryOnConflict, type TxItem, txCreate, txDelete, txTouch, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, MAX_PROXIES_PER_RESOURCE, pageInCells, proxiesUsing } from './cells.ts';
@@ -114,9 +114,11 @@ async function startUsing(
   const proxies = await proxiesUsing(cell, clientId, () => true);
   for (const { field, item } of refs) {
     const id = String(item.credentialId ?? item.targetId);
-    const users = proxies.filter(
+    const using = proxies.filter(
       (p) => p.proxyProxyCredentialId === id || p.proxyTargetCredentialId === id || p.proxyTargetId === id,
-    ).length;
+    );
+    // An aliased proxy's snapshot is written twice (its alias copy): it counts twice.
+    const users = using.length + using.filter((p) => p.proxyAlias).length;
     if (users >= MAX_PROXIES_PER_RESOURCE)
       throw new ConflictError(
         `body.${field}: already used by ${users} proxies; one credential or target serves at most ${MAX_PROXIES_PER_RESOURCE}`,
@@ -124,6 +126,18 @@ async function startUsing(
       );
   }
   return refs.map(({ key, item }) => txTouch(cell, key, versionOf(item)));
+}
+
+/**
+ * An alias routes in place of the id (data plane), so it is unique in the cell: one taken by
+ * another proxy is a 409. A race between two claims is settled by the alias item's conditional
+ * put in the commit (storage/snapshot.ts), which then answers 409 `conflict`.
+ */
+async function checkAliasFree(cell: Cell, alias: string | undefined, proxyId: string) {
+  if (!alias) return;
+  const owner = await aliasOwner(cell, alias);
+  if (owner !== undefined && owner !== proxyId)
+    throw new ConflictError('body.proxyAlias: already used by another proxy', 'alias_taken');
 }
 
 /** The version bumps of the items a proxy stops using (those that still exist). */
@@ -138,6 +152,7 @@ export async function createProxy(deps: Deps, caller: Caller, clientId: string, 
     const client = await authorizeClient(deps, caller, clientId, 'admin');
     const cell = cellFor(deps, input.proxyRegion, 'body.proxyRegion');
     const refs = await checkReferences(deps, clientId, input.proxyRegion, input);
+    await checkAliasFree(cell, input.proxyAlias, proxyId);
     const now = deps.now().toISOString();
     const limits = client.configuration.limits;
     const item: ProxyItem = {
@@ -223,6 +238,7 @@ export async function updateProxy(
     // Only references this PUT changes are checked: a proxy whose credential was revoked can still
     // be renamed or deactivated, and is repaired by pointing it at a new credential.
     const refs = await checkReferences(deps, clientId, item.proxyRegion, updated, changed);
+    if (changed('proxyAlias')) await checkAliasFree(cell, updated.proxyAlias, proxyId);
     const dropped = refs.map(({ field }) =>
       field === 'proxyTargetId'
         ? keys.target(clientId, item.proxyTargetId)

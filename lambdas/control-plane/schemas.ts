@@ -109,7 +109,8 @@ export const credentialSecretSchemas = {
       .min(1)
       .max(256)
       .regex(/^[^:]*$/, 'a username must not contain ":"'),
-    password: secretString.optional(),
+    // May be empty on a target credential: Stripe-style basic auth sends the key as user name.
+    password: z.string().max(1024).optional(),
     keyEnvironment: keyEnvironment.optional(),
   }),
   custom: z.strictObject({
@@ -145,11 +146,50 @@ export const credentialAuthTypeSchema = z.enum([
 ]);
 export type CredentialAuthType = z.infer<typeof credentialAuthTypeSchema>;
 
+/** Header names a proxy key may not be read from: the transport's own, and Authorization (use `authorization`). */
+const TRANSPORT_HEADERS = new Set([
+  'authorization',
+  'host',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'cookie',
+  'te',
+  'upgrade',
+]);
+const keyLocation = z
+  .string()
+  .max(140)
+  .refine(
+    (l) =>
+      l === 'authorization' ||
+      l === 'basic-user' ||
+      (/^header:[!#$%&'*+.^`|~0-9A-Za-z-]{1,128}$/.test(l) &&
+        !TRANSPORT_HEADERS.has(l.slice(7).toLowerCase())) ||
+      /^query:[A-Za-z0-9._~-]{1,128}$/.test(l),
+    'one of "authorization", "basic-user", "header:<name>" (not a transport header), "query:<name>"',
+  );
+/**
+ * Where a proxy credential (apiKey/key or bearer) accepts its key: default `["authorization"]`
+ * (raw, `Bearer`, `token`). See lambdas/data-plane/key-locations.ts and docs/sdks.md.
+ */
+export const credentialKeyLocationsSchema = z
+  .array(keyLocation)
+  .min(1)
+  .max(8)
+  .refine((l) => new Set(l.map((x) => x.toLowerCase())).size === l.length, 'locations must be unique')
+  .meta({
+    description:
+      'Proxy credentials: where the key may be presented — "authorization" (default: raw, Bearer, token), "basic-user", "header:<name>", "query:<name>" (a key in a URL ends up in logs)',
+  });
+
 const credentialCommon = {
   credentialType: z.enum(['proxy', 'target']),
   credentialName: name,
   credentialRegion: region,
   expiresAt: isoTimestamp.optional(),
+  credentialKeyLocations: credentialKeyLocationsSchema.optional(),
 };
 
 export const credentialCreateSchema = z.discriminatedUnion('credentialAuthType', [
@@ -199,6 +239,7 @@ export type CredentialCreate = z.infer<typeof credentialCreateSchema>;
 export const credentialUpdateSchema = z.strictObject({
   credentialName: name.optional(),
   expiresAt: nullableTimestamp.optional(),
+  credentialKeyLocations: credentialKeyLocationsSchema.nullable().optional(),
   credentialSecret: z.record(z.string(), z.unknown()).optional(),
   credentialId: z.string().optional(),
   clientId: z.string().optional(),
@@ -240,7 +281,12 @@ const proxyAlias = z
   .string()
   .min(1)
   .max(64)
-  .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens');
+  .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens')
+  // It routes in place of the id (path and host name): it must never read as one.
+  .refine(
+    (a) => !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(a),
+    'must not look like a proxy id',
+  );
 
 /** Deadlines of forwarded calls (docs/streaming.md): 1 s to 15 min each, every one optional. */
 const deadlineMs = z.number().int().min(1000).max(900_000);

@@ -16,14 +16,16 @@ const DECOY_DIGEST = createHash('sha256').update('keygate decoy digest').digest(
 export type ConsumerAuth = { ok: true; credentialId: string } | { ok: false };
 
 /**
- * The secret a credential of this type expects in `Authorization`: apiKey raw or after `Bearer `;
+ * The secret a credential of this type expects in `Authorization`: apiKey raw or after `Bearer `
+ * or `token ` (GitHub's scheme, Octokit's default);
  * bearer after its prefix (default `Bearer `); basicAuth as `username:password` from `Basic …`.
  */
 export function presentedSecret(authType: string | undefined, authorization: string): string {
   switch (authType) {
     case 'apiKey':
     case 'key':
-      return /^bearer /i.test(authorization) ? authorization.slice(7) : authorization;
+      if (/^bearer /i.test(authorization)) return authorization.slice(7);
+      return /^token /i.test(authorization) ? authorization.slice(6) : authorization;
     case 'bearer':
       return authorization;
     case 'basicAuth': {
@@ -47,16 +49,19 @@ export function isExpired(expiresAt: string | undefined, now: Date): boolean {
 /**
  * Checks the presented `Authorization` value against a hashed proxy credential (apiKey, bearer,
  * basicAuth). `credential` is undefined when the proxy is unknown or its credential was deleted.
+ * With `bare`, the value is the key itself, found in another listed location (key-locations.ts):
+ * no scheme or prefix is read off it, and it never matches a basicAuth credential.
  */
 export function authenticateByHash(
   credential: ProxyCredentialView | undefined,
   authorization: string | undefined,
   now: Date,
+  bare = false,
 ): ConsumerAuth {
   const type = credential?.credentialAuthType;
-  let presented = presentedSecret(type, authorization ?? '');
-  let prefixOk = true;
-  if (type === 'bearer') {
+  let presented = bare ? (authorization ?? '') : presentedSecret(type, authorization ?? '');
+  let prefixOk = !(bare && type === 'basicAuth');
+  if (type === 'bearer' && !bare) {
     const prefix = credential?.prefix ?? 'Bearer ';
     prefixOk = presented.startsWith(prefix);
     presented = prefixOk ? presented.slice(prefix.length) : presented;

@@ -11,7 +11,8 @@
  * folding case and `_`→`-` (see `headerKey`). `Host` and `Content-Length` are set by the call
  * itself. The injected credential is applied after this, so no `Connection` trick can remove it.
  * Back (vendor → consumer): only hop-by-hop headers (and those the vendor named in `Connection`)
- * are dropped; everything else passes unchanged.
+ * are dropped; everything else passes unchanged — `Content-Length` too, so a HEAD answer keeps the
+ * size the vendor announced (the body passes byte for byte, so on other answers it is exact).
  */
 const HOP_BY_HOP = new Set([
   'connection',
@@ -167,7 +168,7 @@ export function cleanUpstreamHeaders(rawHeaders: string[]): {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     const value = rawHeaders[i + 1]!;
-    if (HOP_BY_HOP.has(name) || named.has(headerKey(name)) || name === 'content-length') continue;
+    if (HOP_BY_HOP.has(name) || named.has(headerKey(name))) continue;
     if (name === 'set-cookie') cookies.push(value);
     else headers[name] = name in headers ? `${headers[name]}, ${value}` : value;
   }

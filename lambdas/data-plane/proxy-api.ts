@@ -22,9 +22,17 @@ import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
 import { dependencyOf, withDeadline } from './deadline.ts';
 import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal, hostRefusal } from './header-hygiene.ts';
 import { applyHeaders, applyQuery, InjectionError, injectionFor } from './inject-credential.ts';
+import {
+  DEFAULT_KEY_LOCATIONS,
+  type LocatedKey,
+  locateProxyKey,
+  removeKeyHeaders,
+  withoutKeyParams,
+} from './key-locations.ts';
 import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
 import { RateLimiter } from './rate-limit.ts';
+import { rewriteLinks, routeOf } from './routing.ts';
 import { streamAnswer } from './stream-answer.ts';
 import {
   openUpstream,
@@ -36,7 +44,8 @@ import {
 import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
 
 /**
- * The data plane: `{proxyBase}/api/{proxyId}/{target path}?{query}`.
+ * The data plane: `{proxyBase}/api/{proxyId or alias}/{target path}?{query}`, or the host form
+ * `{proxyId or alias}.{proxy domain}/{target path}` (routing.ts).
  *
  * One request, top to bottom:
  *  1. Host, route, method, smuggling shapes, canonical request — pure checks, no I/O; ambiguity is
@@ -75,6 +84,11 @@ export interface ProxyHandlerOptions {
   authFailureBudget?: AuthFailureBudgetOptions;
   /** The rate limiter (its stats count claims); default: one per handler, on the cell's table. */
   rateLimiter?: RateLimiter;
+  /**
+   * The domain under which `{proxyId or alias}.{domain}` routes to a proxy (routing.ts); default
+   * the deployment's KEYGATE_PROXY_DOMAIN, else `localhost`.
+   */
+  proxyDomain?: string;
 }
 
 /**
@@ -102,7 +116,6 @@ export interface ProxyContext {
 export const DEFAULT_DEPENDENCY_TIMEOUT_MS = 2000;
 
 const PROXY_ID = /^[A-Za-z0-9_-]{1,128}$/;
-const ROUTE_PREFIX = '/api/';
 
 type Refusal = {
   status: number;
@@ -117,7 +130,7 @@ const REFUSALS = {
     status: 404,
     code: 'proxy-route-not-found',
     decision: 'bad_request',
-    message: 'Use /api/{proxyId}/{path}',
+    message: 'Use /api/{proxyId or alias}/{path}, or the host name {proxyId or alias}.{proxy domain}',
   },
   method: {
     status: 405,
@@ -216,6 +229,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const oauthTokens = new OAuth2TokenCache(policy);
   const jwtVerifier = new JwtVerifier(policy);
   const authBudget = new AuthFailureBudget(options.authFailureBudget);
+  const proxyDomain = options.proxyDomain ?? deps.config.proxyDomain ?? 'localhost';
 
   async function handle(
     event: HttpEvent,
@@ -226,39 +240,31 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     // 1. Host, route, method, header shapes and the canonical request: no I/O, nothing ambiguous passes.
     const ambiguousHost = hostRefusal(event.rawPath, event.headers?.host);
     if (ambiguousHost) return badRequest(o, ambiguousHost);
-    const routePath = originForm(event.rawPath);
-    if (!routePath.startsWith(ROUTE_PREFIX)) return refuse(o, REFUSALS.route);
-    const rest = routePath.slice(ROUTE_PREFIX.length);
-    const slash = rest.indexOf('/');
-    const proxyId = slash >= 0 ? rest.slice(0, slash) : rest;
-    const targetRawPath = slash >= 0 ? rest.slice(slash) : '';
-    o.proxyId = proxyId;
+    event.headers ??= {};
+    const route = routeOf(originForm(event.rawPath), event.headers, proxyDomain);
+    if (!route) return refuse(o, REFUSALS.route);
+    const { ref, targetRawPath } = route;
+    o.proxyId = ref;
     o.path = targetRawPath;
     if (!FORWARDED_METHODS.has(o.method))
       return refuse(o, { ...REFUSALS.method, headers: { allow: [...FORWARDED_METHODS].join(', ') } });
-    event.headers ??= {};
     const smuggling = headerRefusal(event.headers);
     if (smuggling) return badRequest(o, smuggling);
     const headers = cleanConsumerHeaders(event.headers, event.cookies);
     o.headers = withoutCookies(headers);
     const body = requestBody(event);
     o.bytes.in = body.length;
-    const canonical = canonicalRequest({
-      method: o.method,
-      rawPath: targetRawPath,
-      rawQuery: event.rawQueryString,
-      headers,
-      body,
-    });
+    const canonicalOf = (rawQuery: string) =>
+      canonicalRequest({ method: o.method, rawPath: targetRawPath, rawQuery, headers, body });
+    const canonical = canonicalOf(event.rawQueryString);
     if (!canonical.ok) return badRequest(o, canonical.reason);
-    const req = canonical.value;
+    let req = canonical.value;
     o.path = req.path;
 
     // A source or proxy that used up its budget of failed authentications: 429, no I/O at all.
-    const authorization = event.headers.authorization;
-    const authDigest = digest(authorization ?? '');
+    const authDigest = keyMaterialDigest(event.headers);
     const sourceIp = event.requestContext.http.sourceIp;
-    const budget = authBudget.check(sourceIp, proxyId, authDigest, now.getTime());
+    const budget = authBudget.check(sourceIp, ref, authDigest, now.getTime());
     if (!budget.ok)
       return refuse(o, {
         ...REFUSALS.authThrottled,
@@ -267,21 +273,35 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
 
     // 2. One store round trip: the snapshot.
     const storeStart = performance.now();
-    const snapshot = PROXY_ID.test(proxyId)
-      ? await withDeadline(readSnapshot(cell!, proxyId, dependencyMs), dependencyMs, 'the store')
+    const snapshot = PROXY_ID.test(ref)
+      ? await withDeadline(readSnapshot(cell!, ref, route.byAlias, dependencyMs), dependencyMs, 'the store')
       : undefined;
     o.durations.storeMs = performance.now() - storeStart;
+    const proxyId = snapshot?.proxyId ?? ref;
+    o.proxyId = proxyId;
 
-    // 3. Who is calling. Every failure is the same 401 after the same work.
-    const auth = await authenticate(snapshot, authorization, now);
+    // 3. Who is calling. Every failure is the same 401 after the same work. The key is read from
+    //    the places the credential lists, and removed from all of them before the rules, the
+    //    request log and the vendor see the request (key-locations.ts).
+    const locations = snapshot?.proxyCredential?.credentialKeyLocations ?? DEFAULT_KEY_LOCATIONS;
+    const located = locateProxyKey(locations, event.headers, event.rawQueryString);
+    const rawQuery = withoutKeyParams(locations, event.rawQueryString);
+    if (removeKeyHeaders(locations, headers) || rawQuery !== event.rawQueryString) {
+      o.headers = withoutCookies(headers);
+      o.query = rawQuery;
+      const stripped = canonicalOf(rawQuery);
+      if (!stripped.ok) return badRequest(o, stripped.reason);
+      req = stripped.value;
+    }
+    const auth = await authenticate(snapshot, located, event.headers.authorization, now);
     // The proxy's owner sees refused calls in its telemetry too (a flood of bad keys is an anomaly).
     if (snapshot) o.clientId = snapshot.clientId;
     if (!snapshot || !auth.ok) {
-      for (const scope of authBudget.recordFailure(sourceIp, proxyId, now.getTime()))
-        flagAuthFailureBurst(scope, scope === 'source' ? sourceKey(sourceIp) : proxyId, o, now);
+      for (const scope of authBudget.recordFailure(sourceIp, ref, now.getTime()))
+        flagAuthFailureBurst(scope, scope === 'source' ? sourceKey(sourceIp) : ref, o, now);
       return refuse(o, REFUSALS.unauthorized);
     }
-    authBudget.recordSuccess(proxyId, authDigest);
+    authBudget.recordSuccess(ref, authDigest);
     o.proxyCredentialId = auth.credentialId;
     o.targetId = snapshot.target.targetId;
     o.targetCredentialId = snapshot.targetCredential?.credentialId;
@@ -364,7 +384,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     // 6. The call out: checked address, checked path, raw query; the answer as it came.
     const base = new URL(snapshot.target.targetBaseURL);
     const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
-    const query = applyQuery(event.rawQueryString, injection);
+    const query = applyQuery(rawQuery, injection);
     const pathAndQuery = `${basePath}${req.path}${query ? `?${query}` : ''}`;
     const deadlines = deadlinesFor(snapshot, defaults, ctx.remainingMs);
     const upstreamStart = performance.now();
@@ -412,6 +432,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     o.decision = 'allowed';
     o.status = res.status;
     const answer = cleanUpstreamHeaders(res.rawHeaders);
+    rewriteLinks(answer.headers, base, route.publicBase);
     ctx.streamed = true;
     const answerBody = streamAnswer(res.body, {
       idleMs: deadlines.idleMs,
@@ -454,15 +475,23 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     });
   }
 
-  /** Hash check for apiKey/bearer/basicAuth, signature check for jwtVerify; unknown proxy: the same hash work. */
+  /**
+   * Hash check for apiKey/bearer/basicAuth (of the key where it was found), signature check for
+   * jwtVerify (Authorization only); unknown proxy, no key or an ambiguous one: the same hash work.
+   */
   async function authenticate(
     snapshot: ProxySnapshot | undefined,
+    located: LocatedKey,
     authorization: string | undefined,
     now: Date,
   ): Promise<ConsumerAuth> {
     const credential = snapshot?.proxyCredential;
-    if (!snapshot || credential?.credentialAuthType !== 'jwtVerify' || !credential.jwt)
-      return authenticateByHash(credential, authorization, now);
+    if (!snapshot || credential?.credentialAuthType !== 'jwtVerify' || !credential.jwt) {
+      if (located.kind === 'authorization') return authenticateByHash(credential, located.value, now);
+      if (located.kind === 'bare') return authenticateByHash(credential, located.value, now, true);
+      authenticateByHash(credential, '', now);
+      return { ok: false };
+    }
     authenticateByHash(undefined, authorization, now);
     if (isExpired(credential.expiresAt, now) || !authorization || !/^bearer /i.test(authorization))
       return { ok: false };
@@ -561,18 +590,21 @@ export function deadlinesFor(
   };
 }
 
+/** The snapshot by proxy id, or its alias copy (keys.aliasSnapshot): one GetItem either way. */
 async function readSnapshot(
   cell: Cell,
-  proxyId: string,
+  ref: string,
+  byAlias: boolean,
   timeoutMs: number,
 ): Promise<ProxySnapshot | undefined> {
+  const key = byAlias ? keys.aliasSnapshot(ref) : keys.proxySnapshot(ref);
   const out = await cell.ddb.send(
-    new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
+    new GetCommand({ TableName: cell.tableName, Key: key, ConsistentRead: true }),
     // Aborts the call itself (and frees its socket) when the store hangs; withDeadline answers.
     { abortSignal: AbortSignal.timeout(timeoutMs) },
   );
   if (out.Item === undefined) return undefined;
-  if (!isSnapshot(out.Item, proxyId)) throw new MalformedSnapshotError();
+  if (!isSnapshot(out.Item, ref, byAlias)) throw new MalformedSnapshotError();
   return out.Item;
 }
 
@@ -593,11 +625,12 @@ const RULE_SCOPES = ['proxyCredential', 'targetCredential', 'proxy', 'target'] a
 
 function isSnapshot(
   item: Record<string, unknown>,
-  proxyId: string,
+  ref: string,
+  byAlias: boolean,
 ): item is ProxySnapshot & Record<string, unknown> {
   const s = item as Partial<ProxySnapshot>;
   return (
-    s.proxyId === proxyId &&
+    (byAlias ? s.proxyAlias === ref && typeof s.proxyId === 'string' : s.proxyId === ref) &&
     typeof s.clientId === 'string' &&
     typeof s.proxyActive === 'boolean' &&
     typeof s.version === 'number' &&
@@ -620,8 +653,16 @@ function originForm(rawPath: string): string {
   return rawPath.slice(absolute[0].length) || '/';
 }
 
-function digest(value: string): string {
-  return createHash('sha256').update(value).digest('base64');
+/**
+ * What identifies a caller's key before the snapshot (and so the credential's key locations) is
+ * read: Authorization and every header whose name says key or token. Query parameters are left
+ * out (they change from call to call); a key presented only there is budgeted like no key.
+ */
+function keyMaterialDigest(headers: Record<string, string | undefined>): string {
+  const hash = createHash('sha256').update(headers.authorization ?? '');
+  for (const name of Object.keys(headers).sort())
+    if (/key|token/.test(name)) hash.update(`\n${name}:${headers[name] ?? ''}`);
+  return hash.digest('base64');
 }
 
 function newOutcome(event: HttpEvent, now: Date): ProxyOutcome {
@@ -643,12 +684,35 @@ function newOutcome(event: HttpEvent, now: Date): ProxyOutcome {
   };
 }
 
-/** A gateway answer: JSON body, the proxy code and the request id, recorded in the outcome. */
+/**
+ * The `error.type` of a gateway answer, in the vocabulary vendor SDKs share (Stripe, OpenAI and
+ * Anthropic pick their error class by status and read `error.message` / `error.type`).
+ */
+function errorType(status: number): string {
+  if (status === 401) return 'authentication_error';
+  if (status === 403) return 'permission_error';
+  if (status === 404) return 'not_found_error';
+  if (status === 413) return 'request_too_large';
+  if (status === 429) return 'rate_limit_error';
+  if (status >= 500) return 'api_error';
+  return 'invalid_request_error';
+}
+
+/**
+ * A gateway answer: JSON body, the proxy code and the request id, recorded in the outcome. The body
+ * carries `error: {type, code, message}` besides the flat fields, so vendor SDKs raise their usual
+ * error classes with keygate's message (docs/sdks.md).
+ */
 function refuse(o: ProxyOutcome, r: Refusal): HttpResult {
   o.status = r.status;
   o.proxyCode = r.code;
   o.decision = r.decision;
-  const body = JSON.stringify({ message: r.message, code: r.code, requestId: o.requestId });
+  const body = JSON.stringify({
+    message: r.message,
+    code: r.code,
+    requestId: o.requestId,
+    error: { type: errorType(r.status), code: r.code, message: r.message },
+  });
   o.bytes.out = Buffer.byteLength(body);
   return {
     statusCode: r.status,

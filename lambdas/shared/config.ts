@@ -45,6 +45,11 @@ export interface Config {
    * CloudWatch Logs subscription; Lambda).
    */
   telemetrySink: 'kinesis' | 'log';
+  /**
+   * The domain under which `{proxyId or alias}.{domain}` routes to a proxy (data-plane/routing.ts):
+   * a wildcard custom domain in AWS (`KEYGATE_PROXY_DOMAIN`); absent: `localhost`.
+   */
+  proxyDomain?: string;
 }
 
 const envSchema = z.object({
@@ -82,6 +87,9 @@ const envSchema = z.object({
     90,
   ),
   KEYGATE_TELEMETRY_SINK: z._default(z.enum(['kinesis', 'log']), 'kinesis'),
+  KEYGATE_PROXY_DOMAIN: z.optional(
+    z.string().check(z.regex(/^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/, 'a lower-case DNS name')),
+  ),
 });
 
 /** Splits a comma-separated host list, lower-cased, blanks dropped. */
@@ -111,5 +119,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     requestLogRetentionDays: e.KEYGATE_REQUEST_LOG_RETENTION_DAYS,
     maxBodyBytes: 256 * 1024,
     telemetrySink: e.KEYGATE_TELEMETRY_SINK,
+    ...(e.KEYGATE_PROXY_DOMAIN ? { proxyDomain: e.KEYGATE_PROXY_DOMAIN } : {}),
   };
 }

@@ -19,6 +19,8 @@ export interface CredentialItem {
   credentialSettings: Record<string, unknown>;
   /** What may be shown of the secret: its kind, readable prefix and last four characters. */
   credentialSecretHint?: { type: string; prefix?: string; last4?: string };
+  /** Proxy credentials: where the key may be presented (absent: `["authorization"]`). */
+  credentialKeyLocations?: string[];
   /** Proxy credentials: SHA-256 hex of what the consumer presents. */
   secretHash?: string;
   /** Target credentials: the whole credentialSecret, sealed; jwtVerify: the shared secret, sealed. */

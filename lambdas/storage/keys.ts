@@ -19,6 +19,10 @@
  *      keeps one key per identity (a supplied key already used by another credential is a 409)
  * 10. hot path: everything one proxied request needs, in one GetItem
  *                                        pk PROXY#<proxyId>         sk SNAPSHOT             data plane (materialised view)
+ * 10a. hot path by alias: a copy of the snapshot of the proxy with that alias
+ *                                        pk ALIAS#<proxyAlias>      sk SNAPSHOT             written and deleted in the same
+ *     transaction as the proxy's own snapshot (storage/snapshot.ts commitChange); its conditional put
+ *     (absent, or already this proxy's) keeps aliases unique in a cell
  * 10b. (legacy) snapshot version counter pk PROXY#<proxyId>      sk SNAPSEQ              no longer written; deleted with its proxy
  * 10c. client deletion mark, per cell    pk CLIENT#<clientId>       sk CELLSTATE            {deleting: true} once a client's deletion
  *     began; every transaction that writes a snapshot checks it is absent (storage/snapshot.ts commitChange)
@@ -88,6 +92,7 @@ export const keys = {
     sk: `PROXYKEY#${hash}`,
   }),
   proxySnapshot: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSHOT' }),
+  aliasSnapshot: (proxyAlias: string): Key => ({ pk: `ALIAS#${proxyAlias}`, sk: 'SNAPSHOT' }),
   proxySnapshotSeq: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSEQ' }),
   rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
     pk: `LIMIT#${proxyId}#${window}#${windowStart}`,

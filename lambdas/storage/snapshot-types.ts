@@ -16,6 +16,8 @@ export interface ProxyCredentialView {
   secretHash?: string;
   /** bearer: the prefix the consumer sends before the token. */
   prefix?: string;
+  /** Where the key may be presented (data-plane/key-locations.ts); absent: `["authorization"]`. */
+  credentialKeyLocations?: string[];
   /**
    * jwtVerify: verification settings; a shared secret stays sealed (the secret string itself, not
    * JSON, under encryption context { clientId, credentialId }).
@@ -45,6 +47,8 @@ export interface TargetCredentialView {
 
 export interface ProxySnapshot {
   proxyId: string;
+  /** The proxy's alias: this snapshot is also stored under keys.aliasSnapshot(alias). */
+  proxyAlias?: string;
   clientId: string;
   proxyRegion: string;
   proxyActive: boolean;

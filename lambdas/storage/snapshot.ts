@@ -85,6 +85,7 @@ function proxyCredentialView(c: CredentialItem | undefined): ProxyCredentialView
   };
   if (c.secretHash) view.secretHash = c.secretHash;
   if (typeof c.credentialSettings.prefix === 'string') view.prefix = c.credentialSettings.prefix;
+  if (c.credentialKeyLocations?.length) view.credentialKeyLocations = c.credentialKeyLocations;
   if (c.credentialAuthType === 'jwtVerify') {
     const s = c.credentialSettings as { jwksUrl?: string; issuer?: string; audience?: string };
     view.jwt = { jwksUrl: s.jwksUrl, issuer: s.issuer, audience: s.audience, sealedSecret: c.sealedSecret };
@@ -129,6 +130,7 @@ async function assembleSnapshot(
   const targetCredential = targetCredentialView(targetCred);
   const snapshot: ProxySnapshot = {
     proxyId: proxy.proxyId,
+    ...(proxy.proxyAlias ? { proxyAlias: proxy.proxyAlias } : {}),
     clientId,
     proxyRegion: proxy.proxyRegion,
     // A proxy whose target is gone (a race with a target delete) serves nothing.
@@ -196,7 +198,10 @@ function clientAlive(cell: Cell, clientId: string): TxItem {
 export async function commitChange(cell: Cell, clientId: string, change: Change, now: Date) {
   const ids = [...new Set(change.proxyIds)].filter((id) => id !== change.deletedProxyId);
   // Snapshots first, sources after: see point 1 above.
-  const current = await Promise.all(ids.map((id) => readSnapshot(cell, id)));
+  const [current, deleted] = await Promise.all([
+    Promise.all(ids.map((id) => readSnapshot(cell, id))),
+    change.deletedProxyId ? readSnapshot(cell, change.deletedProxyId) : undefined,
+  ]);
   const sources = new Sources(cell, change.after);
   const builtAt = now.toISOString();
   const snapshotWrites: TxItem[] = [];
@@ -222,10 +227,14 @@ export async function commitChange(cell: Cell, clientId: string, change: Change,
               }),
         },
       });
+      snapshotWrites.push(...aliasWrites(cell, snapshot, existing?.proxyAlias));
     }),
   );
-  if (change.deletedProxyId)
+  if (change.deletedProxyId) {
     snapshotWrites.push(txDeleteAny(cell, keys.proxySnapshot(change.deletedProxyId)));
+    if (deleted?.proxyAlias)
+      snapshotWrites.push(aliasDelete(cell, deleted.proxyAlias, change.deletedProxyId));
+  }
   const items = [clientAlive(cell, clientId), ...change.writes, ...snapshotWrites];
   try {
     await transact(cell, items);
@@ -261,6 +270,43 @@ export async function commitReplace(
     },
     now,
   );
+}
+
+/** "The alias item is absent or this proxy's": the condition that keeps aliases unique in a cell. */
+function aliasOwned(proxyId: string) {
+  return {
+    ConditionExpression: 'attribute_not_exists(pk) OR proxyId = :aliasOwner',
+    ExpressionAttributeValues: { ':aliasOwner': proxyId },
+  };
+}
+
+function aliasDelete(cell: Cell, alias: string, proxyId: string): TxItem {
+  return { Delete: { TableName: cell.tableName, Key: keys.aliasSnapshot(alias), ...aliasOwned(proxyId) } };
+}
+
+/**
+ * The alias copy of a snapshot (keys.aliasSnapshot), so a request naming the alias is still one
+ * GetItem: written with the snapshot, and the copy under a previous alias deleted, in the same
+ * transaction. A copy that another proxy owns cancels the transaction (the alias is taken).
+ */
+function aliasWrites(cell: Cell, snapshot: ProxySnapshot, previousAlias: string | undefined): TxItem[] {
+  const writes: TxItem[] = [];
+  if (snapshot.proxyAlias)
+    writes.push({
+      Put: {
+        TableName: cell.tableName,
+        Item: { ...keys.aliasSnapshot(snapshot.proxyAlias), type: 'ProxySnapshot', ...snapshot },
+        ...aliasOwned(snapshot.proxyId),
+      },
+    });
+  if (previousAlias && previousAlias !== snapshot.proxyAlias)
+    writes.push(aliasDelete(cell, previousAlias, snapshot.proxyId));
+  return writes;
+}
+
+/** Reads the proxy id that owns an alias in this cell (the Core API's uniqueness check). */
+export async function aliasOwner(cell: Cell, alias: string): Promise<string | undefined> {
+  return (await getItem<{ proxyId: string }>(cell, keys.aliasSnapshot(alias)))?.proxyId;
 }
 
 /** Reads a proxy's current snapshot (strongly consistent), as the data plane does. */

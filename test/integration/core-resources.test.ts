@@ -211,8 +211,14 @@ describe('credentials, targets, proxies and rules', () => {
         'body.credentialSecret.username',
       ],
       [
-        'target basicAuth without password',
-        { ...T, credentialAuthType: 'basicAuth', credentialSecret: { username: 'u' } },
+        // A target may omit it (Stripe-style: the key as user name); a proxy key may not be empty.
+        'proxy basicAuth with an empty password',
+        {
+          ...T,
+          credentialType: 'proxy',
+          credentialAuthType: 'basicAuth',
+          credentialSecret: { username: 'u', password: '' },
+        },
         'validation_failed',
         'body.credentialSecret.password',
       ],
