@@ -7,6 +7,16 @@ import { guardServer, type LocalCredentials, loadLocalCredentials } from './call
 import { startDynalite } from './dynamodb-transactions.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
 
+/** What the gateway needs of the KMS stand-in, wherever it runs (this process or ./services-process.ts). */
+export type KmsHandle = Pick<KmsStandIn, 'endpoint' | 'credentials' | 'counts' | 'close'>;
+
+export interface EmbeddedServicesOptions {
+  /** The key pair callers must sign with; default: the data dir's (./caller-auth.ts). */
+  credentials?: LocalCredentials;
+  /** Fixed ports (a restarted services process takes its predecessor's); default: free ones. */
+  ports?: { dynamodb: number; kinesis: number; kms: number };
+}
+
 /**
  * The embedded AWS stand-ins, each a real server speaking the service's wire protocol, so the same
  * AWS SDK v3 clients run locally as in Lambda:
@@ -22,7 +32,7 @@ import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
 export interface EmbeddedServices {
   dynamodbEndpoint: string;
   kinesisEndpoint: string;
-  kms: KmsStandIn;
+  kms: KmsHandle;
   /** The only credentials the stand-ins accept; hand them to the gateway's SDK clients. */
   credentials: LocalCredentials;
   /** The TCP ports the stand-ins listen on (never targets). */
@@ -30,10 +40,10 @@ export interface EmbeddedServices {
   close(): Promise<void>;
 }
 
-async function listen(server: Server): Promise<string> {
+async function listen(server: Server, port = 0): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(port, '127.0.0.1', () => resolve());
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
@@ -45,13 +55,16 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
-export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedServices> {
+export async function startEmbeddedServices(
+  dataDir?: string,
+  options: EmbeddedServicesOptions = {},
+): Promise<EmbeddedServices> {
   if (dataDir) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // An existing directory keeps its mode on mkdir: tighten it, it holds the keys.
     chmodSync(dataDir, 0o700);
   }
-  const credentials = loadLocalCredentials(dataDir);
+  const credentials = options.credentials ?? loadLocalCredentials(dataDir);
   const ddb: Server = startDynalite({
     path: dataDir ? join(dataDir, 'dynamodb') : undefined,
     createTableMs: 0,
@@ -67,11 +80,25 @@ export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedS
   });
   guardServer(ddb, credentials);
   guardServer(kinesis, credentials);
-  const [dynamodbEndpoint, kinesisEndpoint, kms] = await Promise.all([
-    listen(ddb),
-    listen(kinesis),
-    startKmsStandIn({ keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined, credentials }),
-  ]);
+  const started = await Promise.allSettled([
+    listen(ddb, options.ports?.dynamodb),
+    listen(kinesis, options.ports?.kinesis),
+    startKmsStandIn({
+      keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined,
+      credentials,
+      port: options.ports?.kms,
+    }),
+  ] as const);
+  const [ddbUp, kinesisUp, kmsUp] = started;
+  if (ddbUp.status === 'rejected' || kinesisUp.status === 'rejected' || kmsUp.status === 'rejected') {
+    // One could not listen (a port taken): release the others (and their LevelDB locks).
+    await Promise.all([closeServer(ddb), closeServer(kinesis)]);
+    if (kmsUp.status === 'fulfilled') await kmsUp.value.close();
+    throw started.map((s) => (s.status === 'rejected' ? s.reason : undefined)).find(Boolean);
+  }
+  const dynamodbEndpoint = ddbUp.value;
+  const kinesisEndpoint = kinesisUp.value;
+  const kms = kmsUp.value;
   return {
     dynamodbEndpoint,
     kinesisEndpoint,
