@@ -15,6 +15,11 @@ import { ensureStream, ensureTable } from './provision.ts';
  * (or not at all), so it can run in this process (tests) or in its own (./services-process.ts,
  * what `npm start` does), off the event loop that serves the proxy.
  */
+/** Records per aggregator batch at most (Lambda's mapping allows up to 10,000). */
+const POLLER_BATCH_SIZE = 1000;
+/** How long records may wait to be batched (Lambda's MaximumBatchingWindowInSeconds). */
+const POLLER_BATCH_WINDOW_MS = 500;
+
 export interface ServicesSideOptions extends LocalConfigOptions, EmbeddedServicesOptions {
   /** Where data lives; absent: in memory. */
   dataDir?: string;
@@ -73,6 +78,10 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
         table: firstCell,
         // Swept on the timer below, traffic or not.
         handler: createAggregatorHandler(deps, { sweep: false }),
+        // Larger, fewer batches: the aggregator's rollup writes are per bucket and batch, and the
+        // stand-ins they load are the ones the proxy reads its snapshots from.
+        batchSize: POLLER_BATCH_SIZE,
+        batchWindowMs: POLLER_BATCH_WINDOW_MS,
       });
       const graceMs = options.unknownAfterMs ?? 60_000;
       const sweepEvery = Math.min(5000, Math.max(250, graceMs / 4));
