@@ -24,7 +24,13 @@ const MAX_RESTARTS = 5;
 const RESTART_WINDOW_MS = 60_000;
 
 type FromChild =
-  | { type: 'ready'; dynamodbEndpoint: string; kinesisEndpoint: string; kmsEndpoint: string }
+  | {
+      type: 'ready';
+      dynamodbEndpoint: string;
+      dynamodbBackgroundEndpoint: string;
+      kinesisEndpoint: string;
+      kmsEndpoint: string;
+    }
   | { type: 'failed'; message: string }
   | { type: 'reply'; id: number; error?: string }
   | { type: 'stats'; kms?: Record<string, number>; poller?: ReturnType<KinesisPoller['stats']> };
@@ -75,6 +81,7 @@ export async function startServicesProcess(
     ...options,
     ports: {
       dynamodb: port(first.dynamodbEndpoint),
+      dynamodbBackground: port(first.dynamodbBackgroundEndpoint),
       kinesis: port(first.kinesisEndpoint),
       kms: port(first.kmsEndpoint),
     },
@@ -137,6 +144,7 @@ export async function startServicesProcess(
 
   const services: EmbeddedServices = {
     dynamodbEndpoint: first.dynamodbEndpoint,
+    dynamodbBackgroundEndpoint: first.dynamodbBackgroundEndpoint,
     kinesisEndpoint: first.kinesisEndpoint,
     kms: {
       endpoint: first.kmsEndpoint,

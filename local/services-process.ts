@@ -71,8 +71,14 @@ process.on('message', (message: FromParent) => {
       (started) => {
         side = started;
         if (closing) return void started.close();
-        const { dynamodbEndpoint, kinesisEndpoint, kms } = started.services;
-        send({ type: 'ready', dynamodbEndpoint, kinesisEndpoint, kmsEndpoint: kms.endpoint });
+        const { dynamodbEndpoint, dynamodbBackgroundEndpoint, kinesisEndpoint, kms } = started.services;
+        send({
+          type: 'ready',
+          dynamodbEndpoint,
+          dynamodbBackgroundEndpoint,
+          kinesisEndpoint,
+          kmsEndpoint: kms.endpoint,
+        });
         reportStats();
       },
       (error: Error) => {

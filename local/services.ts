@@ -44,8 +44,9 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
   let sweeping: Promise<void> = Promise.resolve();
   let stopped = false;
   const config = localConfig(options);
+  // The telemetry consumer's store calls go behind the proxy's (embedded.ts, backgroundDoor).
   const deps = createDeps(config, {
-    dynamodb: services.dynamodbEndpoint,
+    dynamodb: services.dynamodbBackgroundEndpoint,
     kinesis: services.kinesisEndpoint,
     kms: services.kms.endpoint,
     credentials: services.credentials,
