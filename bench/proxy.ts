@@ -4,10 +4,12 @@
  * On loopback only, in one run, so that the figures that matter are ratios within it:
  *  - a local upstream (own process) alone, and behind nginx when nginx is installed;
  *  - HEADLINE: keygate as `npm start` runs it — store on disk (dynalite/LevelDB in a temp data dir),
- *    the telemetry pipeline on (emitter → embedded Kinesis → poller → aggregator), proxies with the
+ *    the telemetry pipeline on (emitter → embedded Kinesis → poller → aggregator), the stand-ins and
+ *    the telemetry consumer in their own process (local/services-process.ts), proxies with the
  *    default limits every new proxy gets (600/min, 100,000/day) and the README walk-through's rule;
- *  - the same with the telemetry pipeline off (what telemetry costs the proxy), and keygate in
- *    memory without limits or telemetry (the old headline), labelled;
+ *  - the same with everything in the proxy's process (how `npm start` ran before), the same with
+ *    the telemetry pipeline off (what telemetry costs the proxy), and keygate in memory without
+ *    limits or telemetry (the old headline), labelled;
  *  - the floor: a bare GetItem loop against the same embedded store (on disk) at c=1 and c=16.
  * For each path: c=1 latency p50/p99 (own client process, high-resolution clock) and c=16
  * throughput (autocannon, own process). Requests go to several proxies in turn, so the default
@@ -151,6 +153,8 @@ interface Setup {
   disk: boolean;
   telemetry: boolean;
   limits: boolean;
+  /** The stand-ins and the telemetry consumer in their own process, as `npm start` runs them. */
+  servicesProcess: boolean;
 }
 
 interface Measured {
@@ -246,6 +250,7 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
     dataDir,
     targetAllowlist: [new URL(upstreamUrl).host],
     telemetryPoller: setup.telemetry,
+    servicesProcess: setup.servicesProcess,
     proxyOptions: {
       onOutcome: (o) => {
         hook?.(o);
@@ -281,6 +286,8 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
     recording = true;
     const l = await latency(c1Targets);
     recording = false;
+    // In a services process the KMS counts arrive as a message (at most every 100 ms): let it come.
+    if (setup.servicesProcess) await new Promise((r) => setTimeout(r, 300));
     // Every request handled reads its snapshot once: that is the denominator.
     const perReq = Math.max(1, counts.snapshotReads);
     const measured = {
@@ -325,34 +332,49 @@ async function main() {
 
     const headline = await measure(
       {
-        name: '**keygate as `npm start` runs it** (disk, telemetry on, default limits)',
+        name: '**keygate as `npm start` runs it** (disk, telemetry on, default limits, services process)',
         disk: true,
         telemetry: true,
         limits: true,
+        servicesProcess: true,
       },
       upstreamUrl,
       true,
     );
+    const oneProcess = await measure(
+      {
+        name: 'keygate, the same with the services in the proxy process (npm start before)',
+        disk: true,
+        telemetry: true,
+        limits: true,
+        servicesProcess: false,
+      },
+      upstreamUrl,
+      false,
+    );
     const noTelemetry = await measure(
       {
-        name: 'keygate, disk, default limits, telemetry pipeline OFF',
+        name: 'keygate, disk, default limits, telemetry pipeline OFF, one process',
         disk: true,
         telemetry: false,
         limits: true,
+        servicesProcess: false,
       },
       upstreamUrl,
       false,
     );
     const memory = await measure(
       {
-        name: 'keygate, in memory, no limits, telemetry OFF (the old headline)',
+        name: 'keygate, in memory, no limits, telemetry OFF, one process (the old headline)',
         disk: false,
         telemetry: false,
         limits: false,
+        servicesProcess: false,
       },
       upstreamUrl,
       false,
     );
+    const all = [headline, oneProcess, noTelemetry, memory];
     const floor = headline.floor!;
 
     const row = (name: string, l: Latency, t: Throughput | undefined) =>
@@ -364,19 +386,19 @@ async function main() {
     console.log(row('upstream alone', base1, base16));
     if (ng1) console.log(row('nginx → upstream', ng1, ng16));
     else console.log('| nginx → upstream | skipped: nginx not installed | | | | | |');
-    for (const m of [headline, noTelemetry, memory]) console.log(row(m.setup.name, m.l, m.t));
+    for (const m of all) console.log(row(m.setup.name, m.l, m.t));
     console.log(
       `| floor: bare GetItem, same embedded store on disk, no gateway | ${f(floor.c1.p50)} | ${f(floor.c1.p99)} | | | ${Math.round(floor.c16)} ops/s | |`,
     );
 
     console.log('\nPer proxied request (counted over the c=1 run, after warm-up):');
     console.log(
-      '| path | snapshot reads | rate-limit writes | round trips waited for | KMS Decrypt | telemetry store writes |',
+      '| path | snapshot reads | rate-limit writes | round trips waited for | KMS Decrypt | telemetry store writes (made in the proxy process) |',
     );
     console.log('|---|---|---|---|---|---|');
-    for (const m of [headline, noTelemetry, memory])
+    for (const m of all)
       console.log(
-        `| ${m.setup.name} | ${f(m.snapshotReads, 3)} | ${f(m.limitWrites, 4)} | ${f(m.roundTrips, 3)} | ${f(m.kms, 4)} | ${f(m.otherWrites, 3)} |`,
+        `| ${m.setup.name} | ${f(m.snapshotReads, 3)} | ${f(m.limitWrites, 4)} | ${f(m.roundTrips, 3)} | ${f(m.kms, 4)} | ${m.setup.servicesProcess ? 'n/a: made in the services process' : f(m.otherWrites, 3)} |`,
       );
 
     const timed = headline.outcomes;
@@ -421,11 +443,12 @@ async function main() {
       `  store writes per request ≤ 0.05: ${f(headline.limitWrites, 4)} ${ok(headline.limitWrites <= 0.05)}`,
     );
     console.log(
-      `\nTelemetry pipeline on vs off (same run): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
+      `\nTelemetry pipeline on (headline) vs off (one process; same run): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
     );
-    const failures = [headline, noTelemetry, memory].filter(
-      (m) => m.l.failures > 0 || m.t.non2xx + m.t.errors > 0,
+    console.log(
+      `Services process vs one process (same run): c=16 throughput ×${f(headline.t.rps / oneProcess.t.rps, 2)}, added p50 ${f(headline.l.p50 - oneProcess.l.p50)} ms, added p99 ${f(headline.l.p99 - oneProcess.l.p99)} ms`,
     );
+    const failures = all.filter((m) => m.l.failures > 0 || m.t.non2xx + m.t.errors > 0);
     for (const m of failures)
       console.log(
         `note: ${m.setup.name}: c=1 failures ${m.l.failures}, c=16 errors ${m.t.errors} non-2xx ${m.t.non2xx}`,

@@ -1,11 +1,69 @@
 import { chmodSync, mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import kinesalite from 'kinesalite';
 import { guardServer, type LocalCredentials, loadLocalCredentials } from './caller-auth.ts';
 import { startDynalite } from './dynamodb-transactions.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
+
+/** What the gateway needs of the KMS stand-in, wherever it runs (this process or ./services-process.ts). */
+export type KmsHandle = Pick<KmsStandIn, 'endpoint' | 'credentials' | 'counts' | 'close'>;
+
+export interface EmbeddedServicesOptions {
+  /** The key pair callers must sign with; default: the data dir's (./caller-auth.ts). */
+  credentials?: LocalCredentials;
+  /** Fixed ports (a restarted services process takes its predecessor's); default: free ones. */
+  ports?: { dynamodb: number; dynamodbBackground: number; kinesis: number; kms: number };
+}
+
+/**
+ * How long a background DynamoDB call waits for the main door to fall quiet before it goes in
+ * anyway (one at a time), so that background work is slowed under load, never starved.
+ */
+const BACKGROUND_MAX_WAIT_MS = 20;
+
+/**
+ * A second door into the same DynamoDB, for background work (the telemetry consumer): its calls go
+ * in one at a time, and only while no call through the main door (the proxy's snapshot reads, the
+ * Core API) is in flight, or once one has waited BACKGROUND_MAX_WAIT_MS. A proxied call therefore
+ * waits behind at most one background call inside dynalite, not behind a whole aggregator batch.
+ */
+function backgroundDoor(main: Server): Server {
+  const listener = main.listeners('request')[0] as RequestListener;
+  main.removeAllListeners('request');
+  let mainInFlight = 0;
+  let backgroundBusy = false;
+  const waiting: Array<{ since: number; go(): void }> = [];
+  const admit = () => {
+    const head = waiting[0];
+    if (!head || backgroundBusy) return;
+    if (mainInFlight > 0 && performance.now() - head.since < BACKGROUND_MAX_WAIT_MS) return;
+    waiting.shift();
+    backgroundBusy = true;
+    head.go();
+  };
+  main.on('request', (req, res) => {
+    mainInFlight++;
+    res.once('close', () => {
+      mainInFlight--;
+      admit();
+    });
+    listener(req, res);
+  });
+  return createServer((req, res) => {
+    const go = () => {
+      res.once('close', () => {
+        backgroundBusy = false;
+        admit();
+      });
+      listener(req, res);
+    };
+    waiting.push({ since: performance.now(), go });
+    setTimeout(admit, BACKGROUND_MAX_WAIT_MS).unref();
+    admit();
+  });
+}
 
 /**
  * The embedded AWS stand-ins, each a real server speaking the service's wire protocol, so the same
@@ -21,8 +79,10 @@ import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
  */
 export interface EmbeddedServices {
   dynamodbEndpoint: string;
+  /** The same DynamoDB for background work, behind the main door's calls (backgroundDoor). */
+  dynamodbBackgroundEndpoint: string;
   kinesisEndpoint: string;
-  kms: KmsStandIn;
+  kms: KmsHandle;
   /** The only credentials the stand-ins accept; hand them to the gateway's SDK clients. */
   credentials: LocalCredentials;
   /** The TCP ports the stand-ins listen on (never targets). */
@@ -30,10 +90,10 @@ export interface EmbeddedServices {
   close(): Promise<void>;
 }
 
-async function listen(server: Server): Promise<string> {
+async function listen(server: Server, port = 0): Promise<string> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
+    server.listen(port, '127.0.0.1', () => resolve());
   });
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
@@ -45,13 +105,16 @@ function closeServer(server: Server): Promise<void> {
   });
 }
 
-export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedServices> {
+export async function startEmbeddedServices(
+  dataDir?: string,
+  options: EmbeddedServicesOptions = {},
+): Promise<EmbeddedServices> {
   if (dataDir) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     // An existing directory keeps its mode on mkdir: tighten it, it holds the keys.
     chmodSync(dataDir, 0o700);
   }
-  const credentials = loadLocalCredentials(dataDir);
+  const credentials = options.credentials ?? loadLocalCredentials(dataDir);
   const ddb: Server = startDynalite({
     path: dataDir ? join(dataDir, 'dynamodb') : undefined,
     createTableMs: 0,
@@ -67,19 +130,44 @@ export async function startEmbeddedServices(dataDir?: string): Promise<EmbeddedS
   });
   guardServer(ddb, credentials);
   guardServer(kinesis, credentials);
-  const [dynamodbEndpoint, kinesisEndpoint, kms] = await Promise.all([
-    listen(ddb),
-    listen(kinesis),
-    startKmsStandIn({ keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined, credentials }),
-  ]);
+  const ddbBackground = backgroundDoor(ddb);
+  const started = await Promise.allSettled([
+    listen(ddb, options.ports?.dynamodb),
+    listen(ddbBackground, options.ports?.dynamodbBackground),
+    listen(kinesis, options.ports?.kinesis),
+    startKmsStandIn({
+      keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined,
+      credentials,
+      port: options.ports?.kms,
+    }),
+  ] as const);
+  const [ddbUp, backgroundUp, kinesisUp, kmsUp] = started;
+  if (
+    ddbUp.status === 'rejected' ||
+    backgroundUp.status === 'rejected' ||
+    kinesisUp.status === 'rejected' ||
+    kmsUp.status === 'rejected'
+  ) {
+    // One could not listen (a port taken): release the others (and their LevelDB locks).
+    await Promise.all([closeServer(ddb), closeServer(ddbBackground), closeServer(kinesis)]);
+    if (kmsUp.status === 'fulfilled') await kmsUp.value.close();
+    throw started.map((s) => (s.status === 'rejected' ? s.reason : undefined)).find(Boolean);
+  }
+  const dynamodbEndpoint = ddbUp.value;
+  const dynamodbBackgroundEndpoint = backgroundUp.value;
+  const kinesisEndpoint = kinesisUp.value;
+  const kms = kmsUp.value;
   return {
     dynamodbEndpoint,
+    dynamodbBackgroundEndpoint,
     kinesisEndpoint,
     kms,
     credentials,
-    ports: [dynamodbEndpoint, kinesisEndpoint, kms.endpoint].map((url) => Number(new URL(url).port)),
+    ports: [dynamodbEndpoint, dynamodbBackgroundEndpoint, kinesisEndpoint, kms.endpoint].map((url) =>
+      Number(new URL(url).port),
+    ),
     close: async () => {
-      await Promise.all([closeServer(ddb), closeServer(kinesis), kms.close()]);
+      await Promise.all([closeServer(ddb), closeServer(ddbBackground), closeServer(kinesis), kms.close()]);
     },
   };
 }

@@ -28,7 +28,14 @@ export interface KinesisPollerOptions {
   handler: (event: KinesisStreamEvent) => Promise<KinesisStreamBatchResponse | undefined>;
   /** Pause between polls of an idle shard. Default 200 ms. */
   idleMs?: number;
+  /** Most records handed to the handler at once. Default 100 (the mapping's default). */
   batchSize?: number;
+  /**
+   * The mapping's batching window: after a batch smaller than `batchSize`, wait this long before
+   * reading the shard again, so that records arriving meanwhile are handled together (one rollup
+   * update per bucket per batch, not per record). `drain()` cuts the wait short. Default 0.
+   */
+  batchWindowMs?: number;
 }
 
 export interface KinesisPoller {
@@ -69,6 +76,7 @@ export function toKinesisEvent(
 export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller {
   const idleMs = options.idleMs ?? 200;
   const batchSize = options.batchSize ?? 100;
+  const batchWindowMs = options.batchWindowMs ?? 0;
   const stats = { delivered: 0, batches: 0, failedBatches: 0 };
   let stopped = false;
   /** Per shard: when the latest GetRecords that found nothing newer was sent (performance.now()). */
@@ -143,6 +151,7 @@ export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller
           sequenceNumber: last,
         });
         iterator = out.NextShardIterator;
+        if (records.length < batchSize && batchWindowMs > 0) await sleep(batchWindowMs);
       } else {
         stats.failedBatches++;
         failures++;

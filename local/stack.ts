@@ -1,19 +1,18 @@
+import { chmodSync, mkdirSync } from 'node:fs';
 import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
 import { streamingProxyLambda } from '../lambdas/data-plane/streaming-lambda.ts';
 import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
-import { parseTargetAllowlist } from '../lambdas/net/target-allowlist.ts';
-import type { Config } from '../lambdas/shared/config.ts';
 import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
-import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
-import { sweepUnknownCalls } from '../lambdas/telemetry/unknown-calls.ts';
-import { type EmbeddedServices, startEmbeddedServices } from './embedded.ts';
+import { loadLocalCredentials } from './caller-auth.ts';
+import { type LocalConfigOptions, localConfig } from './config.ts';
+import type { EmbeddedServices } from './embedded.ts';
 import { type HttpFront, type LambdaHttpHandler, startHttpFront } from './http-front.ts';
-import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
-import { LOCAL_KEY_ID } from './kms-server.ts';
-import type { StreamingHandler } from './lambda-streaming.ts';
-import { ensureStream, ensureTable } from './provision.ts';
+import type { KinesisPoller } from './kinesis-poller.ts';
+import { isStreamingHandler, STREAMING_MARK, type StreamingHandler } from './lambda-streaming.ts';
+import { type ServicesSide, type ServicesSideOptions, startServicesSide } from './services.ts';
+import { startServicesProcess } from './services-client.ts';
 import { openTelemetryWal, type TelemetryWal } from './telemetry-wal.ts';
 
 /**
@@ -21,15 +20,20 @@ import { openTelemetryWal, type TelemetryWal } from './telemetry-wal.ts';
  * the CDK app would create, and the deployed handlers behind local HTTP fronts. `npm start` and the
  * integration tests both use this.
  */
-export interface LocalStackOptions {
+export interface LocalStackOptions extends LocalConfigOptions {
   /** Where data lives; absent: in memory. */
   dataDir?: string;
   apiPort?: number;
   proxyPort?: number;
-  regions?: string[];
-  /** `host:port` entries (a bare host: its default ports only); see lambdas/net/target-allowlist.ts. */
-  targetAllowlist?: string[];
-  tableName?: string;
+  /**
+   * Run the embedded stand-ins and the telemetry consumer in their own process
+   * (./services-process.ts), off the event loop that serves the Core API and the proxy: what
+   * `npm start` does (docs/local-services-process.md). Default false: in this process, which
+   * starts faster (tests).
+   */
+  servicesProcess?: boolean;
+  /** The services process keeps dying and is no longer restarted (default: logged). */
+  onServicesGiveUp?: (error: Error) => void;
   /** Run the telemetry aggregator on the embedded stream (default true; tests may turn it off). */
   telemetryPoller?: boolean;
   /** Options of the proxy handler (telemetry hook, upstream deadline and size cap). */
@@ -45,6 +49,38 @@ export interface LocalStackOptions {
 export interface CloseOptions {
   /** Graceful shutdown: let calls in flight finish and be recorded for up to this long. */
   drainMs?: number;
+}
+
+/**
+ * After the fronts closed their connections, how long close() still waits for handlers that are
+ * running (a call to the store or upstream in flight) before the store goes away under them.
+ */
+const SETTLE_MS = 10_000;
+
+/** Counts the invocations of a handler in flight, so that close() can wait for them to end. */
+function tracked<H extends LambdaHttpHandler | StreamingHandler>(handler: H) {
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const wrapped = (async (...args: unknown[]) => {
+    inFlight++;
+    try {
+      return await (handler as (...a: unknown[]) => Promise<unknown>)(...args);
+    } finally {
+      if (--inFlight === 0) idle?.();
+    }
+  }) as unknown as H;
+  // A streaming handler stays one (the local front drives it through a response stream).
+  if (isStreamingHandler(handler)) (wrapped as StreamingHandler)[STREAMING_MARK] = 'response';
+  const settled = (timeoutMs: number) =>
+    new Promise<void>((resolve) => {
+      if (inFlight === 0) return resolve();
+      const timer = setTimeout(resolve, timeoutMs);
+      idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  return { handler: wrapped, settled };
 }
 
 export interface LocalStack {
@@ -65,35 +101,26 @@ export interface LocalStack {
 /** The proxy function's timeout in local mode: Lambda's maximum, the deployed default. */
 export const PROXY_FUNCTION_TIMEOUT_MS = 900_000;
 
-export function localConfig(options: LocalStackOptions): Config {
-  const regions = options.regions?.length ? options.regions : ['us-east-1'];
-  const tableName = options.tableName ?? 'keygate';
-  return {
-    homeRegion: regions[0]!,
-    homeTableName: tableName,
-    // Locally every served region is a cell on the same embedded table, key and stream.
-    cells: Object.fromEntries(
-      regions.map((region) => [
-        region,
-        { region, tableName, kmsKeyId: LOCAL_KEY_ID, streamName: 'keygate-telemetry' },
-      ]),
-    ),
-    targetAllowlist: parseTargetAllowlist(options.targetAllowlist),
-    // Filled in as each of keygate's own servers starts listening (startLocalStack).
-    ownPorts: [],
-    requestLogRetentionDays: 90,
-    maxBodyBytes: 256 * 1024,
-    telemetrySink: 'kinesis',
-  };
-}
+export { localConfig };
 
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
-  const services = await startEmbeddedServices(options.dataDir);
+  const sideOptions: ServicesSideOptions = {
+    dataDir: options.dataDir,
+    regions: options.regions,
+    tableName: options.tableName,
+    telemetryPoller: options.telemetryPoller,
+    unknownAfterMs: options.unknownAfterMs,
+    // Made here (the data dir's, created 0600 on first start) and handed to the services side.
+    credentials: loadLocalCredentials(prepareDataDir(options.dataDir)),
+  };
+  const side: ServicesSide = options.servicesProcess
+    ? await startServicesProcess(sideOptions, { onGiveUp: options.onServicesGiveUp })
+    : await startServicesSide(sideOptions);
+  const { services, poller } = side;
   const fronts: HttpFront[] = [];
-  let poller: KinesisPoller | undefined;
+  const handlers: Array<{ settled(timeoutMs: number): Promise<void> }> = [];
   let telemetry: TelemetryEmitter | undefined;
   let wal: TelemetryWal | undefined;
-  let sweepTimer: NodeJS.Timeout | undefined;
   try {
     const config = localConfig(options);
     // keygate's own ports are never targets: the stand-ins' now, the fronts' before they serve.
@@ -106,27 +133,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       kms: services.kms.endpoint,
       credentials: services.credentials,
     });
-    await ensureTable(deps.home.ddb, config.homeTableName);
     const firstCell = Object.values(deps.cells)[0]!;
-    await ensureStream(firstCell.kinesis, firstCell.streamName!);
-    if (options.telemetryPoller !== false) {
-      poller = startKinesisPoller({
-        kinesis: firstCell.kinesis,
-        streamName: firstCell.streamName!,
-        region: firstCell.region,
-        table: firstCell,
-        // The stack sweeps on its own timer below, traffic or not.
-        handler: createAggregatorHandler(deps, { sweep: false }),
-      });
-    }
 
-    const api = await startHttpFront({
+    const api = tracked(createCoreApiHandler(deps) as unknown as LambdaHttpHandler);
+    handlers.push(api);
+    const apiFront = await startHttpFront({
       port: options.apiPort ?? 0,
       functionName: 'keygate-core-api',
-      handler: createCoreApiHandler(deps) as unknown as LambdaHttpHandler,
+      handler: api.handler,
     });
-    fronts.push(api);
-    ownPorts.push(Number(new URL(api.url).port));
+    fronts.push(apiFront);
+    ownPorts.push(Number(new URL(apiFront.url).port));
     if (options.dataDir) {
       // Every record is in the write-ahead file before the call out / the answer (durable across
       // a kill); what a previous run left unshipped goes into the stream before the first sweep.
@@ -145,33 +162,24 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         autoFlushMs: 20,
       });
     }
-    if (poller) {
-      const graceMs = options.unknownAfterMs ?? 60_000;
-      const sweep = async () => {
-        try {
-          await sweepUnknownCalls(deps, firstCell, { graceMs });
-        } catch {
-          // The embedded services are closing, or busy: the next sweep takes the pending calls.
-        }
-        if (sweepTimer) sweepTimer = setTimeout(sweep, sweepEvery).unref();
-      };
-      const sweepEvery = Math.min(5000, Math.max(250, graceMs / 4));
-      sweepTimer = setTimeout(sweep, sweepEvery).unref();
-    }
-    const proxy = await startHttpFront({
+    // The deployed proxy's own wrapper (response streaming), driven through a response stream.
+    const proxy = tracked(
+      streamingProxyLambda(
+        createProxyHandler(deps, { ...telemetryHooks(telemetry), ...options.proxyOptions }),
+      ) as unknown as StreamingHandler,
+    );
+    handlers.push(proxy);
+    const proxyFront = await startHttpFront({
       port: options.proxyPort ?? 0,
       functionName: 'keygate-proxy',
       timeoutMs: PROXY_FUNCTION_TIMEOUT_MS,
-      // The deployed proxy's own wrapper (response streaming), driven through a response stream.
-      handler: streamingProxyLambda(
-        createProxyHandler(deps, { ...telemetryHooks(telemetry), ...options.proxyOptions }),
-      ) as unknown as StreamingHandler,
+      handler: proxy.handler,
     });
-    fronts.push(proxy);
-    ownPorts.push(Number(new URL(proxy.url).port));
+    fronts.push(proxyFront);
+    ownPorts.push(Number(new URL(proxyFront.url).port));
     return {
-      apiUrl: api.url,
-      proxyUrl: proxy.url,
+      apiUrl: apiFront.url,
+      proxyUrl: proxyFront.url,
       deps,
       services,
       telemetryPoller: poller,
@@ -179,25 +187,30 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       close: async (closeOptions = {}) => {
         // Stop accepting; calls in flight finish (and are recorded) up to the drain deadline.
         await Promise.all(fronts.map((f) => f.close(closeOptions.drainMs)));
-        clearTimeout(sweepTimer);
-        sweepTimer = undefined;
+        // A handler whose client went away may still be talking to the store: let it finish.
+        await Promise.all(handlers.map((h) => h.settled(SETTLE_MS)));
         await (wal ? wal.close() : telemetry?.flush());
-        await poller?.close();
         for (const cell of Object.values(deps.cells)) {
           cell.ddb.destroy();
           cell.kms.destroy();
           cell.kinesis.destroy();
         }
         deps.home.ddb.destroy();
-        await services.close();
+        await side.close();
       },
     };
   } catch (error) {
-    clearTimeout(sweepTimer);
     await Promise.all(fronts.map((f) => f.close()));
     await wal?.close();
-    await poller?.close();
-    await services.close();
+    await side.close();
     throw error;
   }
+}
+
+/** The data dir, created 0700 (and tightened if it exists: it holds the keys); undefined in memory. */
+function prepareDataDir(dataDir: string | undefined): string | undefined {
+  if (!dataDir) return undefined;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+  return dataDir;
 }

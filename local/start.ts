@@ -12,7 +12,7 @@ import { startLocalStack } from './stack.ts';
  * ports 443/80 only; keygate's own ports never), KEYGATE_REGIONS (regions served, default us-east-1),
  * KEYGATE_DRAIN_SECONDS (30: on SIGTERM/SIGINT, how long calls in flight may finish),
  * KEYGATE_UNKNOWN_AFTER_SECONDS (60: when a call started and never completed counts as `unknown`).
- * See docs/local-mode-security.md and docs/audit-trail.md.
+ * See docs/local-mode-security.md, docs/audit-trail.md and docs/local-services-process.md.
  */
 function port(name: string, fallback: number): number {
   const raw = process.env[name];
@@ -56,6 +56,12 @@ const stack = await startLocalStack({
   targetAllowlist: allowlist(),
   regions: parseHostList(process.env.KEYGATE_REGIONS),
   unknownAfterMs: seconds('KEYGATE_UNKNOWN_AFTER_SECONDS', 60) * 1000,
+  // The stand-ins and the telemetry consumer on their own core (docs/local-services-process.md).
+  servicesProcess: true,
+  onServicesGiveUp: (error) => {
+    console.error(`${error.message}: stopping`);
+    process.exit(1);
+  },
 });
 
 const tokenFile = join(dataDir, 'admin-token');
