@@ -92,6 +92,8 @@ export class CellStack extends Stack {
       reservedConcurrency: settings.concurrency.proxy,
       egress: this.egress,
       edgeLimits: settings.edgeLimits,
+      // In the home region the Core API's REST API sets up the account-wide role.
+      createsCloudWatchRole: this.region !== homeRegion,
     });
     const zone = settings.hostedZone
       ? route53.HostedZone.fromHostedZoneAttributes(this, 'Zone', {
@@ -111,6 +113,8 @@ export class CellStack extends Stack {
         edgeLimits: settings.edgeLimits,
         customDomain: settings.apiDomain,
       });
+      // The proxy stage's error logs need the account-wide role the Core API's REST API sets up.
+      this.proxy.gateway.api.deploymentStage.node.addDependency(this.coreApi.api);
       new CfnOutput(this, 'CoreApiUrl', { value: this.coreApi.url });
       const domain = this.coreApi.domain;
       if (domain) {

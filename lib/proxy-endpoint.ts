@@ -26,6 +26,8 @@ export interface ProxyEndpointProps {
   egress?: EgressNetwork;
   /** Rate limits of the WAF web ACL in front of the proxy's stage. */
   edgeLimits: EdgeRateLimits;
+  /** No other REST API in this stack sets up API Gateway's account-wide CloudWatch role. */
+  createsCloudWatchRole: boolean;
 }
 
 /** The resources of the sync data plane: `/api/{proxyId}/{target path}`, any method. */
@@ -66,6 +68,7 @@ export class ProxyEndpoint extends Construct {
     const name = `${installPrefix(stageOf(this))}-${Stack.of(this).region}-proxy`;
     this.gateway = new StreamingGateway(this, 'Rest', {
       apiName: name,
+      createsCloudWatchRole: props.createsCloudWatchRole,
       fn: this.fn,
       paths: PROXY_PATHS,
       integrationTimeout: props.timeout ?? DEFAULT_PROXY_TIMEOUT,

@@ -5,29 +5,11 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { REST_ACCESS_LOG_FIELDS } from './core-api.ts';
 import type { CustomDomain } from './http-gateway.ts';
 
-/**
- * The access-log line of the streaming REST API: like the HTTP APIs' (http-gateway.ts), it lists
- * what it keeps — no header (so never `Authorization`), no query string, no body.
- */
-export const REST_ACCESS_LOG_FIELDS = {
-  requestId: '$context.requestId',
-  requestTime: '$context.requestTime',
-  sourceIp: '$context.identity.sourceIp',
-  userAgent: '$context.identity.userAgent',
-  httpMethod: '$context.httpMethod',
-  resourcePath: '$context.resourcePath',
-  path: '$context.path',
-  protocol: '$context.protocol',
-  status: '$context.status',
-  responseLength: '$context.responseLength',
-  responseLatency: '$context.responseLatency',
-  integrationLatency: '$context.integrationLatency',
-  integrationStatus: '$context.integrationStatus',
-  integrationError: '$context.integration.error',
-  lambdaRequestId: '$context.integration.requestId',
-} as const;
+/** The access-log line: the Core API's (core-api.ts) — no header, query, body or raw path. */
+export { REST_ACCESS_LOG_FIELDS };
 
 export interface StreamingGatewayProps {
   /** The REST API's name (unique per installation and region). */
@@ -43,6 +25,12 @@ export interface StreamingGatewayProps {
   customDomain?: CustomDomain;
   /** Why the methods have no API Gateway authorizer (the function authenticates each call). */
   noAuthorizerReason: string;
+  /**
+   * Whether this API sets up API Gateway's account-wide CloudWatch role (one per account and
+   * region): true where no other REST API of the installation does (the Core API does in the home
+   * region).
+   */
+  createsCloudWatchRole: boolean;
 }
 
 /**
@@ -64,7 +52,8 @@ export class StreamingGateway extends Construct {
     this.accessLogs = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.logRetention,
       encryptionKey: props.logKey,
-      removalPolicy: RemovalPolicy.RETAIN,
+      // Kept on update and delete, not when the first create rolls back (a retry must not collide).
+      removalPolicy: RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     });
     this.api = new apigw.RestApi(this, 'Api', {
       restApiName: props.apiName,
@@ -72,13 +61,18 @@ export class StreamingGateway extends Construct {
       endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
       binaryMediaTypes: ['*/*'],
       disableExecuteApiEndpoint: props.customDomain !== undefined,
-      // Execution logs need an account-wide API Gateway role; access logs (below) are kept instead.
-      cloudWatchRole: false,
+      // Execution logs (errors only) need API Gateway's account-wide CloudWatch role.
+      cloudWatchRole: props.createsCloudWatchRole,
+      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
       deployOptions: {
         stageName: 'v1',
         throttlingRateLimit: props.throttle.rateLimit,
         throttlingBurstLimit: props.throttle.burstLimit,
         tracingEnabled: true,
+        // Errors only, never request or response data.
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
+        metricsEnabled: true,
         accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
         accessLogFormat: apigw.AccessLogFormat.custom(JSON.stringify(REST_ACCESS_LOG_FIELDS)),
       },
@@ -122,12 +116,6 @@ function acknowledgeGatewayFindings(api: apigw.RestApi, noAuthorizerReason: stri
     'Requests are validated by the proxy function itself (canonical path, header hygiene, rules on ' +
       'the exact bytes sent); an API Gateway model would judge a different parse of the same request.',
   );
-  const noExecutionLogs =
-    'Execution logging needs the account-wide API Gateway CloudWatch role and logs request data; the ' +
-    'stage writes access logs (a fixed list of fields, no header, query or body) to an encrypted log ' +
-    'group, and the function logs every call as a masked telemetry record.';
-  ack('AwsSolutions-APIG6', noExecutionLogs);
-  both('APIGWExecutionLoggingEnabled', noExecutionLogs);
   both(
     'APIGWCacheEnabledAndEncrypted',
     'A credential proxy must never answer from a cache: every call is authenticated and judged ' +

@@ -241,8 +241,8 @@ describe('first-deploy safety', () => {
 
   it('each API has its own name, and no logical id carries "undefined"', () => {
     home.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'keygate-prod-us-east-1-core-api' });
-    home.hasResourceProperties('AWS::ApiGatewayV2::Api', { Name: 'keygate-prod-us-east-1-proxy' });
-    eu.hasResourceProperties('AWS::ApiGatewayV2::Api', { Name: 'keygate-prod-eu-west-1-proxy' });
+    home.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'keygate-prod-us-east-1-proxy' });
+    eu.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'keygate-prod-eu-west-1-proxy' });
     for (const template of [home, eu])
       for (const id of Object.keys(template.toJSON().Resources)) expect(id).not.toMatch(/undefined/i);
   });
@@ -309,9 +309,14 @@ describe('isolation', () => {
       expect(rate(name).EvaluationWindowSec).toBe(EDGE_WINDOW_SECONDS);
       expect(rules[name].Action.Block.CustomResponse.ResponseCode).toBe(429);
     }
-    const [, association] = resourcesOf(home, 'AWS::WAFv2::WebACLAssociation')[0]!;
-    expect(JSON.stringify(association.Properties.ResourceArn)).toMatch(/CoreApiRest\w*DeploymentStagev1/);
-    home.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
+    // Both REST API stages of the home cell: the Core API's and the streaming proxy's.
+    const associated = resourcesOf(home, 'AWS::WAFv2::WebACLAssociation').map(([, a]) =>
+      JSON.stringify(a.Properties.ResourceArn),
+    );
+    expect(associated).toHaveLength(2);
+    expect(associated.some((arn) => /CoreApiRest\w*DeploymentStagev1/.test(arn))).toBe(true);
+    expect(associated.some((arn) => /ProxyRestApiDeploymentStagev1/.test(arn))).toBe(true);
+    eu.resourceCountIs('AWS::WAFv2::WebACLAssociation', 1);
     const [, logging] = resourcesOf(home, 'AWS::WAFv2::LoggingConfiguration')[0]!;
     expect(logging.Properties.RedactedFields).toEqual([
       { SingleHeader: { Name: 'authorization' } },
@@ -376,20 +381,22 @@ describe('alarms that can fire', () => {
       expect({ name, found: named(name) !== undefined }).toEqual({ name, found: true });
     expect(named('ProxyLatencyP99')).toMatchObject({ ExtendedStatistic: 'p99', Threshold: 10_000 });
     expect(JSON.stringify(named('CoreApiEdgeBlocked'))).toContain('AWS/WAFV2');
-    expect(named('Proxy4xxRate').Metrics.some((m: any) => m.MetricStat?.Metric?.MetricName === '4xx')).toBe(
-      true,
-    );
+    // The proxy is a REST API: its client-error metric is 4XXError.
+    expect(
+      named('Proxy4xxRate').Metrics.some((m: any) => m.MetricStat?.Metric?.MetricName === '4XXError'),
+    ).toBe(true);
   });
 
   it('access logs keep the route, never the raw path', () => {
     expect(Object.values(ACCESS_LOG_FIELDS)).not.toContain('$context.path');
     expect(Object.values(REST_ACCESS_LOG_FIELDS)).not.toContain('$context.path');
-    const [, stage] = resourcesOf(home, 'AWS::ApiGateway::Stage')[0]!;
-    expect(JSON.parse(stage.Properties.AccessLogSetting.Format)).toEqual(REST_ACCESS_LOG_FIELDS);
-    expect(stage.Properties.MethodSettings[0]).toMatchObject({
-      LoggingLevel: 'ERROR',
-      DataTraceEnabled: false,
-    });
+    for (const [, stage] of resourcesOf(home, 'AWS::ApiGateway::Stage')) {
+      expect(JSON.parse(stage.Properties.AccessLogSetting.Format)).toEqual(REST_ACCESS_LOG_FIELDS);
+      expect(stage.Properties.MethodSettings[0]).toMatchObject({
+        LoggingLevel: 'ERROR',
+        DataTraceEnabled: false,
+      });
+    }
   });
 });
 
@@ -408,11 +415,16 @@ describe('domains', () => {
 });
 
 describe('API Gateway permissions (acknowledged CT.LAMBDA.PR.2)', () => {
-  it('every Lambda permission is for API Gateway and carries the SourceArn of its own API', () => {
+  it('every Lambda permission is for API Gateway (or the sweep schedule) and carries the SourceArn of its own caller', () => {
     for (const template of [home, eu]) {
       const permissions = resourcesOf(template, 'AWS::Lambda::Permission');
       expect(permissions.length).toBeGreaterThan(0);
       for (const [, p] of permissions) {
+        // The aggregator's one-minute unknown-call sweep is invoked by its EventBridge rule.
+        if (p.Properties.Principal === 'events.amazonaws.com') {
+          expect(JSON.stringify(p.Properties.SourceArn)).toContain('Arn');
+          continue;
+        }
         expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
         expect(JSON.stringify(p.Properties.SourceArn)).toContain(':execute-api:');
       }
