@@ -6,7 +6,7 @@ import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { REST_ACCESS_LOG_FIELDS } from './core-api.ts';
-import type { CustomDomain } from './http-gateway.ts';
+import { API_PERMISSION_ACK, type CustomDomain } from './http-gateway.ts';
 
 /** The access-log line: the Core API's (core-api.ts) — no header, query, body or raw path. */
 export { REST_ACCESS_LOG_FIELDS };
@@ -63,7 +63,7 @@ export class StreamingGateway extends Construct {
       disableExecuteApiEndpoint: props.customDomain !== undefined,
       // Execution logs (errors only) need API Gateway's account-wide CloudWatch role.
       cloudWatchRole: props.createsCloudWatchRole,
-      cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
+      ...(props.createsCloudWatchRole ? { cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN } : {}),
       deployOptions: {
         stageName: 'v1',
         throttlingRateLimit: props.throttle.rateLimit,
@@ -110,6 +110,13 @@ function acknowledgeGatewayFindings(api: apigw.RestApi, noAuthorizerReason: stri
     for (const pack of ['HIPAA.Security', 'NIST.800.53.R5']) ack(`${pack}-${rule}`, reason);
   };
   ack('AwsSolutions-APIG4', noAuthorizerReason);
+  Validations.of(api).acknowledge(API_PERMISSION_ACK);
+  ack(
+    'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+    "API Gateway's account-level CloudWatch role, which REST API logging requires (created here only " +
+      'where no Core API does it); AWS maintains the managed policy for exactly this service role, and ' +
+      'only apigateway.amazonaws.com can assume it.',
+  );
   ack('AwsSolutions-COG4', noAuthorizerReason);
   ack(
     'AwsSolutions-APIG2',

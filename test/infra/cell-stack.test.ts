@@ -146,7 +146,7 @@ describe('functions', () => {
 
   it('log groups are KMS-encrypted, have a retention and are retained', () => {
     const groups = resourcesOf(template, 'AWS::Logs::LogGroup');
-    expect(groups.length).toBe(6); // 3 functions + 2 access logs + the Core API's WAF log
+    expect(groups.length).toBe(7); // 3 functions + 2 access logs + the two WAF logs (Core API, proxy)
     for (const [, g] of groups) {
       expect(g.Properties.KmsKeyId).toEqual(keyRef);
       expect(g.Properties.RetentionInDays).toBe(365);
@@ -302,11 +302,16 @@ describe('endpoints', () => {
       expect(p.AccessLogSetting.Format).not.toMatch(/header|authorization|querystring|body|authorizer/i);
   });
 
+  /** The proxy REST API's methods (the Core API's REST API has its own, buffered). */
+  const proxyMethods = (t: typeof template) =>
+    resourcesOf(t, 'AWS::ApiGateway::Method').filter(([id]) => id.startsWith('ProxyRest'));
+
   it('the proxy streams: REST API Lambda proxy integrations in STREAM mode, as long as the function runs', () => {
+    // The proxy's resources, and the Core API's one `{proxy+}`.
     const paths = resourcesOf(template, 'AWS::ApiGateway::Resource').map(([, r]) => r.Properties.PathPart);
-    expect(paths.sort()).toEqual(['api', '{proxy+}', '{proxyId}']);
+    expect(paths.sort()).toEqual(['api', '{proxy+}', '{proxy+}', '{proxyId}']);
     expect(PROXY_PATHS).toEqual(['/api/{proxyId}', '/api/{proxyId}/{proxy+}']);
-    const methods = resourcesOf(template, 'AWS::ApiGateway::Method');
+    const methods = proxyMethods(template);
     expect(methods).toHaveLength(2);
     for (const [, m] of methods) {
       expect(m.Properties).toMatchObject({
@@ -330,8 +335,7 @@ describe('endpoints', () => {
       (f: any) => f.Properties.Description === 'regional proxy (data plane)',
     ) as any;
     expect(fn.Properties.Timeout).toBe(120);
-    for (const [, m] of resourcesOf(short, 'AWS::ApiGateway::Method'))
-      expect(m.Properties.Integration.TimeoutInMillis).toBe(120_000);
+    for (const [, m] of proxyMethods(short)) expect(m.Properties.Integration.TimeoutInMillis).toBe(120_000);
     expect(() => synthKeygate({ proxyTimeoutSeconds: 901 })).toThrow(/at most 900/);
   });
 });
