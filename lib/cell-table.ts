@@ -88,7 +88,8 @@ export class CellTable extends Construct {
    * 10 and 11 in keys.ts, and nothing else.
    */
   grantProxyAccess(fn: KeygateFunction): void {
-    this.grantLeadingKeys(fn, ['PROXY#*'], ['dynamodb:GetItem']);
+    // Its snapshot by proxy id, or the same snapshot's copy under its alias (keys.aliasSnapshot).
+    this.grantLeadingKeys(fn, ['PROXY#*', 'ALIAS#*'], ['dynamodb:GetItem']);
     this.grantLeadingKeys(fn, ['LIMIT#*'], ['dynamodb:UpdateItem']);
     grantKeyViaService(fn, this.region, 'dynamodb', KEY_WRITE, this.key);
   }
