@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createProxyFixture } from '../helpers/integrity.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { type RecordingUpstream, send, startRecordingUpstream } from '../helpers/proxy-fixtures.ts';
 
 /**
  * "Moving over is a change of host name": request bodies shaped as RequestRocket documents them are
@@ -7,6 +9,7 @@ import { startTestGateway, type TestGateway } from '../helpers/local.ts';
  */
 describe('RequestRocket-shaped requests', () => {
   let gw: TestGateway;
+  let upstream: RecordingUpstream;
   const c = () => `/clients/${gw.admin.clientId}`;
   const strip = (rule: Record<string, unknown>) => {
     const { ruleId: _r, createdAt: _c, updatedAt: _u, parentId: _p, ...rest } = rule;
@@ -14,9 +17,13 @@ describe('RequestRocket-shaped requests', () => {
   };
 
   beforeAll(async () => {
-    gw = await startTestGateway();
+    upstream = await startRecordingUpstream();
+    gw = await startTestGateway({ targetAllowlist: [`127.0.0.1:${upstream.port}`] });
   });
-  afterAll(() => gw.close());
+  afterAll(async () => {
+    await gw.close();
+    await upstream.close();
+  });
 
   it('answers the Core API under /api/… as under /…', async () => {
     const plain = await gw.api('GET', '/users/me');
@@ -133,5 +140,23 @@ describe('RequestRocket-shaped requests', () => {
         })
       ).status,
     ).toBe(400);
+  });
+
+  it('takes the proxy key in an Authorization query parameter when the credential lists it, and never forwards it', async () => {
+    const f = await createProxyFixture(gw, upstream);
+    const call = (query: string) =>
+      send(gw.stack.proxyUrl, { path: `/api/${f.proxyId}/v2/items?${query}` });
+    const key = encodeURIComponent(f.key);
+    // Off by default: a key in a URL ends up in logs upstream of keygate.
+    expect((await call(`Authorization=${key}&page=2`)).status).toBe(401);
+    const listed = await gw.api('PUT', `${c()}/credentials/${f.proxyCredentialId}`, {
+      body: { credentialKeyLocations: ['authorization', 'query:Authorization'] },
+    });
+    expect(listed.status).toBe(200);
+    const before = upstream.received.length;
+    expect((await call(`Authorization=${key}&page=2`)).status).toBe(200);
+    const got = upstream.received.slice(before);
+    expect(got.map((r) => r.url)).toEqual(['/v2/items?page=2']);
+    expect(JSON.stringify(got)).not.toContain(f.key);
   });
 });
