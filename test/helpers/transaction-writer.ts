@@ -14,7 +14,7 @@ const services = await startEmbeddedServices(dataDir);
 const ddb = createDocumentClient({
   region: 'us-east-1',
   endpoint: services.dynamodbEndpoint,
-  credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+  credentials: services.credentials,
 });
 await ensureTable(ddb, table);
 

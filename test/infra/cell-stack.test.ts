@@ -190,7 +190,10 @@ describe('least privilege', () => {
   it('the proxy reads PROXY# partitions and counts in LIMIT# partitions, nothing else', () => {
     const ddb = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
     expect(ddb.map((s) => [actionsOf(s), s.Condition])).toEqual([
-      [['dynamodb:GetItem'], { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROXY#*', 'ALIAS#*'] } }],
+      [
+        ['dynamodb:GetItem'],
+        { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROXY#*', 'ALIAS#*'] } },
+      ],
       [['dynamodb:UpdateItem'], { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['LIMIT#*'] } }],
     ]);
   });

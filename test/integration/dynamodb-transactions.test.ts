@@ -17,16 +17,16 @@ import { type EmbeddedServices, startEmbeddedServices } from '../../local/embedd
 import { ensureTable } from '../../local/provision.ts';
 
 const TABLE = 'keygate-transactions-test';
-const CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
 
 let services: EmbeddedServices;
 let ddb: DynamoDBDocumentClient;
 
-function client(endpoint: string) {
+/** A client the stand-in accepts: signed with the key pair of its data dir (local/caller-auth.ts). */
+function client(endpoint: string, of: EmbeddedServices = services) {
   return createDocumentClient({
     region: 'us-east-1',
     endpoint,
-    credentials: CREDENTIALS,
+    credentials: of.credentials,
     requestTimeoutMs: 20_000,
   });
 }
@@ -614,7 +614,7 @@ describe('durability on disk', () => {
     await exited;
 
     const reopened = await startEmbeddedServices(dataDir);
-    const reader = client(reopened.dynamodbEndpoint);
+    const reader = client(reopened.dynamodbEndpoint, reopened);
     try {
       const torn: number[] = [];
       const missing: number[] = [];

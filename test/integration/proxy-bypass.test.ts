@@ -186,10 +186,14 @@ describe('the bypass corpus', () => {
       const r = await attempt('/v2/inventory/x', method);
       expect([method, r.status, r.forwarded]).toEqual([method, 405, 0]);
     }
-    // CONNECT never reaches a handler (the front, like API Gateway, does not take it); the handler
-    // itself refuses it too (proxy.test.ts).
+    // CONNECT never reaches a handler: the front answers it 405 on the raw socket (the handler
+    // itself refuses it too, proxy.test.ts).
     upstream.received.length = 0;
-    await expect(attempt('/v2/inventory/x', 'CONNECT')).rejects.toThrow();
+    const raw = await sendRaw(
+      stack.proxyUrl,
+      `CONNECT 127.0.0.1:${upstream.port} HTTP/1.1\r\nHost: x\r\n\r\n`,
+    );
+    expect(raw).toMatch(/^HTTP\/1\.1 405 /);
     expect(upstream.received).toHaveLength(0);
     // Overrides are stripped: the vendor sees a plain GET.
     const overridden = await attempt('/v2/inventory/x', 'GET', {

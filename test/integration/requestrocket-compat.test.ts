@@ -144,8 +144,7 @@ describe('RequestRocket-shaped requests', () => {
 
   it('takes the proxy key in an Authorization query parameter when the credential lists it, and never forwards it', async () => {
     const f = await createProxyFixture(gw, upstream);
-    const call = (query: string) =>
-      send(gw.stack.proxyUrl, { path: `/api/${f.proxyId}/v2/items?${query}` });
+    const call = (query: string) => send(gw.stack.proxyUrl, { path: `/api/${f.proxyId}/v2/items?${query}` });
     const key = encodeURIComponent(f.key);
     // Off by default: a key in a URL ends up in logs upstream of keygate.
     expect((await call(`Authorization=${key}&page=2`)).status).toBe(401);
