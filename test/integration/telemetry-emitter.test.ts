@@ -74,9 +74,10 @@ describe('telemetry emitter', () => {
       streamName: STREAM,
       logger: capturingLogger(),
     });
-    const started = performance.now();
-    for (let i = 0; i < 1000; i++) emitter.emit(makeRecord());
-    expect(performance.now() - started).toBeLessThan(1000);
+    // emit is synchronous: it returns nothing to wait for, so a hanging Kinesis cannot hold the
+    // caller (the loop finishing at all, with Kinesis never answering, is the proof).
+    for (let i = 0; i < 1000; i++) expect(emitter.emit(makeRecord())).toBeUndefined();
+    expect(emitter.stats().emitted).toBe(1000);
     const circular = makeRecord() as TelemetryRecord & { self?: unknown };
     circular.self = circular;
     expect(() => emitter.emit(circular)).not.toThrow();
