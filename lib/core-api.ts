@@ -35,6 +35,27 @@ export const REST_ACCESS_LOG_FIELDS = {
   lambdaRequestId: '$context.integration.requestId',
 } as const;
 
+/**
+ * The stage settings both REST APIs share: stage `v1`, throttling, X-Ray, error-only execution logs
+ * (never request or response data) and the access-log line above.
+ */
+export function restStageOptions(
+  throttle: { rateLimit: number; burstLimit: number },
+  accessLogs: logs.ILogGroup,
+): apigw.StageOptions {
+  return {
+    stageName: 'v1',
+    throttlingRateLimit: throttle.rateLimit,
+    throttlingBurstLimit: throttle.burstLimit,
+    tracingEnabled: true,
+    loggingLevel: apigw.MethodLoggingLevel.ERROR,
+    dataTraceEnabled: false,
+    metricsEnabled: true,
+    accessLogDestination: new apigw.LogGroupLogDestination(accessLogs),
+    accessLogFormat: apigw.AccessLogFormat.custom(JSON.stringify(REST_ACCESS_LOG_FIELDS)),
+  };
+}
+
 export interface CoreApiProps {
   /** Every served region; the first is the home region, where this construct lives. */
   regions: string[];
@@ -110,18 +131,7 @@ export class CoreApi extends Construct {
       // and region); it is kept when a stack goes, since other installations may use it.
       cloudWatchRole: true,
       cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
-      deployOptions: {
-        stageName: 'v1',
-        throttlingRateLimit: props.throttle.rateLimit,
-        throttlingBurstLimit: props.throttle.burstLimit,
-        tracingEnabled: true,
-        // Errors only, never request or response data.
-        loggingLevel: apigw.MethodLoggingLevel.ERROR,
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.custom(JSON.stringify(REST_ACCESS_LOG_FIELDS)),
-      },
+      deployOptions: restStageOptions(props.throttle, this.accessLogs),
     });
     this.edge = new EdgeProtection(this, 'Edge', {
       name,

@@ -5,7 +5,7 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { REST_ACCESS_LOG_FIELDS } from './core-api.ts';
+import { REST_ACCESS_LOG_FIELDS, restStageOptions } from './core-api.ts';
 import { API_PERMISSION_ACK, type CustomDomain } from './http-gateway.ts';
 
 /** The access-log line: the Core API's (core-api.ts) — no header, query, body or raw path. */
@@ -64,18 +64,7 @@ export class StreamingGateway extends Construct {
       // Execution logs (errors only) need API Gateway's account-wide CloudWatch role.
       cloudWatchRole: props.createsCloudWatchRole,
       ...(props.createsCloudWatchRole ? { cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN } : {}),
-      deployOptions: {
-        stageName: 'v1',
-        throttlingRateLimit: props.throttle.rateLimit,
-        throttlingBurstLimit: props.throttle.burstLimit,
-        tracingEnabled: true,
-        // Errors only, never request or response data.
-        loggingLevel: apigw.MethodLoggingLevel.ERROR,
-        dataTraceEnabled: false,
-        metricsEnabled: true,
-        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.custom(JSON.stringify(REST_ACCESS_LOG_FIELDS)),
-      },
+      deployOptions: restStageOptions(props.throttle, this.accessLogs),
       domainName: props.customDomain
         ? {
             domainName: props.customDomain.domainName,
