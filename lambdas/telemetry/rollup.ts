@@ -41,21 +41,28 @@ export const COUNTERS = [
   'gatewayMsSum',
   'upstreamMsSum',
   'upstreamCount',
+  'ttfbMsSum',
+  'ttfbCount',
 ] as const;
 export type Counter = (typeof COUNTERS)[number];
 
-/** Histogram bucket attributes: `hg<i>` gateway durations, `hu<i>` upstream durations. */
+/**
+ * Histogram bucket attributes: `hg<i>` gateway durations, `hu<i>` upstream durations, `ht<i>` time
+ * to the vendor's first byte (streamed answers: what a user of an LLM stream waits for).
+ */
 export const GATEWAY_HIST = 'hg';
 export const UPSTREAM_HIST = 'hu';
+export const TTFB_HIST = 'ht';
 
 export interface Delta {
   counters: Partial<Record<Counter, number>>;
   gateway: Histogram;
   upstream: Histogram;
+  ttfb: Histogram;
 }
 
 export function emptyDelta(): Delta {
-  return { counters: {}, gateway: new Map(), upstream: new Map() };
+  return { counters: {}, gateway: new Map(), upstream: new Map(), ttfb: new Map() };
 }
 
 const DECISION_COUNTER: Record<TelemetryRecord['decision'], Counter> = {
@@ -88,6 +95,11 @@ export function addRecord(d: Delta, r: TelemetryRecord): Delta {
     add(d, 'upstreamCount', 1);
     recordLatency(d.upstream, r.durations.upstreamMs);
   }
+  if (r.durations.ttfbMs !== undefined) {
+    add(d, 'ttfbMsSum', r.durations.ttfbMs);
+    add(d, 'ttfbCount', 1);
+    recordLatency(d.ttfb, r.durations.ttfbMs);
+  }
   return d;
 }
 
@@ -96,6 +108,7 @@ export function deltaAttributes(d: Delta): Record<string, number> {
   const out: Record<string, number> = { ...d.counters } as Record<string, number>;
   for (const [i, n] of d.gateway) out[`${GATEWAY_HIST}${i}`] = n;
   for (const [i, n] of d.upstream) out[`${UPSTREAM_HIST}${i}`] = n;
+  for (const [i, n] of d.ttfb) out[`${TTFB_HIST}${i}`] = n;
   return out;
 }
 
@@ -138,6 +151,8 @@ export interface BucketView {
   latency: {
     gateway: { p50: number | null; p95: number | null; p99: number | null; mean: number | null } | null;
     upstream: { p50: number | null; p95: number | null; p99: number | null; mean: number | null } | null;
+    /** Time to the vendor's first byte (calls that went out). */
+    ttfb: { p50: number | null; p95: number | null; p99: number | null; mean: number | null } | null;
   };
 }
 
@@ -162,6 +177,7 @@ export function bucketView(start: string, item: Record<string, unknown> | undefi
       upstream: item
         ? latencyView(histogramOf(item, UPSTREAM_HIST), n('upstreamMsSum'), n('upstreamCount'))
         : null,
+      ttfb: item ? latencyView(histogramOf(item, TTFB_HIST), n('ttfbMsSum'), n('ttfbCount')) : null,
     },
   };
 }

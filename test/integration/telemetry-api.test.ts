@@ -258,7 +258,14 @@ describe('request log API over the local pipeline', () => {
     const at = new Date();
     const sent = [
       ...Array.from({ length: 7 }, (_, i) =>
-        makeRecord({ clientId: cid, proxyId: p1, durations: { gatewayMs: 1 + i } }, at),
+        makeRecord(
+          {
+            clientId: cid,
+            proxyId: p1,
+            durations: { gatewayMs: 1 + i, upstreamMs: 100, ttfbMs: 10 * (i + 1) },
+          },
+          at,
+        ),
       ),
       ...Array.from({ length: 3 }, () =>
         makeRecord({ clientId: cid, proxyId: p2, status: 403, decision: 'denied' }, at),
@@ -279,5 +286,15 @@ describe('request log API over the local pipeline', () => {
     const minute = proxy.body.buckets.find((b: { requests: number }) => b.requests > 0);
     expect(minute).toMatchObject({ requests: 7, anomalies: [] });
     expect(minute.latency.gateway.p50).toBeCloseTo(4, 0);
+    // Time to the vendor's first byte (10…70 ms): its percentiles per proxy, like the others'.
+    expect(minute.latency.ttfb.p50).toBeGreaterThanOrEqual(38);
+    expect(minute.latency.ttfb.p50).toBeLessThanOrEqual(42);
+    expect(minute.latency.ttfb.p99).toBeGreaterThanOrEqual(67);
+    expect(minute.latency.ttfb.mean).toBeCloseTo(40, 0);
+    // Records without a first byte (denied here) do not count in it.
+    const p2Minute = (
+      await gw.api('GET', `/clients/${cid}/proxies/${p2}/telemetry?interval=minute&limit=3`)
+    ).body.buckets.find((b: { requests: number }) => b.requests > 0);
+    expect(p2Minute.latency.ttfb).toBeNull();
   });
 });
