@@ -160,11 +160,6 @@ async function assembleSnapshot(
   return snapshot;
 }
 
-/** Builds one proxy's snapshot from the stored sources (tests and tools). */
-export function buildSnapshot(cell: Cell, proxy: ProxyItem, version: number, builtAt: string) {
-  return assembleSnapshot(new Sources(cell, []), proxy, version, builtAt);
-}
-
 export interface Change {
   /** The source writes, each already conditional on the version it was read at. */
   writes: TxItem[];

@@ -166,10 +166,3 @@ export function txTouch(table: TableRef, key: Key, version: number): TxItem {
     },
   };
 }
-
-/** Holds only while the item is at `version` (and exists). */
-export function txCheck(table: TableRef, key: Key, version: number): TxItem {
-  return {
-    ConditionCheck: { TableName: table.tableName, Key: { pk: key.pk, sk: key.sk }, ...ifVersion(version) },
-  };
-}
