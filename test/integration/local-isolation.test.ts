@@ -1,6 +1,6 @@
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ListStreamsCommand } from '@aws-sdk/client-kinesis';
@@ -283,6 +283,10 @@ describe('another OS user on this machine', () => {
     execFileSync('useradd', ['--no-create-home', '--shell', '/usr/sbin/nologin', user]);
     scriptDir = mkdtempSync(join(tmpdir(), 'kg-other-user-'));
     chmodSync(scriptDir, 0o755);
+    // The other user runs its own copy of this Node: the project's may sit in a checkout that user
+    // cannot enter (a clone under a 0700 temp dir), which would test the checkout's mode instead.
+    copyFileSync(process.execPath, join(scriptDir, 'node'));
+    chmodSync(join(scriptDir, 'node'), 0o755);
   });
   afterAll(() => {
     if (!root) return;
@@ -323,7 +327,7 @@ console.log(JSON.stringify(out));
         const args = [dataDir, join(dataDir, CREDENTIALS_FILE), ...Object.values(endpoints)];
         execFile(
           'runuser',
-          ['-u', user, '--', process.execPath, script, ...args],
+          ['-u', user, '--', join(scriptDir, 'node'), script, ...args],
           { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: '/tmp' }, timeout: 20_000 },
           (_error, stdout, stderr) => resolve({ stdout, stderr }),
         );
