@@ -1,16 +1,12 @@
 import { z } from 'zod';
 import { JWT_ALGORITHMS } from '../data-plane/jwt-target.ts';
+import { AWS_REGION, AWS_ROLE_ARN, AWS_SIGNING_NAME } from '../shared/aws-names.ts';
 
 /**
  * `credentialSecret` of the target types keygate signs for (docs/target-auth-signing.md). Shape
  * checks only; what needs crypto or the network policy (PEM parsing, key/algorithm match, the token
  * URL) is checked in signed-credentials.ts.
  */
-export const AWS_ROLE_ARN =
-  /^arn:aws(?:-cn|-us-gov|-iso|-iso-b|-iso-e|-iso-f|-eusc)?:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
-export const AWS_REGION = /^[a-z]{2}(?:-[a-z]+)+-\d{1,2}$/;
-/** A SigV4 signing name (`bedrock`, `execute-api`, `s3`, …): lower-case letters, digits, hyphens. */
-export const AWS_SIGNING_NAME = /^[a-z][a-z0-9-]{0,62}$/;
 const JWT_RESERVED_CLAIMS = ['iat', 'exp', 'jti'];
 const JWT_RESERVED_HEADERS = ['alg', 'crit', 'b64', 'jku', 'jwk', 'x5u'];
 
