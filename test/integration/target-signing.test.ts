@@ -445,6 +445,36 @@ describe('jwt target credentials', () => {
     expect(grants).toEqual(['urn:ietf:params:oauth:grant-type:jwt-bearer']);
   });
 
+  it('a new key (PUT of the secret) signs the very next request; a bad one is refused and changes nothing', async () => {
+    const oldKey = `${hsSecret}-old`;
+    const newKey = `${hsSecret}-new`;
+    const cred = await createCredential({
+      credentialAuthType: 'jwt',
+      credentialSecret: { algorithm: 'HS256', key: oldKey, claims: { sub: 'rot' } },
+    });
+    const credentialId = cred.body.credentialId;
+    const proxyId = await proxyFor(credentialId);
+    upstream.respond = (req, res) => {
+      res.writeHead(200);
+      res.end(String(req.headers.authorization).replace(/^Bearer /, ''));
+    };
+    const call = () =>
+      send(gw.stack.proxyUrl, { path: `/api/${proxyId}/r`, headers: { authorization: proxyKey } }).then(
+        (r) => r.text,
+      );
+    await expect(jwtVerify(await call(), new TextEncoder().encode(oldKey))).resolves.toBeDefined();
+    const bad = await gw.api('PUT', `/clients/${clientId}/credentials/${credentialId}`, {
+      body: { credentialSecret: { algorithm: 'ES256', key: newKey, claims: { sub: 'rot' } } },
+    });
+    expect(bad.status).toBe(400);
+    await expect(jwtVerify(await call(), new TextEncoder().encode(oldKey))).resolves.toBeDefined();
+    const put = await gw.api('PUT', `/clients/${clientId}/credentials/${credentialId}`, {
+      body: { credentialSecret: { algorithm: 'HS256', key: newKey, claims: { sub: 'rot' } } },
+    });
+    expect(put.status).toBe(200);
+    await expect(jwtVerify(await call(), new TextEncoder().encode(newKey))).resolves.toBeDefined();
+  });
+
   it('refuses bad algorithms, bad PEMs, key/algorithm mismatches and unsafe token URLs with 400s', async () => {
     const base = { claims: { iss: 'x' } };
     const rsaPem = pem(rsa);
