@@ -34,6 +34,8 @@ export interface CellSettings {
   egress?: { zones: number };
   /** A Route 53 hosted zone that gets alias records for the custom domains. */
   hostedZone?: { zoneId: string; zoneName: string };
+  /** Roles `awsSigV4` target credentials may name (sts:AssumeRole for the proxy); default none. */
+  assumableTargetRoleArns?: string[];
 }
 
 export interface CellStackProps extends StackProps {
@@ -92,6 +94,7 @@ export class CellStack extends Stack {
       reservedConcurrency: settings.concurrency.proxy,
       egress: this.egress,
       edgeLimits: settings.edgeLimits,
+      assumableTargetRoleArns: settings.assumableTargetRoleArns,
       // In the home region the Core API's REST API sets up the account-wide role.
       createsCloudWatchRole: this.region !== homeRegion,
     });

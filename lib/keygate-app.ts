@@ -1,5 +1,6 @@
 import type { App } from 'aws-cdk-lib';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import { AWS_ROLE_ARN } from '../lambdas/shared/aws-names.ts';
 import { installPrefix, parseRegions, stageOf } from './cell-names.ts';
 import { type CellSettings, CellStack } from './cell-stack.ts';
 import { addCompliancePacks } from './compliance.ts';
@@ -29,6 +30,7 @@ import { DEFAULT_THRESHOLDS } from './observability.ts';
  * | `edgePerCredential` / `edgePerSourceIp` / `edgeUnauthenticatedPerSourceIp` | 3000 / 6000 / 300 | WAF limits per 5 min |
  * | `egress` | — | `vpc`: the proxy in a VPC behind NAT gateways (static egress IPs) |
  * | `egressZones` | 2 | AZs (= NAT gateways = egress IPs) of the egress VPC |
+ * | `assumableTargetRoleArns` | — (none) | IAM role ARNs `awsSigV4` target credentials may name: the proxy gets sts:AssumeRole on exactly these |
  *
  * Every setting is described in docs/deploy-and-operate.md. One stack per region,
  * `keygate[-<stage>]-<region>`, each a self-contained cell. The compliance packs are
@@ -69,6 +71,7 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
   if ((hostedZoneId === undefined) !== (hostedZoneName === undefined))
     throw new Error('Context hostedZoneId and hostedZoneName go together');
   const breakGlassRole = context('breakGlassRole');
+  const assumableTargetRoleArns = roleArns(app.node.tryGetContext('assumableTargetRoleArns'));
   const logRetention = number('logRetentionDays', 365) as logs.RetentionDays;
   if (!Object.values(logs.RetentionDays).includes(logRetention)) {
     throw new Error('Context logRetentionDays must be a CloudWatch Logs retention (e.g. 90, 365, 731)');
@@ -112,6 +115,7 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
       unauthenticatedPerSourceIp: number('edgeUnauthenticatedPerSourceIp', 300, 10),
     },
     egress: egress === 'vpc' ? { zones: number('egressZones', 2) } : undefined,
+    assumableTargetRoleArns,
     hostedZone:
       hostedZoneId && hostedZoneName ? { zoneId: hostedZoneId, zoneName: hostedZoneName } : undefined,
   };
@@ -132,4 +136,20 @@ export function buildKeygateApp(app: App, options: { compliance?: boolean } = {}
   for (const stack of stacks.slice(1)) stack.addStackDependency(stacks[0]!);
   if (options.compliance !== false) addCompliancePacks(app);
   return stacks;
+}
+
+/**
+ * Context `assumableTargetRoleArns`: a JSON list (cdk.json) or a comma-separated string (`-c`).
+ * Each must be a full IAM role ARN, no wildcard: the proxy may assume exactly the roles named.
+ */
+function roleArns(raw: unknown): string[] {
+  if (raw === undefined || raw === null || raw === '') return [];
+  const list = Array.isArray(raw) ? raw.map(String) : String(raw).split(',');
+  const arns = [...new Set(list.map((a) => a.trim()).filter((a) => a.length > 0))];
+  for (const arn of arns)
+    if (!AWS_ROLE_ARN.test(arn))
+      throw new Error(
+        `Context assumableTargetRoleArns: ${arn} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>, no wildcard)`,
+      );
+  return arns;
 }

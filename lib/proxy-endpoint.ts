@@ -1,4 +1,5 @@
 import { Duration, Stack } from 'aws-cdk-lib';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { CellKey } from './cell-key.ts';
@@ -28,6 +29,11 @@ export interface ProxyEndpointProps {
   edgeLimits: EdgeRateLimits;
   /** No other REST API in this stack sets up API Gateway's account-wide CloudWatch role. */
   createsCloudWatchRole: boolean;
+  /**
+   * IAM roles `awsSigV4` target credentials may name: the function may call sts:AssumeRole on
+   * exactly these (each role's trust policy must also name the proxy's role). Empty: no STS right.
+   */
+  assumableTargetRoleArns?: string[];
 }
 
 /** The resources of the sync data plane: `/api/{proxyId}/{target path}`, any method. */
@@ -40,8 +46,8 @@ export const DEFAULT_PROXY_TIMEOUT = Duration.minutes(15);
  * The cell's proxy (data plane): a dedicated response-streaming function behind a REST API in
  * STREAM transfer mode (docs/streaming.md says why not an HTTP API or a function URL). The function may read its proxies' snapshots, update their
  * rate-limit counters, decrypt target secrets under their `{clientId, credentialId}` context and
- * write its logs, whose telemetry lines a subscription filter forwards to the cell's stream — and
- * nothing else.
+ * write its logs, whose telemetry lines a subscription filter forwards to the cell's stream,
+ * assume the roles the operator listed for `awsSigV4` targets (none by default) — and nothing else.
  */
 export class ProxyEndpoint extends Construct {
   readonly fn: KeygateFunction;
@@ -65,6 +71,7 @@ export class ProxyEndpoint extends Construct {
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
     props.telemetry.forwardTelemetryLogs(this.fn);
+    this.allowAssumingTargetRoles(props.assumableTargetRoleArns ?? []);
     const name = `${installPrefix(stageOf(this))}-${Stack.of(this).region}-proxy`;
     this.gateway = new StreamingGateway(this, 'Rest', {
       apiName: name,
@@ -89,5 +96,11 @@ export class ProxyEndpoint extends Construct {
       logRetention: props.logRetention,
     });
     this.edge.attachTo(this.gateway.api.deploymentStage);
+  }
+
+  /** sts:AssumeRole on exactly `roleArns` (awsSigV4 target credentials); nothing when empty. */
+  private allowAssumingTargetRoles(roleArns: string[]): void {
+    if (roleArns.length === 0) return;
+    this.fn.addToRolePolicy(new iam.PolicyStatement({ actions: ['sts:AssumeRole'], resources: roleArns }));
   }
 }

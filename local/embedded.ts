@@ -8,7 +8,9 @@ import { startDynalite } from './dynamodb-transactions.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
 
 /** What the gateway needs of the KMS stand-in, wherever it runs (this process or ./services-process.ts). */
-export type KmsHandle = Pick<KmsStandIn, 'endpoint' | 'credentials' | 'counts' | 'close'>;
+/** The KMS (and STS) stand-in; `sts` (its recorded calls) only when it runs in this process. */
+export type KmsHandle = Pick<KmsStandIn, 'endpoint' | 'credentials' | 'counts' | 'close'> &
+  Partial<Pick<KmsStandIn, 'sts'>>;
 
 export interface EmbeddedServicesOptions {
   /** The key pair callers must sign with; default: the data dir's (./caller-auth.ts). */

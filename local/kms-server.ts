@@ -3,6 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type LocalCredentials, loadLocalCredentials, requireGatewayCaller } from './caller-auth.ts';
+import { createStsStandIn, isStsRequest, type StsStandIn } from './sts-standin.ts';
 
 /**
  * A KMS stand-in for local mode and tests. It answers the real `@aws-sdk/client-kms` in KMS's
@@ -12,6 +13,8 @@ import { type LocalCredentials, loadLocalCredentials, requireGatewayCaller } fro
  * Decrypt under a different context fails with InvalidCiphertextException, as in KMS.
  *
  * Operations: GenerateDataKey, Decrypt, Encrypt, DescribeKey. Everything else: UnsupportedOperation.
+ * The same server answers STS's AssumeRole (form-encoded Query protocol, ./sts-standin.ts), the
+ * proxy's `awsSigV4` targets' source of temporary credentials (KEYGATE_STS_ENDPOINT in AWS terms).
  * Only callers signing with `credentials` are served (./caller-auth.ts); anyone else gets 403.
  */
 export const LOCAL_KEY_ID = 'alias/keygate-local';
@@ -24,6 +27,8 @@ export interface KmsStandIn {
   credentials: LocalCredentials;
   /** Decrypt calls answered so far (for benchmarks and cache tests). */
   counts: Record<string, number>;
+  /** The STS stand-in served on the same endpoint. */
+  sts: StsStandIn;
   close(): Promise<void>;
 }
 
@@ -71,6 +76,7 @@ export async function startKmsStandIn(
   const master = loadMasterKey(options.keyFile);
   const credentials = options.credentials ?? loadLocalCredentials();
   const counts: Record<string, number> = {};
+  const sts = createStsStandIn();
 
   const checkKey = (keyId: unknown) => {
     if (keyId !== LOCAL_KEY_ID && keyId !== 'local-master')
@@ -140,6 +146,15 @@ export async function startKmsStandIn(
         res.writeHead(status, { 'content-type': 'application/x-amz-json-1.1' });
         res.end(JSON.stringify(payload));
       };
+      if (isStsRequest(req.headers['content-type'])) {
+        const chunks: Buffer[] = [];
+        for await (const chunk of req) chunks.push(chunk as Buffer);
+        const { status, body } = sts.answer(Buffer.concat(chunks).toString('utf8'));
+        counts.AssumeRole = (counts.AssumeRole ?? 0) + 1;
+        res.writeHead(status, { 'content-type': 'text/xml' });
+        res.end(body);
+        return;
+      }
       try {
         const target = String(req.headers['x-amz-target'] ?? '');
         const op = target.startsWith('TrentService.') ? target.slice('TrentService.'.length) : '';
@@ -163,6 +178,7 @@ export async function startKmsStandIn(
     endpoint: `http://127.0.0.1:${port}`,
     credentials,
     counts,
+    sts,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

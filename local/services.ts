@@ -55,6 +55,7 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
     for (const cell of Object.values(deps.cells)) {
       cell.ddb.destroy();
       cell.kms.destroy();
+      cell.sts.destroy();
       cell.kinesis.destroy();
     }
     deps.home.ddb.destroy();

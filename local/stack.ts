@@ -131,6 +131,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       dynamodb: services.dynamodbEndpoint,
       kinesis: services.kinesisEndpoint,
       kms: services.kms.endpoint,
+      // The KMS stand-in answers STS AssumeRole too (./sts-standin.ts).
+      sts: services.kms.endpoint,
       credentials: services.credentials,
     });
     const firstCell = Object.values(deps.cells)[0]!;
@@ -193,6 +195,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         for (const cell of Object.values(deps.cells)) {
           cell.ddb.destroy();
           cell.kms.destroy();
+          cell.sts.destroy();
           cell.kinesis.destroy();
         }
         deps.home.ddb.destroy();

@@ -41,6 +41,7 @@ import {
   type CredentialUpdate,
   credentialSecretSchemas,
 } from './schemas.ts';
+import { prepareSignedTargetSecret } from './signed-credentials.ts';
 import { checkImmutable, fieldError } from './validation.ts';
 
 /**
@@ -58,6 +59,8 @@ import { checkImmutable, fieldError } from './validation.ts';
 const HIDDEN = ['secretHash', 'sealedSecret', 'secretRevision'] as const;
 const PROXY_ONLY = new Set(['jwtVerify']);
 const TARGET_ONLY = new Set(['custom', 'oauth2', 'none']);
+/** Target types keygate signs for (signed-credentials.ts); target only too. */
+const SIGNED_TARGET_ONLY = new Set(['awsSigV4', 'jwt']);
 /** Headers a `custom` target credential may not set: they belong to the transport. */
 const RESERVED_HEADERS = new Set([
   'host',
@@ -139,7 +142,7 @@ async function prepareSecret(
   const base = 'body.credentialSecret';
   if (credentialType === 'target' && PROXY_ONLY.has(type))
     throw fieldError('body.credentialAuthType', `${authType} is for proxy credentials only`);
-  if (credentialType === 'proxy' && TARGET_ONLY.has(type))
+  if (credentialType === 'proxy' && (TARGET_ONLY.has(type) || SIGNED_TARGET_ONLY.has(type)))
     throw fieldError('body.credentialAuthType', `${authType} is for target credentials only`);
   const secret = validate(
     credentialSecretSchemas[type as keyof typeof credentialSecretSchemas],
@@ -247,6 +250,10 @@ async function prepareSecret(
       };
       break;
     }
+    case 'awsSigV4':
+    case 'jwt':
+      ({ sealedValue, settings } = prepareSignedTargetSecret(deps, type, secret, base));
+      break;
   }
   return {
     settings,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { awsSigV4SecretSchema, jwtSecretSchema } from './signed-target-schemas.ts';
 
 /**
  * Request bodies of the Core API, defined once: they validate, they type the handlers, and they
@@ -132,6 +133,8 @@ export const credentialSecretSchemas = {
     issuer: z.string().min(1).max(1024).optional(),
     audience: z.string().min(1).max(1024).optional(),
   }),
+  awsSigV4: awsSigV4SecretSchema,
+  jwt: jwtSecretSchema,
 } as const;
 
 export const credentialAuthTypeSchema = z.enum([
@@ -143,6 +146,8 @@ export const credentialAuthTypeSchema = z.enum([
   'oauth2',
   'none',
   'jwtVerify',
+  'awsSigV4',
+  'jwt',
 ]);
 export type CredentialAuthType = z.infer<typeof credentialAuthTypeSchema>;
 
@@ -227,6 +232,16 @@ export const credentialCreateSchema = z.discriminatedUnion('credentialAuthType',
     ...credentialCommon,
     credentialAuthType: z.literal('jwtVerify'),
     credentialSecret: credentialSecretSchemas.jwtVerify,
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('awsSigV4'),
+    credentialSecret: credentialSecretSchemas.awsSigV4,
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('jwt'),
+    credentialSecret: credentialSecretSchemas.jwt,
   }),
 ]);
 export type CredentialCreate = z.infer<typeof credentialCreateSchema>;

@@ -33,7 +33,9 @@ import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-token
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { rewriteLinks, routeOf } from './routing.ts';
+import { SIGNED_TARGET_TYPES, SignedTargets } from './signed-targets.ts';
 import { streamAnswer } from './stream-answer.ts';
+import { SignedRequestError, TargetAuthError } from './target-auth-errors.ts';
 import {
   openUpstream,
   type StreamDeadlines,
@@ -227,6 +229,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const dataKeys = new DataKeyCache();
   const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
   const oauthTokens = new OAuth2TokenCache(policy);
+  const signedTargets = new SignedTargets(policy);
   const jwtVerifier = new JwtVerifier(policy);
   const authBudget = new AuthFailureBudget(options.authFailureBudget);
   const proxyDomain = options.proxyDomain ?? deps.config.proxyDomain ?? 'localhost';
@@ -379,21 +382,35 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     let accessToken = isOAuth2
       ? await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret)
       : undefined;
-    let injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
+    // awsSigV4 and jwt: credentials or a token made for this credential (signed-targets.ts).
+    const signed = SIGNED_TARGET_TYPES.has(targetCredential.credentialAuthType)
+      ? await signedTargets.prepare(
+          cell!.sts,
+          targetCredential.credentialId,
+          targetCredential.credentialAuthType,
+          secretJson,
+          secret,
+        )
+      : undefined;
+    let injection =
+      signed?.injection ?? injectionFor(targetCredential.credentialAuthType, secret, accessToken);
 
     // 6. The call out: checked address, checked path, raw query; the answer as it came.
     const base = new URL(snapshot.target.targetBaseURL);
     const basePath = base.pathname.endsWith('/') ? base.pathname.slice(0, -1) : base.pathname;
     const query = applyQuery(rawQuery, injection);
     const pathAndQuery = `${basePath}${req.path}${query ? `?${query}` : ''}`;
+    signed?.check?.(pathAndQuery);
     const deadlines = deadlinesFor(snapshot, defaults, ctx.remainingMs);
     const upstreamStart = performance.now();
-    const send = () => {
-      const outgoing = { ...headers };
+    const send = async () => {
+      let outgoing = { ...headers };
       applyHeaders(outgoing, injection);
+      const request = { url: base, pathAndQuery, method: o.method, headers: outgoing, body: outBody };
+      if (signed?.sign) outgoing = await signed.sign(request);
       const left = deadlines.totalMs - (performance.now() - upstreamStart);
       return openUpstream(
-        { url: base, pathAndQuery, method: o.method, headers: outgoing, body: outBody },
+        { ...request, headers: outgoing },
         {
           allowlist: policy.allowlist,
           ownPorts: policy.ownPorts,
@@ -762,7 +779,14 @@ function refusalFor(error: unknown): Refusal {
     if (error.kind === 'address_refused') return REFUSALS.addressRefused;
     return REFUSALS.unreachable;
   }
-  if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
+  if (error instanceof OAuth2Error || error instanceof TargetAuthError) return REFUSALS.tokenEndpoint;
+  if (error instanceof SignedRequestError)
+    return {
+      status: 400,
+      code: 'proxy-bad-request',
+      decision: 'bad_request',
+      message: `Refused an ambiguous or malformed request: ${error.message}`,
+    };
   // Before the dependency check: a moved or rolled-back blob is tampering, not a KMS outage.
   if (error instanceof SecretIntegrityError) return REFUSALS.integrity;
   if (

@@ -129,6 +129,17 @@ export interface UpstreamStream {
 }
 
 /**
+ * The headers `openUpstream` puts on the wire for `req`: its own, plus `host` (from the URL) and
+ * `content-length` (the body's, or 0 for a method that carries one). A request signer signs these.
+ */
+export function wireHeaders(req: UpstreamRequest): Record<string, string | number> {
+  const headers: Record<string, string | number> = { ...req.headers, host: req.url.host };
+  if (req.body && req.body.length > 0) headers['content-length'] = req.body.length;
+  else if (!['GET', 'HEAD', 'OPTIONS', 'DELETE'].includes(req.method)) headers['content-length'] = 0;
+  return headers;
+}
+
+/**
  * Sends one request and resolves as soon as the status line and headers arrive, within
  * `firstByteMs`; the body is left to the caller, unread. `signal` aborts the call at any point.
  */
@@ -141,9 +152,7 @@ export function openUpstream(
   if (refusal) return Promise.reject(refused(refusal));
   const allowPrivate = isAllowlisted(req.url, policy.allowlist);
   const secure = req.url.protocol === 'https:';
-  const headers: Record<string, string | number> = { ...req.headers, host: req.url.host };
-  if (req.body && req.body.length > 0) headers['content-length'] = req.body.length;
-  else if (!['GET', 'HEAD', 'OPTIONS', 'DELETE'].includes(req.method)) headers['content-length'] = 0;
+  const headers = wireHeaders(req);
 
   return new Promise<UpstreamStream>((resolve, reject) => {
     let settled = false;

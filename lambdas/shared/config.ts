@@ -50,6 +50,11 @@ export interface Config {
    * a wildcard custom domain in AWS (`KEYGATE_PROXY_DOMAIN`); absent: `localhost`.
    */
   proxyDomain?: string;
+  /**
+   * Where the proxy calls STS AssumeRole for `awsSigV4` target credentials (`KEYGATE_STS_ENDPOINT`):
+   * absent in AWS (the SDK's regional endpoint); a stand-in's URL locally.
+   */
+  stsEndpoint?: string;
 }
 
 const envSchema = z.object({
@@ -90,6 +95,7 @@ const envSchema = z.object({
   KEYGATE_PROXY_DOMAIN: z.optional(
     z.string().check(z.regex(/^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$/, 'a lower-case DNS name')),
   ),
+  KEYGATE_STS_ENDPOINT: z.optional(z.url({ protocol: /^https?$/ })),
 });
 
 /** Splits a comma-separated host list, lower-cased, blanks dropped. */
@@ -120,5 +126,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): Config {
     maxBodyBytes: 256 * 1024,
     telemetrySink: e.KEYGATE_TELEMETRY_SINK,
     ...(e.KEYGATE_PROXY_DOMAIN ? { proxyDomain: e.KEYGATE_PROXY_DOMAIN } : {}),
+    ...(e.KEYGATE_STS_ENDPOINT ? { stsEndpoint: e.KEYGATE_STS_ENDPOINT } : {}),
   };
 }

@@ -1,7 +1,9 @@
 import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import type { KMSClient } from '@aws-sdk/client-kms';
+import type { STSClient } from '@aws-sdk/client-sts';
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { createKmsClient } from '../crypto/kms-client.ts';
+import { createStsClient } from '../crypto/sts-client.ts';
 import { createDocumentClient } from '../storage/dynamodb-client.ts';
 import { createKinesisClient } from '../telemetry/kinesis-client.ts';
 import type { Config } from './config.ts';
@@ -19,6 +21,8 @@ export interface Cell extends TableRef {
   kmsKeyId: string;
   kinesis: KinesisClient;
   streamName?: string;
+  /** STS in the cell's region: the proxy assumes the roles of `awsSigV4` target credentials. */
+  sts: STSClient;
 }
 
 /** Everything a handler needs from the outside world, handed in rather than imported. */
@@ -34,6 +38,8 @@ export interface Endpoints {
   dynamodb?: string;
   kms?: string;
   kinesis?: string;
+  /** STS; default the configuration's `stsEndpoint` (KEYGATE_STS_ENDPOINT), else AWS's own. */
+  sts?: string;
   credentials?: { accessKeyId: string; secretAccessKey: string };
 }
 
@@ -59,6 +65,7 @@ export function createDeps(config: Config, endpoints: Endpoints = {}): Deps {
       kmsKeyId: cell.kmsKeyId,
       kinesis: createKinesisClient({ region, endpoint: endpoints.kinesis, credentials }),
       streamName: cell.streamName,
+      sts: createStsClient({ region, endpoint: endpoints.sts ?? config.stsEndpoint, credentials }),
     };
   }
   return {

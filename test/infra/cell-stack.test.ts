@@ -187,6 +187,10 @@ describe('least privilege', () => {
     }
   });
 
+  it('the proxy may assume no role unless the operator lists some (assumableTargetRoleArns)', () => {
+    expect(proxy.some((s) => actionsOf(s).some((a) => a.startsWith('sts:')))).toBe(false);
+  });
+
   it('the proxy reads PROXY# partitions and counts in LIMIT# partitions, nothing else', () => {
     const ddb = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
     expect(ddb.map((s) => [actionsOf(s), s.Condition])).toEqual([

@@ -40,6 +40,16 @@ describe('config read at init', () => {
     );
   });
 
+  it('KEYGATE_STS_ENDPOINT overrides the STS endpoint (absent in AWS), and must be a URL', () => {
+    expect(configFromEnv(good).stsEndpoint).toBeUndefined();
+    expect(configFromEnv({ ...good, KEYGATE_STS_ENDPOINT: 'http://127.0.0.1:4566' }).stsEndpoint).toBe(
+      'http://127.0.0.1:4566',
+    );
+    expect(() => configFromEnv({ ...good, KEYGATE_STS_ENDPOINT: 'sts.local' })).toThrow(
+      /KEYGATE_STS_ENDPOINT/,
+    );
+  });
+
   it('splits host lists', () => {
     expect(parseHostList(' a.test, B.test ,,')).toEqual(['a.test', 'b.test']);
     expect(parseHostList(undefined)).toEqual([]);
