@@ -173,7 +173,13 @@ async function chat(url: string, p: Proxy, model: string, stream: boolean): Prom
   return result;
 }
 
-async function chatOnly(url: string, p: Proxy, model: string, stream: boolean): Promise<Result> {
+async function chatOnly(
+  url: string,
+  p: Proxy,
+  model: string,
+  stream: boolean,
+  includeUsage = true,
+): Promise<Result> {
   const client = sdk(url, p);
   const messages = [{ role: 'user' as const, content: 'hello' }];
   try {
@@ -182,7 +188,7 @@ async function chatOnly(url: string, p: Proxy, model: string, stream: boolean): 
         model,
         messages,
         stream: true,
-        stream_options: { include_usage: true },
+        stream_options: { include_usage: includeUsage },
       });
       let tokens = 0;
       for await (const event of events) tokens = event.usage?.total_tokens ?? tokens;
@@ -345,6 +351,32 @@ describe('meters', () => {
       headers: { authorization: b.key },
     });
     expect(other.status).not.toBe(429);
+  });
+
+  it('the rule docs/meters.md recommends refuses OpenAI streams that would carry no usage', async () => {
+    const p = await makeProxy('usage-rule');
+    const rule = await gw.api('POST', `${base()}/proxies/${p.proxyId}/rules`, {
+      body: {
+        effect: 'deny',
+        priority: 1,
+        methods: ['POST'],
+        body: [
+          { jsonPath: '$.stream', matchValue: { pattern: '^true$' } },
+          {
+            jsonPath: '$.stream_options.include_usage',
+            matchValue: { pattern: '^true$' },
+            presence: 'must_not_exist',
+          },
+        ],
+      },
+    });
+    expect(rule.status).toBe(201);
+    expect(await chatOnly(instances[0]!, p, 'tokens-5', true, false)).toMatchObject({
+      ok: false,
+      status: 403,
+    });
+    expect(await chatOnly(instances[0]!, p, 'tokens-5', true, true)).toEqual({ ok: true, tokens: 5 });
+    expect(await chatOnly(instances[0]!, p, 'tokens-5', false)).toEqual({ ok: true, tokens: 5 });
   });
 
   it('bad meter definitions are a 400 naming the field; meters need a target credential; at most 10 per parent', async () => {

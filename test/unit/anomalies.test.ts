@@ -21,7 +21,9 @@ const steady = (i: number) => ({ requests: 100 + (i % 3) * 5, s4xx: 4 + (i % 2),
 describe('anomaly flags', () => {
   it("flags a meter's value spiking against its own baseline, even with steady request counts", () => {
     // Same requests every minute; tokens per minute ~2,000, then 30,000 in minute 35.
-    const meterOf = (i: number) => ({ m1: { value: i === 35 ? 30_000 : 2000 + (i % 4) * 100, overLimit: 0 } });
+    const meterOf = (i: number) => ({
+      m1: { value: i === 35 ? 30_000 : 2000 + (i % 4) * 100, overLimit: 0 },
+    });
     const flags = detectAnomalies({
       interval: 'minute',
       series: series((i) => ({ ...steady(i), meters: meterOf(i) })),
