@@ -687,6 +687,7 @@ function isSnapshot(
     typeof s.rules === 'object' &&
     s.rules !== null &&
     RULE_SCOPES.every((scope) => Array.isArray(s.rules![scope])) &&
+    (s.meters === undefined || Array.isArray(s.meters)) &&
     (s.proxyCredential === undefined || typeof s.proxyCredential.credentialAuthType === 'string') &&
     (s.targetCredential === undefined || typeof s.targetCredential.credentialAuthType === 'string')
   );

@@ -379,6 +379,56 @@ describe('meters', () => {
     expect(await chatOnly(instances[0]!, p, 'tokens-5', false)).toEqual({ ok: true, tokens: 5 });
   });
 
+  it('costs no store write per call in steady state: meter claims per call ≤ 0.05 at 10 calls/s (fake clock)', async () => {
+    const p = await makeProxy('steady');
+    await addMeter(`proxies/${p.proxyId}`, {
+      meterName: 'tokens/day',
+      meterType: 'response_value',
+      valuePath: '$.usage.total_tokens',
+      window: 'day',
+      limit: 100_000_000,
+    });
+    // One more instance on a fake clock (10 calls/s, in today's window) counting its meter claims.
+    const cell = gw.stack.deps.cells[REGION]!;
+    const clock = { ms: Date.now() };
+    let meterWrites = 0;
+    const ddb = {
+      send: (
+        command: { constructor: { name: string }; input: { Key?: { pk?: string } } },
+        ...rest: unknown[]
+      ) => {
+        if (command.constructor.name === 'UpdateCommand' && command.input.Key?.pk?.startsWith('LIMIT#METER#'))
+          meterWrites++;
+        return (cell.ddb.send as (...a: unknown[]) => Promise<unknown>)(command, ...rest);
+      },
+    };
+    const seen: ProxyOutcome[] = [];
+    const front = await startProxyFront(
+      {
+        ...gw.stack.deps,
+        now: () => new Date(clock.ms),
+        cells: { [REGION]: { ...cell, ddb: ddb as never } },
+      },
+      { dependencyTimeoutMs: 30_000, onOutcome: (o) => seen.push(o) },
+    );
+    fronts.push(front);
+    const CALLS = 300;
+    const WARM_UP = 50;
+    let writesAfterWarmUp = 0;
+    for (let i = 0; i < CALLS; i++) {
+      if (i === WARM_UP) writesAfterWarmUp = meterWrites;
+      expect(await chatOnly(front.url, p, 'tokens-150', i % 2 === 0)).toEqual({ ok: true, tokens: 150 });
+      await until(() => seen.length > i, 'the outcome');
+      clock.ms += 100;
+    }
+    const perCall = (meterWrites - writesAfterWarmUp) / (CALLS - WARM_UP);
+    console.log(
+      `meter claims: ${meterWrites} in ${CALLS} calls; ${perCall.toFixed(3)} per call after warm-up`,
+    );
+    expect(perCall).toBeLessThanOrEqual(0.05);
+    expect(seen.flatMap((o) => o.meters ?? []).reduce((s, m) => s + m.value, 0)).toBe(CALLS * 150);
+  });
+
   it('bad meter definitions are a 400 naming the field; meters need a target credential; at most 10 per parent', async () => {
     const p = await makeProxy('validation');
     const good = {
