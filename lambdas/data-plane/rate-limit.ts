@@ -180,11 +180,18 @@ export class RateLimiter {
     let need = Math.max(0, Math.floor(n));
     let highest = -1;
     while (need > 0) {
-      const index = lease.returned.length > 0 ? lease.returned.shift() : this.anyFromLease(lease);
+      const index = lease.returned.shift();
       if (index !== undefined) {
         highest = Math.max(highest, index);
         lease.taken++;
         need--;
+        continue;
+      }
+      const spent = this.spanFromLease(lease, need);
+      if (spent) {
+        highest = Math.max(highest, spent.last);
+        lease.taken += spent.count;
+        need -= spent.count;
         continue;
       }
       if (!lease.claim) this.startClaim(counter, lease, limit, now, need);
@@ -198,13 +205,14 @@ export class RateLimiter {
     return highest;
   }
 
-  /** The lowest held index, whatever the limit (consume: spending is recorded past the limit too). */
-  private anyFromLease(lease: Lease): number | undefined {
+  /** Up to `n` of the lowest held indices, whatever the limit (spending past it is recorded too). */
+  private spanFromLease(lease: Lease, n: number): { count: number; last: number } | undefined {
     const range = lease.ranges[0];
     if (!range) return undefined;
-    const index = range[0]++;
+    const count = Math.min(n, range[1] - range[0]);
+    range[0] += count;
     if (range[0] >= range[1]) lease.ranges.shift();
-    return index;
+    return { count, last: range[0] - 1 };
   }
 
   private leaseFor(id: string, window: Window, now: Date): Lease {
