@@ -183,6 +183,9 @@ export class Observability extends Construct {
     const deliveryThrottling = delivery('DeliveryThrottling', 'telemetry delivery throttling');
     const skipped = product(PRODUCT_METRICS.telemetrySkipped, 'telemetry records skipped (unreadable)');
     const anomalies = product(PRODUCT_METRICS.anomalyFlags, 'anomaly flags');
+    // Meters (docs/meters.md): the proxy logs each once per meter and minute (embedded metric format).
+    const meterExhausted = product(PRODUCT_METRICS.meterExhausted, 'meters exhausted (calls refused)');
+    const meterOverLimit = product(PRODUCT_METRICS.meterOverLimit, 'meters past their limit');
     const iteratorAge = telemetry.aggregator.metric('IteratorAge', {
       statistic: 'Maximum',
       period: Duration.minutes(1),
@@ -351,7 +354,11 @@ export class Observability extends Construct {
       graph('Proxy requests, 4xx, 5xx', [count, clientErrors, serverErrors]),
       graph('Allowed vs denied', [allowed, denied, rateLimited, unauthenticated]),
       graph('Proxy latency p50 / p99 (ms)', [latency('p50'), latency('p99')]),
-      graph('Anomaly flags', [anomalies]),
+      graph('Anomaly flags; meters exhausted / past their limit', [
+        anomalies,
+        meterExhausted,
+        meterOverLimit,
+      ]),
     );
     this.dashboard.addWidgets(
       graph('Throttles: Lambda, DynamoDB', [

@@ -1,7 +1,8 @@
-import type { RuleScope as ParentType } from '../storage/keys.ts';
+import type { MeterScope, RuleScope as ParentType } from '../storage/keys.ts';
 import * as clients from './clients.ts';
 import * as credentials from './credentials.ts';
 import * as identity from './identity.ts';
+import * as meters from './meters.ts';
 import { buildOpenApi } from './openapi.ts';
 import { credentialListQuerySchema, pageQuerySchema } from './paging.ts';
 import * as proxies from './proxies.ts';
@@ -13,6 +14,8 @@ import {
   clientUpdateSchema,
   credentialCreateSchema,
   credentialUpdateSchema,
+  meterCreateSchema,
+  meterUpdateSchema,
   proxyCreateSchema,
   proxyUpdateSchema,
   ruleCreateSchema,
@@ -397,6 +400,66 @@ for (const [parentType, segment, idParam] of RULE_PARENTS) {
       status: 204,
       handle: ({ deps, caller, params }) =>
         rules.deleteRule(deps, caller, params.clientId!, parentType, params[idParam]!, params.ruleId!),
+    }),
+  );
+}
+
+/** Meters on proxies and on target credentials (a shared budget): the same five routes under each. */
+const METER_PARENTS: Array<[MeterScope, string, string, string]> = [
+  ['proxy', 'proxies', 'proxyId', 'proxy'],
+  ['credential', 'credentials', 'credentialId', 'target credential (a budget every proxy of it shares)'],
+];
+for (const [scope, segment, idParam, what] of METER_PARENTS) {
+  const base = `/clients/{clientId}/${segment}/{${idParam}}/meters`;
+  coreRoutes.push(
+    route({
+      method: 'POST',
+      path: base,
+      access: 'admin',
+      tag: 'meters',
+      summary: `Add a meter (a request or value budget per window) to a ${what}`,
+      status: 201,
+      body: meterCreateSchema,
+      handle: ({ deps, caller, params, body }) =>
+        meters.createMeter(deps, caller, params.clientId!, scope, params[idParam]!, body),
+    }),
+    route({
+      method: 'GET',
+      path: base,
+      access: 'user',
+      tag: 'meters',
+      summary: `List the meters of a ${scope}`,
+      handle: ({ deps, caller, params }) =>
+        meters.listMeters(deps, caller, params.clientId!, scope, params[idParam]!),
+    }),
+    route({
+      method: 'GET',
+      path: `${base}/{meterId}`,
+      access: 'user',
+      tag: 'meters',
+      summary: `Read a meter of a ${scope}`,
+      handle: ({ deps, caller, params }) =>
+        meters.getMeter(deps, caller, params.clientId!, scope, params[idParam]!, params.meterId!),
+    }),
+    route({
+      method: 'PUT',
+      path: `${base}/{meterId}`,
+      access: 'admin',
+      tag: 'meters',
+      summary: `Replace a meter of a ${scope}`,
+      body: meterUpdateSchema,
+      handle: ({ deps, caller, params, body }) =>
+        meters.updateMeter(deps, caller, params.clientId!, scope, params[idParam]!, params.meterId!, body),
+    }),
+    route({
+      method: 'DELETE',
+      path: `${base}/{meterId}`,
+      access: 'admin',
+      tag: 'meters',
+      summary: `Delete a meter of a ${scope}`,
+      status: 204,
+      handle: ({ deps, caller, params }) =>
+        meters.deleteMeter(deps, caller, params.clientId!, scope, params[idParam]!, params.meterId!),
     }),
   );
 }

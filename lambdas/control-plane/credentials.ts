@@ -551,7 +551,7 @@ export async function updateCredential(
 /**
  * Deletes a credential: the item and the snapshot of every proxy using it change in one
  * transaction (the next proxied request with it fails), then its rules go (unreachable once the
- * credential is gone) and its key claim is released. Request-log records stay.
+ * credential is gone) with its meters, and its key claim is released. Request-log records stay.
  */
 export async function deleteCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {
   const { cell, item } = await retryOnConflict(clientId, async () => {
@@ -572,9 +572,10 @@ export async function deleteCredential(deps: Deps, caller: Caller, clientId: str
     return { cell, item };
   });
   const rules = await queryPrefix<Key>(cell, keys.rulesPrefix(clientId, 'credential', credentialId));
+  const meters = await queryPrefix<Key>(cell, keys.metersPrefix(clientId, 'credential', credentialId));
   await deleteItems(
     cell,
-    rules.map((r) => ({ pk: r.pk, sk: r.sk })),
+    [...rules, ...meters].map((r) => ({ pk: r.pk, sk: r.sk })),
   );
   await releaseSecretHash(deps, clientId, credentialId, item.secretHash);
 }

@@ -262,7 +262,7 @@ export async function updateProxy(
 
 /**
  * Deletes a proxy: its item and its snapshot in one transaction (the data plane answers 401 from
- * then on), then its rules (unreachable once the proxy is gone; a failure there leaves nothing
+ * then on), then its rules and meters (unreachable once the proxy is gone; a failure there leaves nothing
  * visible or usable).
  */
 export async function deleteProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {
@@ -291,7 +291,11 @@ export async function deleteProxy(deps: Deps, caller: Caller, clientId: string, 
     return cell;
   });
   const rules = await queryPrefix<Key>(cell, keys.rulesPrefix(clientId, 'proxy', proxyId));
-  await deleteItems(cell, [...rules.map((r) => ({ pk: r.pk, sk: r.sk })), keys.proxySnapshotSeq(proxyId)]);
+  const meters = await queryPrefix<Key>(cell, keys.metersPrefix(clientId, 'proxy', proxyId));
+  await deleteItems(cell, [
+    ...[...rules, ...meters].map((r) => ({ pk: r.pk, sk: r.sk })),
+    keys.proxySnapshotSeq(proxyId),
+  ]);
 }
 
 function encodeQuery(query: SimulateInput['query']): string {

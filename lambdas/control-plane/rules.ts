@@ -78,7 +78,7 @@ export function checkRulePatterns(rule: RuleInput) {
     );
 }
 
-interface Parent {
+export interface Parent {
   cell: Cell;
   key: Key;
   /** The parent as read (its version orders rule changes against changes of the parent). */
@@ -87,7 +87,7 @@ interface Parent {
   proxies: () => Promise<string[]>;
 }
 
-async function loadParent(
+export async function loadParent(
   deps: Deps,
   clientId: string,
   parentType: ParentType,
@@ -119,11 +119,11 @@ async function loadParent(
 }
 
 /**
- * Writes one rule change: the rule, a version bump of its parent (so concurrent rule changes of one
+ * Writes one change of a parent's child (a rule, or a meter: meters.ts): the child, a version bump of its parent (so concurrent rule changes of one
  * parent are serialised, which keeps the per-parent cap exact) and the snapshot of every proxy
  * holding the parent's rules, in one transaction.
  */
-async function commitRule(
+export async function commitRule(
   deps: Deps,
   clientId: string,
   parent: Parent,

@@ -457,3 +457,51 @@ export const simulateSchema = z.strictObject({
   body: z.unknown().optional(),
 });
 export type SimulateInput = z.infer<typeof simulateSchema>;
+
+/**
+ * Meters (docs/meters.md). `valuePath` is a safe JSONPath subset: `$` then `.name` and `[n]` steps
+ * only (no wildcards, filters or quoted names), at most 16 steps — it is resolved on every metered
+ * answer, so it must be cheap and unambiguous.
+ */
+export const METER_VALUE_PATH = /^\$(?:\.[A-Za-z_][A-Za-z0-9_-]{0,63}|\[\d{1,4}\]){1,16}$/;
+const meterFields = {
+  meterName: name,
+  meterType: z.enum(['request_count', 'response_value']),
+  valuePath: z
+    .string()
+    .max(256)
+    .regex(METER_VALUE_PATH, 'a JSON path of .name and [n] steps, e.g. $.usage.total_tokens')
+    .optional(),
+  methods: z.array(ruleMethods).min(1).max(7).optional(),
+  pathPattern: z.string().min(1).max(512).optional(),
+  window: z.enum(['minute', 'hour', 'day', 'month']),
+  limit: z.number().int().min(1).max(1_000_000_000_000),
+  action: z.enum(['block', 'flag']).default('block'),
+};
+type MeterFieldsIn = { meterType: string; valuePath?: string };
+/** A response_value meter needs the path to its value; a request_count meter has none. */
+function meterPathRule(m: MeterFieldsIn, ctx: z.RefinementCtx) {
+  if (m.meterType === 'response_value' && m.valuePath === undefined)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['valuePath'],
+      message: 'required when meterType is response_value',
+    });
+  if (m.meterType === 'request_count' && m.valuePath !== undefined)
+    ctx.addIssue({ code: 'custom', path: ['valuePath'], message: 'only for meterType response_value' });
+}
+export const meterCreateSchema = z.strictObject(meterFields).superRefine(meterPathRule);
+export type MeterInput = z.infer<typeof meterCreateSchema>;
+
+/** PUT replaces a meter's definition whole; read-only fields of a GET answer may be sent back. */
+export const meterUpdateSchema = z
+  .strictObject({
+    ...meterFields,
+    meterId: z.string().optional(),
+    clientId: z.string().optional(),
+    parentType: z.string().optional(),
+    parentId: z.string().optional(),
+    createdAt: z.string().optional(),
+    updatedAt: z.string().optional(),
+  })
+  .superRefine(meterPathRule);

@@ -29,6 +29,8 @@ import {
   removeKeyHeaders,
   withoutKeyParams,
 } from './key-locations.ts';
+import { ValueReader } from './meter-values.ts';
+import { type Admitted, applicableMeters, MeterBook } from './meters.ts';
 import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
 import { RateLimiter } from './rate-limit.ts';
@@ -56,7 +58,9 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *  2. ONE store round trip: the proxy's snapshot (strongly consistent GetItem);
  *  3. the consumer's key (constant time, one 401 for every failure), the proxy's state, limits
  *     (token leases spent locally: a store write only every many requests, rate-limit.ts);
- *  4. the rules, on the canonical request — a deny sends nothing anywhere;
+ *  4. the rules, on the canonical request — a deny sends nothing anywhere; then the meters: an
+ *     exhausted blocking meter is a 429 (leases again, meters.ts), the values are counted after the
+ *     answer, read from it as it passes (meter-values.ts);
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
  *     request) and injected, replacing any consumer copy;
  *  6. the call out, to a checked address, with exactly the checked path and the raw query; the
@@ -228,6 +232,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
   const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
+  const meterBook = new MeterBook(limiter);
   const oauthTokens = new OAuth2TokenCache(policy);
   const signedTargets = new SignedTargets(policy);
   const jwtVerifier = new JwtVerifier(policy);
@@ -418,6 +423,24 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
         },
       );
     };
+    // The meters: one unit of each blocking meter's budget, or a 429 (meters.ts).
+    const meters = applicableMeters(snapshot, o.method, req.path);
+    let admitted: Admitted[] = [];
+    if (meters.length > 0) {
+      const admission = await withDeadline(meterBook.admit(meters, now), dependencyMs, 'the store');
+      if (!admission.ok) {
+        meterBook.refused(admission.meter, proxyId, now);
+        o.meters = [{ meterId: admission.meter.meterId, value: 0, blocked: true }];
+        return refuse(o, {
+          status: 429,
+          code: 'proxy-meter-exhausted',
+          decision: 'rate_limited',
+          message: `Over the ${admission.meter.window} budget of meter '${admission.meter.meterName}'`,
+          headers: { 'retry-after': String(admission.retryAfterSeconds) },
+        });
+      }
+      admitted = admission.admitted;
+    }
     // The start record is durable before the first byte goes out (docs/audit-trail.md).
     if (options.onCallOut) {
       o.durations.gatewayMs = performance.now() - ctx.started;
@@ -425,6 +448,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
         options.onCallOut(o);
       } catch {
         logger.error('call-out record not written', { requestId: o.requestId });
+        meterBook.release(admitted);
         return refuse(o, REFUSALS.dependency);
       }
     }
@@ -441,6 +465,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       }
     } catch (error) {
       o.durations.upstreamMs = performance.now() - upstreamStart;
+      meterBook.release(admitted);
       throw error;
     }
     const ttfb = performance.now() - upstreamStart;
@@ -451,15 +476,24 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const answer = cleanUpstreamHeaders(res.rawHeaders);
     rewriteLinks(answer.headers, base, route.publicBase);
     ctx.streamed = true;
+    const reader = admitted.some((a) => a.meter.meterType === 'response_value')
+      ? new ValueReader(
+          admitted.map((a) => a.meter),
+          res.body.headers,
+        )
+      : undefined;
     const answerBody = streamAnswer(res.body, {
       idleMs: deadlines.idleMs,
       remainingMs: deadlines.totalMs - ttfb,
       startedAt: upstreamStart,
+      onChunk: reader ? (chunk) => reader.push(chunk) : undefined,
       onEnd: (summary) => {
         o.end = summary.end;
         o.bytes.out = summary.bytes;
         o.durations.upstreamMs = summary.durationMs;
-        ctx.emit();
+        if (admitted.length === 0) return ctx.emit();
+        // Off the consumer's path: the answer is already out. The record waits for the values.
+        settleMeters(admitted, reader, o, now).finally(ctx.emit);
       },
     });
     return {
@@ -468,6 +502,21 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       cookies: answer.cookies.length > 0 ? answer.cookies : undefined,
       body: answerBody,
     };
+  }
+
+  /** Counts a call's meter values (meters.ts) into its outcome; a failure loses them, logged, never thrown. */
+  async function settleMeters(
+    admitted: Admitted[],
+    reader: ValueReader | undefined,
+    o: ProxyOutcome,
+    now: Date,
+  ) {
+    try {
+      const read = reader ? await reader.finish() : undefined;
+      o.meters = await meterBook.settle(admitted, read, now);
+    } catch (error) {
+      logger.error('meter values not counted', { requestId: o.requestId, errorName: errorName(error) });
+    }
   }
 
   /**
@@ -655,6 +704,7 @@ function isSnapshot(
     typeof s.rules === 'object' &&
     s.rules !== null &&
     RULE_SCOPES.every((scope) => Array.isArray(s.rules![scope])) &&
+    (s.meters === undefined || Array.isArray(s.meters)) &&
     (s.proxyCredential === undefined || typeof s.proxyCredential.credentialAuthType === 'string') &&
     (s.targetCredential === undefined || typeof s.targetCredential.credentialAuthType === 'string')
   );

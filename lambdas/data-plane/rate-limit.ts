@@ -1,6 +1,6 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { TableRef } from '../shared/deps.ts';
-import { keys } from '../storage/keys.ts';
+import { type Key, keys } from '../storage/keys.ts';
 
 /**
  * proxyMaxRequestsPerMinute / proxyMaxRequestsPerDay, enforced with token leases (docs/hot-path.md).
@@ -31,8 +31,13 @@ import { keys } from '../storage/keys.ts';
  * a claim (one write) serves many requests. Once the counter is seen at or over the limit, refusals
  * are local (no write). Blocks of 4 tokens or more are claimed again in the background before they
  * run out, so a request rarely waits for a claim: one store round trip (the snapshot) per request.
+ *
+ * The same machinery counts meters (data-plane/meters.ts, docs/meters.md): a counter is any
+ * {@link CounterRef}; `takeToken` admits a call with one index below the limit and `consume`
+ * spends further indices for a value known only after the answer (indices at or over the limit
+ * included: they record what was spent past the limit, and make later admissions fail).
  */
-export type Window = 'minute' | 'day';
+export type Window = 'minute' | 'hour' | 'day' | 'month';
 export interface Limits {
   minute?: number;
   day?: number;
@@ -41,8 +46,10 @@ export interface Limits {
 export type LimitVerdict = { ok: true } | { ok: false; retryAfterSeconds: number };
 
 /** How long a block should last at the observed rate, and the largest share of a window's limit. */
-const LEASE_SECONDS: Record<Window, number> = { minute: 5, day: 60 };
-const MAX_SHARE: Record<Window, number> = { minute: 16, day: 64 };
+const LEASE_SECONDS: Record<Window, number> = { minute: 5, hour: 30, day: 60, month: 300 };
+const MAX_SHARE: Record<Window, number> = { minute: 16, hour: 32, day: 64, month: 128 };
+/** How long a counter item outlives its window (DynamoDB TTL). */
+const TTL_AFTER_SECONDS: Record<Window, number> = { minute: 3600, hour: 86_400, day: 86_400, month: 86_400 };
 /** Prefetching pays off (and costs at most a quarter block of under-admission) from this size. */
 const MIN_PREFETCH_BLOCK = 4;
 const MAX_LEASES = 10_000;
@@ -52,14 +59,39 @@ export function maxBlock(window: Window, limit: number): number {
   return Math.max(1, Math.ceil(limit / MAX_SHARE[window]));
 }
 
-function windowStart(window: Window, now: Date): string {
-  const iso = now.toISOString();
-  return window === 'minute' ? iso.slice(0, 16) : iso.slice(0, 10);
+const START_LENGTH: Record<Window, number> = { minute: 16, hour: 13, day: 10, month: 7 };
+
+/** The window holding `now`, UTC, as an ISO prefix (`2026-01-31T10:05`, `…T10`, `2026-01-31`, `2026-01`). */
+export function windowStart(window: Window, now: Date): string {
+  return now.toISOString().slice(0, START_LENGTH[window]);
 }
 
-function windowEndMs(window: Window, now: Date): number {
-  const size = window === 'minute' ? 60_000 : 86_400_000;
+/** Epoch ms at which the window holding `now` ends (UTC; months by the calendar). */
+export function windowEndMs(window: Window, now: Date): number {
+  if (window === 'month') return Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+  const size = window === 'minute' ? 60_000 : window === 'hour' ? 3_600_000 : 86_400_000;
   return Math.floor(now.getTime() / size) * size + size;
+}
+
+/** Whole seconds to the end of the window (at least 1): a 429's Retry-After. */
+export function retryAfterSeconds(window: Window, now: Date): number {
+  return Math.max(1, Math.ceil((windowEndMs(window, now) - now.getTime()) / 1000));
+}
+
+/**
+ * One counter with leases: its id (the lease map's key), its window kind and its item key per
+ * window start. A proxy's request limits are `{ id: proxyId, key: keys.rateCounter(…) }`.
+ */
+export interface CounterRef {
+  id: string;
+  window: Window;
+  key(windowStart: string): Key;
+}
+
+/** A token taken by {@link RateLimiter.takeToken}: give it back when the call is not made after all. */
+export interface Token {
+  lease: object;
+  index: number;
 }
 
 /** One proxy's tokens in one window, held by this instance. */
@@ -77,8 +109,9 @@ interface Lease {
   taken: number;
   lastClaimAt: number;
   lastBlock: number;
-  /** Requests waiting for a claim in flight. */
+  /** Requests waiting for a claim in flight, and the tokens they want beyond one each (consume). */
   waiting: number;
+  wanted: number;
   claim?: Promise<void>;
 }
 
@@ -91,7 +124,7 @@ export interface LimiterStats {
 export class RateLimiter {
   private readonly table: TableRef;
   private readonly timeoutMs: number;
-  /** Keyed by `${proxyId} ${window}`; the lease of the current window only. */
+  /** Keyed by `${counter id} ${window}`; the lease of the current window only. */
   private readonly leases = new Map<string, Lease>();
   /** Observed rate per proxy and window kind (tokens per second), kept across windows. */
   private readonly rates = new Map<string, number>();
@@ -104,25 +137,86 @@ export class RateLimiter {
 
   /** For an authenticated request: one token from every limited window, or a 429 verdict. */
   async check(proxyId: string, limits: Limits, now: Date): Promise<LimitVerdict> {
-    const taken: Array<{ lease: Lease; index: number }> = [];
+    const taken: Token[] = [];
     for (const window of ['minute', 'day'] as const) {
       const limit = limits[window];
       if (limit === undefined) continue;
-      const lease = this.leaseFor(proxyId, window, now);
-      const index = await this.take(proxyId, window, lease, limit, now);
-      if (index === undefined) {
+      const counter: CounterRef = {
+        id: proxyId,
+        window,
+        key: (start) => keys.rateCounter(proxyId, window, start),
+      };
+      const token = await this.takeToken(counter, limit, now);
+      if (!token) {
         // Keep what the other window gave: the next request of this instance spends it.
-        for (const t of taken) t.lease.returned.push(t.index);
-        const retryAfterMs = windowEndMs(window, now) - now.getTime();
-        return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(retryAfterMs / 1000)) };
+        for (const t of taken) this.giveBack(t);
+        return { ok: false, retryAfterSeconds: retryAfterSeconds(window, now) };
       }
-      taken.push({ lease, index });
+      taken.push(token);
     }
     return { ok: true };
   }
 
-  private leaseFor(proxyId: string, window: Window, now: Date): Lease {
-    const key = `${proxyId} ${window}`;
+  /** One index below `limit` of the counter's current window, or undefined when its budget is spent. */
+  async takeToken(counter: CounterRef, limit: number, now: Date): Promise<Token | undefined> {
+    const lease = this.leaseFor(counter.id, counter.window, now);
+    const index = await this.take(counter, lease, limit, now);
+    return index === undefined ? undefined : { lease, index };
+  }
+
+  /** A token whose call was not made (or spent nothing): the next call of this instance spends it. */
+  giveBack(token: Token): void {
+    (token.lease as Lease).returned.push(token.index);
+  }
+
+  /**
+   * Spends `n` more indices of the counter's current window (a value known after the answer),
+   * claiming what the lease lacks (one write for at least `n`, usually for many calls). Indices at
+   * or over the limit count too: they are what was spent past it. Answers the highest index spent
+   * (≥ limit − 1 means the budget is used up), or −1 when `n` is 0.
+   */
+  async consume(counter: CounterRef, limit: number, n: number, now: Date): Promise<number> {
+    const lease = this.leaseFor(counter.id, counter.window, now);
+    let need = Math.max(0, Math.floor(n));
+    let highest = -1;
+    while (need > 0) {
+      const index = lease.returned.shift();
+      if (index !== undefined) {
+        highest = Math.max(highest, index);
+        lease.taken++;
+        need--;
+        continue;
+      }
+      const spent = this.spanFromLease(lease, need);
+      if (spent) {
+        highest = Math.max(highest, spent.last);
+        lease.taken += spent.count;
+        need -= spent.count;
+        continue;
+      }
+      if (!lease.claim) this.startClaim(counter, lease, limit, now, need);
+      lease.wanted += need;
+      try {
+        await lease.claim;
+      } finally {
+        lease.wanted -= need;
+      }
+    }
+    return highest;
+  }
+
+  /** Up to `n` of the lowest held indices, whatever the limit (spending past it is recorded too). */
+  private spanFromLease(lease: Lease, n: number): { count: number; last: number } | undefined {
+    const range = lease.ranges[0];
+    if (!range) return undefined;
+    const count = Math.min(n, range[1] - range[0]);
+    range[0] += count;
+    if (range[0] >= range[1]) lease.ranges.shift();
+    return { count, last: range[0] - 1 };
+  }
+
+  private leaseFor(id: string, window: Window, now: Date): Lease {
+    const key = `${id} ${window}`;
     const start = windowStart(window, now);
     const held = this.leases.get(key);
     if (held?.start === start) return held;
@@ -136,6 +230,7 @@ export class RateLimiter {
       lastClaimAt: now.getTime(),
       lastBlock: 0,
       waiting: 0,
+      wanted: 0,
     };
     this.leases.delete(key);
     this.leases.set(key, lease);
@@ -145,8 +240,7 @@ export class RateLimiter {
 
   /** A token index below `limit`, or undefined when the window's budget is spent. */
   private async take(
-    proxyId: string,
-    window: Window,
+    counter: CounterRef,
     lease: Lease,
     limit: number,
     now: Date,
@@ -162,14 +256,14 @@ export class RateLimiter {
       const index = this.fromLease(lease, limit);
       if (index !== undefined) {
         lease.taken++;
-        this.maybePrefetch(proxyId, window, lease, limit, now);
+        this.maybePrefetch(counter, lease, limit, now);
         return index;
       }
       // Nothing usable held. Indices only grow: once the counter reached the limit, no claim helps.
       if (lease.seen >= limit && !lease.claim) return undefined;
       if (!lease.claim) {
         this.stats.inlineClaims++;
-        this.startClaim(proxyId, window, lease, limit, now);
+        this.startClaim(counter, lease, limit, now);
       }
       lease.waiting++;
       try {
@@ -197,16 +291,17 @@ export class RateLimiter {
     return n;
   }
 
-  private maybePrefetch(proxyId: string, window: Window, lease: Lease, limit: number, now: Date) {
+  private maybePrefetch(counter: CounterRef, lease: Lease, limit: number, now: Date) {
     if (lease.claim || lease.seen >= limit || lease.lastBlock < MIN_PREFETCH_BLOCK) return;
     if (this.held(lease, limit) > Math.floor(lease.lastBlock / 4)) return;
     // A failed prefetch is retried inline by the request that needs the tokens (and fails closed there).
-    this.startClaim(proxyId, window, lease, limit, now).catch(() => undefined);
+    this.startClaim(counter, lease, limit, now).catch(() => undefined);
   }
 
   /** Block size: the tokens this instance spends in LEASE_SECONDS, within the limit's share and half the rest. */
-  private blockSize(proxyId: string, window: Window, lease: Lease, limit: number, now: Date): number {
-    const rateKey = `${proxyId} ${window}`;
+  private blockSize(counter: CounterRef, lease: Lease, limit: number, now: Date): number {
+    const { window } = counter;
+    const rateKey = `${counter.id} ${window}`;
     const elapsed = Math.max(1, now.getTime() - lease.lastClaimAt) / 1000;
     if (lease.lastBlock > 0) this.rates.set(rateKey, lease.taken / elapsed);
     if (this.rates.size > MAX_LEASES) this.rates.delete(this.rates.keys().next().value as string);
@@ -216,13 +311,14 @@ export class RateLimiter {
     return Math.max(1, Math.min(wanted, maxBlock(window, limit), remaining));
   }
 
-  private startClaim(proxyId: string, window: Window, lease: Lease, limit: number, now: Date) {
-    const block = this.blockSize(proxyId, window, lease, limit, now);
+  /** Claims a block (at least `atLeast` tokens: what a consume still lacks) in the background. */
+  private startClaim(counter: CounterRef, lease: Lease, limit: number, now: Date, atLeast = 0) {
+    const block = Math.max(atLeast + lease.wanted, this.blockSize(counter, lease, limit, now));
     lease.taken = 0;
     lease.lastClaimAt = now.getTime();
     lease.lastBlock = block;
     this.stats.claims++;
-    lease.claim = this.add(proxyId, window, lease.start, block, now)
+    lease.claim = this.add(counter, lease.start, block, now)
       .then((n) => {
         lease.seen = Math.max(lease.seen, n);
         lease.ranges.push([n - block, n]);
@@ -234,12 +330,12 @@ export class RateLimiter {
     return lease.claim;
   }
 
-  private async add(proxyId: string, window: Window, start: string, delta: number, now: Date) {
-    const ttl = Math.ceil(windowEndMs(window, now) / 1000) + (window === 'minute' ? 3600 : 86_400);
+  private async add(counter: CounterRef, start: string, delta: number, now: Date) {
+    const ttl = Math.ceil(windowEndMs(counter.window, now) / 1000) + TTL_AFTER_SECONDS[counter.window];
     const out = await this.table.ddb.send(
       new UpdateCommand({
         TableName: this.table.tableName,
-        Key: keys.rateCounter(proxyId, window, start),
+        Key: counter.key(start),
         UpdateExpression: 'ADD #n :d SET #ttl = if_not_exists(#ttl, :ttl), #type = :type',
         ExpressionAttributeNames: { '#n': 'n', '#ttl': 'ttl', '#type': 'type' },
         ExpressionAttributeValues: { ':d': delta, ':ttl': ttl, ':type': 'RATE_COUNTER' },

@@ -31,6 +31,8 @@ export interface StreamAnswerOptions {
   remainingMs: number;
   /** `performance.now()` when the call went out. */
   startedAt: number;
+  /** Sees every chunk as it passes (meter values, meter-values.ts); synchronous, must not throw. */
+  onChunk?(chunk: Buffer): void;
   onEnd(summary: StreamSummary): void;
 }
 
@@ -74,6 +76,7 @@ export function streamAnswer(upstream: IncomingMessage, options: StreamAnswerOpt
   upstream.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
     armIdle();
+    options.onChunk?.(chunk);
     if (!out.push(chunk)) upstream.pause();
   });
   upstream.on('end', () => {

@@ -1,6 +1,7 @@
 import type { SealedSecret } from '../crypto/envelope.ts';
 import type { Effect, Rule } from '../rules/types.ts';
-import type { RuleScope as ParentType } from './keys.ts';
+import type { MeterScope, RuleScope as ParentType } from './keys.ts';
+import type { MeterView } from './snapshot-types.ts';
 
 /**
  * Stored shapes of the Core API's resources in a cell table (keys in keys.ts). The control plane
@@ -73,6 +74,14 @@ export interface ProxyItem {
 export interface RuleItem extends Rule {
   clientId: string;
   parentType: ParentType;
+  parentId: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface MeterItem extends Omit<MeterView, 'scope'> {
+  clientId: string;
+  parentType: MeterScope;
   parentId: string;
   createdAt: string;
   updatedAt: string;

@@ -29,6 +29,10 @@
  * 11. rate-limit counters                pk LIMIT#<proxyId>#<window>#<start>  sk COUNTER  data plane (atomic ADD, ttl);
  *     each counter its own partition key, apart from the snapshot: a proxy's writes never share
  *     the partition its every request reads, and the proxy may write nothing under PROXY#
+ * 11a. meter counters                    pk LIMIT#METER#<meterId>#<window>#<start>  sk COUNTER  the same leases
+ *     (data-plane/meters.ts); under LIMIT# so the proxy's one UpdateItem grant covers them
+ * 11b. meters of a parent / one          pk CLIENT#<clientId>       sk METER#<scope>#<parentId>#<meterId>
+ *     Core API (meters routes); copied into the snapshot of every proxy they apply to
  * 12. request log by proxy and time     pk REQLOG#<proxyId>#<day>  sk <requestId>          aggregator writes, Core API reads;
  *     requestIds are time-ordered (ULID-like), so a time range is a key range and a requestId alone
  *     names its day partition; ttl = processedAt + retention.
@@ -55,6 +59,9 @@
 export type Key = { pk: string; sk: string };
 export type RuleScope = 'credential' | 'target' | 'proxy';
 export type Interval = 'minute' | 'hour' | 'day';
+/** Meters live on proxies and on target credentials (a budget every proxy of that secret shares). */
+export type MeterScope = 'proxy' | 'credential';
+export type MeterWindow = 'minute' | 'hour' | 'day' | 'month';
 
 export const keys = {
   user: (userId: string): Key => ({ pk: `USER#${userId}`, sk: 'USER' }),
@@ -97,6 +104,18 @@ export const keys = {
   rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
     pk: `LIMIT#${proxyId}#${window}#${windowStart}`,
     sk: 'COUNTER',
+  }),
+  meterCounter: (meterId: string, window: MeterWindow, windowStart: string): Key => ({
+    pk: `LIMIT#METER#${meterId}#${window}#${windowStart}`,
+    sk: 'COUNTER',
+  }),
+  meter: (clientId: string, scope: MeterScope, parentId: string, meterId: string): Key => ({
+    pk: `CLIENT#${clientId}`,
+    sk: `METER#${scope}#${parentId}#${meterId}`,
+  }),
+  metersPrefix: (clientId: string, scope: MeterScope, parentId: string) => ({
+    pk: `CLIENT#${clientId}`,
+    skPrefix: `METER#${scope}#${parentId}#`,
   }),
 
   requestLog: (proxyId: string, day: string, requestId: string): Key => ({

@@ -45,6 +45,26 @@ export interface TargetCredentialView {
   expiresAt?: string;
 }
 
+/**
+ * A meter as the data plane applies it (data-plane/meters.ts, docs/meters.md): on the proxy itself
+ * (`proxy`) or on its target credential (`credential`: one budget for every proxy of that secret).
+ */
+export interface MeterView {
+  meterId: string;
+  scope: 'proxy' | 'credential';
+  meterName: string;
+  meterType: 'request_count' | 'response_value';
+  /** response_value: where the value is in the vendor's answer (`$.usage.total_tokens`). */
+  valuePath?: string;
+  methods?: string[];
+  /** RE2 pattern on the normalised path; absent: every path. */
+  pathPattern?: string;
+  window: 'minute' | 'hour' | 'day' | 'month';
+  limit: number;
+  /** block: an exhausted meter refuses calls (429); flag: it only raises the flag. */
+  action: 'block' | 'flag';
+}
+
 export interface ProxySnapshot {
   proxyId: string;
   /** The proxy's alias: this snapshot is also stored under keys.aliasSnapshot(alias). */
@@ -62,6 +82,8 @@ export interface ProxySnapshot {
   proxyCredential?: ProxyCredentialView;
   targetCredential?: TargetCredentialView;
   rules: { proxyCredential: Rule[]; targetCredential: Rule[]; proxy: Rule[]; target: Rule[] };
+  /** The proxy's meters and its target credential's (absent: none). */
+  meters?: MeterView[];
   /** Monotonic; conditional writes keep a stale rebuild from overwriting a newer one. */
   version: number;
   builtAt: string;

@@ -3,13 +3,19 @@ import type { Cell } from '../shared/deps.ts';
 import { NotFoundError } from '../shared/errors.ts';
 import {
   type CredentialItem,
+  type MeterItem,
   normalizeAuthType,
   type ProxyItem,
   type RuleItem,
   type TargetItem,
 } from './items.ts';
 import { type Key, keys } from './keys.ts';
-import type { ProxyCredentialView, ProxySnapshot, TargetCredentialView } from './snapshot-types.ts';
+import type {
+  MeterView,
+  ProxyCredentialView,
+  ProxySnapshot,
+  TargetCredentialView,
+} from './snapshot-types.ts';
 import { getItem, type Item, queryPrefix } from './table.ts';
 import { TxConflict, type TxItem, transact, txDeleteAny, txReplace, versionOf } from './transact.ts';
 
@@ -77,6 +83,15 @@ function ruleOf(item: RuleItem): Rule {
   return rule;
 }
 
+function meterOf(item: MeterItem): MeterView {
+  const { meterId, meterName, meterType, valuePath, methods, pathPattern, window, limit, action } = item;
+  const meter: MeterView = { meterId, scope: item.parentType, meterName, meterType, window, limit, action };
+  if (valuePath) meter.valuePath = valuePath;
+  if (methods?.length) meter.methods = methods;
+  if (pathPattern) meter.pathPattern = pathPattern;
+  return meter;
+}
+
 function proxyCredentialView(c: CredentialItem | undefined): ProxyCredentialView | undefined {
   if (c?.credentialType !== 'proxy') return undefined;
   const view: ProxyCredentialView = {
@@ -117,15 +132,20 @@ async function assembleSnapshot(
   const { clientId } = proxy;
   const rulesOf = async (scope: 'credential' | 'target' | 'proxy', parentId: string) =>
     (await sources.query<RuleItem>(keys.rulesPrefix(clientId, scope, parentId))).map(ruleOf);
-  const [target, proxyCred, targetCred, pcRules, tcRules, pRules, tRules] = await Promise.all([
-    sources.get<TargetItem>(keys.target(clientId, proxy.proxyTargetId)),
-    sources.get<CredentialItem>(keys.credential(clientId, proxy.proxyProxyCredentialId)),
-    sources.get<CredentialItem>(keys.credential(clientId, proxy.proxyTargetCredentialId)),
-    rulesOf('credential', proxy.proxyProxyCredentialId),
-    rulesOf('credential', proxy.proxyTargetCredentialId),
-    rulesOf('proxy', proxy.proxyId),
-    rulesOf('target', proxy.proxyTargetId),
-  ]);
+  const metersOf = async (scope: 'credential' | 'proxy', parentId: string) =>
+    (await sources.query<MeterItem>(keys.metersPrefix(clientId, scope, parentId))).map(meterOf);
+  const [target, proxyCred, targetCred, pcRules, tcRules, pRules, tRules, pMeters, tcMeters] =
+    await Promise.all([
+      sources.get<TargetItem>(keys.target(clientId, proxy.proxyTargetId)),
+      sources.get<CredentialItem>(keys.credential(clientId, proxy.proxyProxyCredentialId)),
+      sources.get<CredentialItem>(keys.credential(clientId, proxy.proxyTargetCredentialId)),
+      rulesOf('credential', proxy.proxyProxyCredentialId),
+      rulesOf('credential', proxy.proxyTargetCredentialId),
+      rulesOf('proxy', proxy.proxyId),
+      rulesOf('target', proxy.proxyTargetId),
+      metersOf('proxy', proxy.proxyId),
+      metersOf('credential', proxy.proxyTargetCredentialId),
+    ]);
   const proxyCredential = proxyCredentialView(proxyCred);
   const targetCredential = targetCredentialView(targetCred);
   const snapshot: ProxySnapshot = {
@@ -157,6 +177,8 @@ async function assembleSnapshot(
   };
   if (proxyCredential) snapshot.proxyCredential = proxyCredential;
   if (targetCredential) snapshot.targetCredential = targetCredential;
+  const meters = [...pMeters, ...(targetCredential ? tcMeters : [])];
+  if (meters.length > 0) snapshot.meters = meters;
   return snapshot;
 }
 

@@ -15,7 +15,11 @@ export type AnomalyType =
   | 'first_denied_paths'
   | 'denied_surge'
   | 'client_error_surge'
-  | 'server_error_surge';
+  | 'server_error_surge'
+  /** A meter's value spiked against its own baseline (docs/meters.md). */
+  | 'meter_spike'
+  /** A meter went past its limit in the bucket (a `flag` meter's flag, or a block meter's overshoot). */
+  | 'meter_over_limit';
 
 export interface Anomaly {
   type: AnomalyType;
@@ -24,6 +28,8 @@ export interface Anomaly {
   baseline: number;
   threshold: number;
   paths?: string[];
+  /** meter_spike, meter_over_limit: which meter. */
+  meterId?: string;
 }
 
 /** What detection needs of a bucket. */
@@ -33,6 +39,8 @@ export interface BucketCounts {
   denied: number;
   s4xx: number;
   s5xx: number;
+  /** Per meterId: the value counted and the calls past the limit in the bucket. */
+  meters?: Record<string, { value: number; overLimit: number }>;
 }
 
 export const BASELINE_BUCKETS: Record<Interval, number> = { minute: 30, hour: 24, day: 14 };
@@ -57,6 +65,17 @@ function round(x: number, digits = 3) {
   return Math.round(x * f) / f;
 }
 
+/**
+ * A spike of `observed` against the baseline values: at least 3× their mean AND 4 standard
+ * deviations above it AND the absolute floor (requests, or units of a meter's value).
+ */
+function spikeOf(base: number[], observed: number): { mean: number; threshold: number } | undefined {
+  const mean = base.reduce((s, v) => s + v, 0) / base.length;
+  const sd = Math.sqrt(base.reduce((s, v) => s + (v - mean) ** 2, 0) / base.length);
+  const threshold = Math.max(MIN_SPIKE_REQUESTS, 3 * mean, mean + 4 * sd);
+  return observed >= threshold ? { mean, threshold } : undefined;
+}
+
 /** Flags per judged bucket (keyed by bucketStart); buckets without flags are absent. */
 export function detectAnomalies(input: DetectionInput): Map<string, Anomaly[]> {
   const out = new Map<string, Anomaly[]>();
@@ -69,19 +88,45 @@ export function detectAnomalies(input: DetectionInput): Map<string, Anomaly[]> {
     const flags: Anomaly[] = [];
     const lo = Math.max(i - window, firstActive < 0 ? i : firstActive);
     const base = input.series.slice(lo, i);
+    for (const [meterId, m] of Object.entries(bucket.meters ?? {}))
+      if (m.overLimit > 0)
+        flags.push({
+          type: 'meter_over_limit',
+          reason: `meter ${meterId}: ${m.overLimit} call(s) went past its limit`,
+          observed: m.overLimit,
+          baseline: 0,
+          threshold: 1,
+          meterId,
+        });
     if (firstActive >= 0 && base.length >= MIN_BASELINE_BUCKETS) {
       const n = base.length;
-      const mean = base.reduce((s, b) => s + b.requests, 0) / n;
-      const sd = Math.sqrt(base.reduce((s, b) => s + (b.requests - mean) ** 2, 0) / n);
-      const threshold = Math.max(MIN_SPIKE_REQUESTS, 3 * mean, mean + 4 * sd);
-      if (bucket.requests >= threshold) {
+      const spike = spikeOf(
+        base.map((b) => b.requests),
+        bucket.requests,
+      );
+      if (spike) {
         flags.push({
           type: 'request_spike',
-          reason: `${bucket.requests} requests against a baseline of ${round(mean, 1)} per ${input.interval} over the previous ${n}`,
+          reason: `${bucket.requests} requests against a baseline of ${round(spike.mean, 1)} per ${input.interval} over the previous ${n}`,
           observed: bucket.requests,
-          baseline: round(mean),
-          threshold: round(threshold),
+          baseline: round(spike.mean),
+          threshold: round(spike.threshold),
         });
+      }
+      for (const [meterId, m] of Object.entries(bucket.meters ?? {})) {
+        const meterSpike = spikeOf(
+          base.map((b) => b.meters?.[meterId]?.value ?? 0),
+          m.value,
+        );
+        if (meterSpike)
+          flags.push({
+            type: 'meter_spike',
+            reason: `meter ${meterId}: ${m.value} against a baseline of ${round(meterSpike.mean, 1)} per ${input.interval} over the previous ${n}`,
+            observed: m.value,
+            baseline: round(meterSpike.mean),
+            threshold: round(meterSpike.threshold),
+            meterId,
+          });
       }
       const baseRequests = base.reduce((s, b) => s + b.requests, 0);
       for (const [type, field, label] of [

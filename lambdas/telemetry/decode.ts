@@ -55,6 +55,18 @@ const recordSchema = z.looseObject({
   sourceIp: z.string().max(64).optional(),
   userAgent: z.string().max(2048).optional(),
   phase: z.literal('start').optional(),
+  meters: z
+    .array(
+      z.object({
+        meterId: z.string().regex(/^[\w-]{1,64}$/),
+        value: z.number().min(0).max(1e15),
+        overLimit: z.boolean().optional(),
+        blocked: z.boolean().optional(),
+        unread: z.enum(['too_large', 'not_json', 'no_value', 'encoded']).optional(),
+      }),
+    )
+    .max(20)
+    .optional(),
 });
 
 export interface Decoded {

@@ -20,6 +20,10 @@ export const PRODUCT_METRICS = {
   authFailureBursts: 'ProxyAuthFailureBursts',
   /** A sealed secret failed its integrity check (moved, rolled back or tampered with): never a KMS outage. */
   integrityFailures: 'CredentialIntegrityFailures',
+  /** A call refused by an exhausted `block` meter (data plane, logged once per meter and minute per instance). */
+  meterExhausted: 'ProxyMeterExhausted',
+  /** A meter's window went past its limit (a `flag` meter, or a block meter's overshoot): once per meter and minute. */
+  meterOverLimit: 'ProxyMeterOverLimit',
 } as const;
 
 /** The per-request metrics one proxied request counts toward (each a count of 1). */

@@ -92,6 +92,9 @@ export async function judgeProxy(
         denied: v.denied,
         s4xx: v.status['4xx'],
         s5xx: v.status['5xx'],
+        meters: Object.fromEntries(
+          v.meters.map((m) => [m.meterId, { value: m.value, overLimit: m.overLimit }]),
+        ),
       }),
     ),
     from: baseline,

@@ -26,6 +26,18 @@ export type RecordPhase = 'start';
 /** How a forwarded call ended (see lambdas/data-plane/stream-answer.ts). */
 export type StreamEnd = 'complete' | 'client_abort' | 'vendor_abort' | 'deadline';
 
+/** One meter's part in a call (docs/meters.md): the value counted, and whether it went past the limit. */
+export interface MeterRecord {
+  meterId: string;
+  value: number;
+  /** This call's value went past the meter's limit (a flag meter's flag; a block meter's overshoot). */
+  overLimit?: boolean;
+  /** The call was refused because this meter was exhausted. */
+  blocked?: boolean;
+  /** response_value: why no value was read (value 0). */
+  unread?: 'too_large' | 'not_json' | 'no_value' | 'encoded';
+}
+
 export interface TelemetryRecord {
   /** Time-ordered id (ULID-like): its first 10 characters encode processedAt in ms. */
   requestId: string;
@@ -65,4 +77,6 @@ export interface TelemetryRecord {
   phase?: RecordPhase;
   /** A sealed credential did not open under its context (moved, rolled back, tampered with). */
   integrityFailure?: boolean;
+  /** The meters that applied to the call (docs/meters.md). */
+  meters?: MeterRecord[];
 }

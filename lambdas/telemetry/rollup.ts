@@ -53,16 +53,27 @@ export type Counter = (typeof COUNTERS)[number];
 export const GATEWAY_HIST = 'hg';
 export const UPSTREAM_HIST = 'hu';
 export const TTFB_HIST = 'ht';
+/**
+ * Meter attributes (docs/meters.md), per meterId: `mv_<id>` the value counted, `mn_<id>` the calls
+ * metered, `mo_<id>` the calls that went past the limit, `mb_<id>` the calls the meter refused.
+ */
+const METER_ATTRS = { value: 'mv_', calls: 'mn_', overLimit: 'mo_', blocked: 'mb_' } as const;
 
 export interface Delta {
   counters: Partial<Record<Counter, number>>;
   gateway: Histogram;
   upstream: Histogram;
   ttfb: Histogram;
+  /** Meter attribute → increment (METER_ATTRS). */
+  meters: Map<string, number>;
 }
 
 export function emptyDelta(): Delta {
-  return { counters: {}, gateway: new Map(), upstream: new Map(), ttfb: new Map() };
+  return { counters: {}, gateway: new Map(), upstream: new Map(), ttfb: new Map(), meters: new Map() };
+}
+
+function addMeter(d: Delta, attr: string, n: number) {
+  if (n !== 0 && Number.isFinite(n)) d.meters.set(attr, (d.meters.get(attr) ?? 0) + n);
 }
 
 const DECISION_COUNTER: Record<TelemetryRecord['decision'], Counter> = {
@@ -100,6 +111,12 @@ export function addRecord(d: Delta, r: TelemetryRecord): Delta {
     add(d, 'ttfbCount', 1);
     recordLatency(d.ttfb, r.durations.ttfbMs);
   }
+  for (const m of r.meters ?? []) {
+    addMeter(d, `${METER_ATTRS.value}${m.meterId}`, Math.max(0, m.value));
+    addMeter(d, `${METER_ATTRS.calls}${m.meterId}`, m.blocked ? 0 : 1);
+    if (m.overLimit) addMeter(d, `${METER_ATTRS.overLimit}${m.meterId}`, 1);
+    if (m.blocked) addMeter(d, `${METER_ATTRS.blocked}${m.meterId}`, 1);
+  }
   return d;
 }
 
@@ -109,7 +126,34 @@ export function deltaAttributes(d: Delta): Record<string, number> {
   for (const [i, n] of d.gateway) out[`${GATEWAY_HIST}${i}`] = n;
   for (const [i, n] of d.upstream) out[`${UPSTREAM_HIST}${i}`] = n;
   for (const [i, n] of d.ttfb) out[`${TTFB_HIST}${i}`] = n;
+  for (const [attr, n] of d.meters) out[attr] = n;
   return out;
+}
+
+export interface MeterBucketView {
+  meterId: string;
+  /** The value counted in this bucket (requests for a request_count meter). */
+  value: number;
+  calls: number;
+  overLimit: number;
+  blocked: number;
+}
+
+/** The meters counted in a stored bucket, by meterId. */
+function metersOf(item: Record<string, unknown> | undefined): MeterBucketView[] {
+  const byId = new Map<string, MeterBucketView>();
+  for (const [k, v] of Object.entries(item ?? {})) {
+    if (typeof v !== 'number') continue;
+    const field = (Object.keys(METER_ATTRS) as Array<keyof typeof METER_ATTRS>).find((f) =>
+      k.startsWith(METER_ATTRS[f]),
+    );
+    if (!field) continue;
+    const meterId = k.slice(METER_ATTRS[field].length);
+    const view = byId.get(meterId) ?? { meterId, value: 0, calls: 0, overLimit: 0, blocked: 0 };
+    view[field] = v;
+    byId.set(meterId, view);
+  }
+  return [...byId.values()].sort((a, b) => a.meterId.localeCompare(b.meterId));
 }
 
 function histogramOf(item: Record<string, unknown>, prefix: string): Histogram {
@@ -154,6 +198,8 @@ export interface BucketView {
     /** Time to the vendor's first byte (calls that went out). */
     ttfb: { p50: number | null; p95: number | null; p99: number | null; mean: number | null } | null;
   };
+  /** The meters that counted calls in this bucket (docs/meters.md). */
+  meters: MeterBucketView[];
 }
 
 /** The public view of a stored bucket item (or of an empty bucket). */
@@ -179,6 +225,7 @@ export function bucketView(start: string, item: Record<string, unknown> | undefi
         : null,
       ttfb: item ? latencyView(histogramOf(item, TTFB_HIST), n('ttfbMsSum'), n('ttfbCount')) : null,
     },
+    meters: metersOf(item),
   };
 }
 

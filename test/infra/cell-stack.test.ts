@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { Match } from 'aws-cdk-lib/assertions';
-import { tableLayout } from '../../lambdas/storage/keys.ts';
+import { keys, tableLayout } from '../../lambdas/storage/keys.ts';
 import { LOG_METRICS, PRODUCT_METRICS } from '../../lib/observability.ts';
 import { PROXY_PATHS } from '../../lib/proxy-endpoint.ts';
 import { REST_ACCESS_LOG_FIELDS } from '../../lib/streaming-gateway.ts';
@@ -192,6 +192,9 @@ describe('least privilege', () => {
   });
 
   it('the proxy reads PROXY# partitions and counts in LIMIT# partitions, nothing else', () => {
+    // Meters need nothing more: their counters are LIMIT# partitions too (one UpdateItem, leases),
+    // and their definitions travel in the snapshot the proxy already reads.
+    expect(keys.meterCounter('m', 'month', '2030-01').pk).toMatch(/^LIMIT#/);
     const ddb = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
     expect(ddb.map((s) => [actionsOf(s), s.Condition])).toEqual([
       [
@@ -459,6 +462,9 @@ describe('observability', () => {
       'iterator age',
       'failure queue depth',
       'Anomaly flags',
+      'meters exhausted / past their limit',
+      'ProxyMeterExhausted',
+      'ProxyMeterOverLimit',
     ]) {
       expect(body).toContain(title);
     }

@@ -19,6 +19,24 @@ function series(shape: (i: number) => Partial<BucketCounts>): BucketCounts[] {
 const steady = (i: number) => ({ requests: 100 + (i % 3) * 5, s4xx: 4 + (i % 2), denied: 2, s5xx: 1 });
 
 describe('anomaly flags', () => {
+  it("flags a meter's value spiking against its own baseline, even with steady request counts", () => {
+    // Same requests every minute; tokens per minute ~2,000, then 30,000 in minute 35.
+    const meterOf = (i: number) => ({
+      m1: { value: i === 35 ? 30_000 : 2000 + (i % 4) * 100, overLimit: 0 },
+    });
+    const flags = detectAnomalies({
+      interval: 'minute',
+      series: series((i) => ({ ...steady(i), meters: meterOf(i) })),
+      from: 30,
+      proxyFirstSeenAt: minute(0),
+      paths: [],
+    });
+    expect([...flags.keys()]).toEqual([minute(35)]);
+    expect(flags.get(minute(35))).toEqual([
+      expect.objectContaining({ type: 'meter_spike', meterId: 'm1', observed: 30_000, baseline: 2150 }),
+    ]);
+  });
+
   it('raises nothing on steady traffic, busy and a little error-prone', () => {
     const flags = detectAnomalies({
       interval: 'minute',

@@ -23,6 +23,18 @@ describe('single-table key builders', () => {
     });
   });
 
+  it('keeps meters beside their parent and their counters under LIMIT#', () => {
+    expect(keys.meter('c1', 'credential', 'k1', 'm1')).toEqual({
+      pk: 'CLIENT#c1',
+      sk: 'METER#credential#k1#m1',
+    });
+    expect(keys.metersPrefix('c1', 'proxy', 'p1')).toEqual({ pk: 'CLIENT#c1', skPrefix: 'METER#proxy#p1#' });
+    expect(keys.meterCounter('m1', 'month', '2026-01')).toEqual({
+      pk: 'LIMIT#METER#m1#month#2026-01',
+      sk: 'COUNTER',
+    });
+  });
+
   it('keys tokens by hash for a single consistent lookup', () => {
     expect(keys.tokenHash('ab')).toEqual({ pk: 'TOKENHASH#ab', sk: 'TOKENHASH' });
     expect(keys.userToken('u', 't')).toEqual({ pk: 'USER#u', sk: 'TOKEN#t' });
