@@ -18,6 +18,7 @@ import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
 import { AuthFailureBudget, type AuthFailureBudgetOptions, sourceKey } from './auth-failure-budget.ts';
 import { authenticateByHash, type ConsumerAuth, isExpired } from './authenticate-consumer.ts';
+import { ConsentRequiredError } from './authorization-code.ts';
 import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
 import { dependencyOf, withDeadline } from './deadline.ts';
 import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal, hostRefusal } from './header-hygiene.ts';
@@ -29,11 +30,12 @@ import {
   removeKeyHeaders,
   withoutKeyParams,
 } from './key-locations.ts';
-import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
+import { OAuth2Error } from './oauth2-tokens.ts';
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { rewriteLinks, routeOf } from './routing.ts';
 import { streamAnswer } from './stream-answer.ts';
+import { TargetTokens } from './target-tokens.ts';
 import {
   openUpstream,
   type StreamDeadlines,
@@ -192,6 +194,12 @@ const REFUSALS = {
     decision: 'error',
     message: 'The target answer is over the size cap',
   },
+  consentRequired: {
+    status: 403,
+    code: 'proxy-target-credential-pending',
+    decision: 'inactive',
+    message: 'The target credential awaits the user’s consent (oauth2 authorization code)',
+  },
   tokenEndpoint: {
     status: 502,
     code: 'proxy-upstream-auth-failed',
@@ -226,7 +234,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const dependencyMs = options.dependencyTimeoutMs ?? DEFAULT_DEPENDENCY_TIMEOUT_MS;
   const dataKeys = new DataKeyCache();
   const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
-  const oauthTokens = new OAuth2TokenCache(policy);
+  const targetTokens = new TargetTokens(policy, dataKeys);
   const jwtVerifier = new JwtVerifier(policy);
   const authBudget = new AuthFailureBudget(options.authFailureBudget);
   const proxyDomain = options.proxyDomain ?? deps.config.proxyDomain ?? 'localhost';
@@ -374,11 +382,14 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
           );
     const secret = parseSecret(secretJson);
     o.durations.cryptoMs = performance.now() - cryptoStart;
-    const isOAuth2 = targetCredential.credentialAuthType === 'oauth2';
-    const tokenKey = isOAuth2 ? OAuth2TokenCache.keyFor(targetCredential.credentialId, secretJson) : '';
-    let accessToken = isOAuth2
-      ? await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret)
-      : undefined;
+    const tokenSource = {
+      cell: cell!,
+      clientId: snapshot.clientId,
+      credential: targetCredential,
+      secret,
+      secretJson,
+    };
+    let accessToken = await targetTokens.token(tokenSource);
     let injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
 
     // 6. The call out: checked address, checked path, raw query; the answer as it came.
@@ -414,12 +425,12 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     let res: UpstreamStream;
     try {
       res = await send();
-      if (isOAuth2 && res.status === 401 && accessToken) {
-        // The vendor refused our token (revoked early, or our clock is off): one fresh token, one retry.
+      if (res.status === 401 && accessToken) {
+        // The vendor refused our token (revoked early, or our clock is off): one fresh token, one
+        // retry. The body is a buffer, so the retry sends exactly what was checked.
         res.body.destroy();
-        oauthTokens.invalidate(tokenKey, accessToken);
-        accessToken = await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret);
-        injection = injectionFor('oauth2', secret, accessToken);
+        accessToken = await targetTokens.token(tokenSource, accessToken);
+        injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
         res = await send();
       }
     } catch (error) {
@@ -762,6 +773,7 @@ function refusalFor(error: unknown): Refusal {
     if (error.kind === 'address_refused') return REFUSALS.addressRefused;
     return REFUSALS.unreachable;
   }
+  if (error instanceof ConsentRequiredError) return REFUSALS.consentRequired;
   if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
   // Before the dependency check: a moved or rolled-back blob is tampering, not a KMS outage.
   if (error instanceof SecretIntegrityError) return REFUSALS.integrity;
