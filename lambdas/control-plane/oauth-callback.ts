@@ -276,8 +276,8 @@ export async function completeAuthorization(deps: Deps, query: CallbackQuery) {
         'stale_state',
       );
     const now = deps.now().toISOString();
-    const { temporary: _temporary, ...rest } = current;
-    const next: CredentialItem = { ...rest, consentedAt: now, updatedAt: now };
+    // commitReplace merges `after` over the item read; an undefined field is dropped.
+    const next: CredentialItem = { ...current, temporary: undefined, consentedAt: now, updatedAt: now };
     const proxies = await proxiesUsing(
       cell,
       item.clientId,

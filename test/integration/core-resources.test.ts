@@ -957,7 +957,7 @@ describe('credentials, targets, proxies and rules', () => {
       const routes = coreRoutes.filter(
         (r) => /credentials|targets|proxies/.test(r.path) && !/requests|telemetry/.test(r.path),
       );
-      expect(routes.length).toBe(31);
+      expect(routes.length).toBe(32);
       const bodies: Record<string, unknown> = {
         credentials: {
           credentialType: 'proxy',
