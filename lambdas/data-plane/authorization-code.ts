@@ -10,6 +10,7 @@ import {
   releaseLease,
   takeLease,
 } from '../storage/oauth-grants.ts';
+import { withDeadline } from './deadline.ts';
 import { OAuth2Error } from './oauth2-tokens.ts';
 import { DEFAULT_TOKEN_LIFETIME_S, type FetchedToken, refreshAtOf, type TokenCache } from './token-cache.ts';
 import { requestToken, TokenEndpointError } from './token-endpoint.ts';
@@ -59,6 +60,7 @@ export class AuthorizationCodeTokens {
   private readonly cache: TokenCache;
   private readonly dataKeys: DataKeyCache;
   private readonly now: () => number;
+  private readonly dependencyMs: number;
   /** Refreshes made at the provider by this instance (tests, benchmark). */
   refreshes = 0;
 
@@ -66,12 +68,19 @@ export class AuthorizationCodeTokens {
     policy: UpstreamPolicy,
     cache: TokenCache,
     dataKeys: DataKeyCache,
+    /** Deadline of each store or KMS step; past it the request fails closed (503). */
+    dependencyMs: number,
     now: () => number = Date.now,
   ) {
+    this.dependencyMs = dependencyMs;
     this.policy = policy;
     this.cache = cache;
     this.dataKeys = dataKeys;
     this.now = now;
+  }
+
+  private store<T>(work: Promise<T>): Promise<T> {
+    return withDeadline(work, this.dependencyMs, 'the store');
   }
 
   private static keyOf(ref: GrantRef): string {
@@ -92,16 +101,16 @@ export class AuthorizationCodeTokens {
   ): Promise<FetchedToken> {
     const deadline = this.now() + WAIT_FOR_LEASE_MS;
     for (let attempt = 0; ; attempt++) {
-      const grant = await readGrant(ref.cell, ref.credentialId);
+      const grant = await this.store(readGrant(ref.cell, ref.credentialId));
       if (!grant || grant.clientId !== ref.clientId || grant.secretRevision !== ref.secretRevision)
         throw new ConsentRequiredError('the target credential awaits the user’s consent');
-      const tokens = await openGrant(ref.cell, grant, this.dataKeys);
+      const tokens = await withDeadline(openGrant(ref.cell, grant, this.dataKeys), this.dependencyMs, 'KMS');
       const stored = usable(tokens, refused, this.now());
       if (stored) return stored;
       if (!tokens.refreshToken)
         throw new ConsentRequiredError('the access token expired and the provider gave no refresh token');
       const until = this.now() + LEASE_MS;
-      if (await takeLease(ref.cell, grant, this.now(), until))
+      if (await this.store(takeLease(ref.cell, grant, this.now(), until)))
         return this.refresh(ref, secret, grant, tokens, until);
       if (this.now() > deadline)
         throw new OAuth2Error('another refresh of this grant did not finish in time');
@@ -132,7 +141,7 @@ export class AuthorizationCodeTokens {
         this.policy,
       );
     } catch (error) {
-      await releaseLease(ref.cell, grant, until).catch(() => undefined);
+      await this.store(releaseLease(ref.cell, grant, until)).catch(() => undefined);
       if (error instanceof TokenEndpointError && error.oauthError === 'invalid_grant')
         throw new ConsentRequiredError('the provider refused the refresh token; consent is needed again', {
           cause: error,
@@ -141,17 +150,19 @@ export class AuthorizationCodeTokens {
     }
     const expiresAt = fetchedAt + (answer.expiresInS ?? DEFAULT_TOKEN_LIFETIME_S) * 1000;
     // A provider that rotates sends a new refresh token; one that does not keeps the old one valid.
-    await commitRefresh(
-      ref.cell,
-      grant,
-      until,
-      {
-        refreshToken: answer.refreshToken ?? tokens.refreshToken,
-        accessToken: answer.accessToken,
-        accessExpiresAt: expiresAt,
-        accessFetchedAt: fetchedAt,
-      },
-      new Date(fetchedAt),
+    await this.store(
+      commitRefresh(
+        ref.cell,
+        grant,
+        until,
+        {
+          refreshToken: answer.refreshToken ?? tokens.refreshToken,
+          accessToken: answer.accessToken,
+          accessExpiresAt: expiresAt,
+          accessFetchedAt: fetchedAt,
+        },
+        new Date(fetchedAt),
+      ),
     );
     return { token: answer.accessToken, expiresAt, fetchedAt };
   }

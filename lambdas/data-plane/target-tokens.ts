@@ -28,10 +28,10 @@ export class TargetTokens {
   private readonly authorizationCode: AuthorizationCodeTokens;
   private readonly policy: UpstreamPolicy;
 
-  constructor(policy: UpstreamPolicy, dataKeys: DataKeyCache) {
+  constructor(policy: UpstreamPolicy, dataKeys: DataKeyCache, dependencyMs: number) {
     this.policy = policy;
     this.clientCredentials = new OAuth2TokenCache(policy);
-    this.authorizationCode = new AuthorizationCodeTokens(policy, this.cache, dataKeys);
+    this.authorizationCode = new AuthorizationCodeTokens(policy, this.cache, dataKeys, dependencyMs);
   }
 
   /** The token to inject, or undefined for credential types that carry none. */

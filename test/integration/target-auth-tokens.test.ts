@@ -305,6 +305,50 @@ describe('oauth2 authorization_code with PKCE', () => {
     expect(oauth.apiBodies.slice(-2)).toEqual([body, body]);
   });
 
+  it('fails closed (503) when the store or KMS fails while the grant is read', async () => {
+    const cell = gw.stack.deps.cells['us-east-1']!;
+    const outage = () =>
+      Promise.reject(
+        Object.assign(new Error('injected outage'), { name: 'ServiceUnavailable', $metadata: {} }),
+      );
+    const faulty = {
+      store: {
+        ...cell,
+        ddb: {
+          send: (command: { input?: { Key?: { pk?: string } } }) =>
+            command.input?.Key?.pk?.startsWith('OAUTHGRANT#') ? outage() : cell.ddb.send(command as never),
+        } as unknown as typeof cell.ddb,
+      },
+      kms: {
+        ...cell,
+        kms: {
+          send: (command: object) =>
+            // The snapshot's own secret opens; the grant's (a `#grant` context) does not.
+            JSON.stringify(command).includes('#grant') ? outage() : cell.kms.send(command as never),
+        } as unknown as typeof cell.kms,
+      },
+    };
+    for (const [what, faultyCell] of Object.entries(faulty)) {
+      // A new instance: nothing in its memory, so it must read (and open) the grant.
+      const front = await startProxyFront({ ...gw.stack.deps, cells: { 'us-east-1': faultyCell } });
+      try {
+        const refreshes = oauth.refreshes;
+        const res = await send(front.url, {
+          path: `/api/${proxyId}/api/events`,
+          headers: { authorization: proxyKey },
+        });
+        expect({ what, status: res.status, code: res.headers['keygate-proxy-code'] }).toEqual({
+          what,
+          status: 503,
+          code: 'proxy-dependency-unavailable',
+        });
+        expect(oauth.refreshes).toBe(refreshes);
+      } finally {
+        await front.close();
+      }
+    }
+  });
+
   it('deleting the credential revokes the refresh token at the provider and blocks the proxy', async () => {
     const current = oauth.issuedRefresh.at(-1)!;
     const del = await api('DELETE', `/clients/${clientId}/credentials/${credentialId}`);
