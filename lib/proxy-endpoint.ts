@@ -64,6 +64,7 @@ export class ProxyEndpoint extends Construct {
     });
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
+    props.key.grantSealOAuthGrants(this.fn);
     props.telemetry.forwardTelemetryLogs(this.fn);
     const name = `${installPrefix(stageOf(this))}-${Stack.of(this).region}-proxy`;
     this.gateway = new StreamingGateway(this, 'Rest', {

@@ -93,7 +93,11 @@ describe('cell key', () => {
     expect(direct.map((s) => [s.Sid, s.Action])).toEqual([
       ['CoreApiSealsTargetSecrets', 'kms:GenerateDataKey'],
       ['OpenTargetSecretsProxy', 'kms:Decrypt'],
+      ['SealOAuthGrantsProxy', 'kms:GenerateDataKey'],
     ]);
+    // The proxy seals refreshed oauth2 grants only, never a credential's own secret.
+    expect(direct[2].Condition.StringLike).toEqual({ 'kms:EncryptionContext:credentialId': '*#grant' });
+    expect(direct[2].Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
     for (const s of direct) {
       expect(s.Condition['ForAllValues:StringEquals']['kms:EncryptionContextKeys']).toEqual([
         'clientId',
@@ -187,7 +191,7 @@ describe('least privilege', () => {
     }
   });
 
-  it('the proxy reads PROXY# partitions and counts in LIMIT# partitions, nothing else', () => {
+  it('the proxy reads PROXY# partitions, counts in LIMIT# partitions and refreshes OAUTHGRANT# ones, nothing else', () => {
     const ddb = proxy.filter((s) => actionsOf(s).some((a) => a.startsWith('dynamodb:')));
     expect(ddb.map((s) => [actionsOf(s), s.Condition])).toEqual([
       [
@@ -195,6 +199,10 @@ describe('least privilege', () => {
         { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROXY#*', 'ALIAS#*'] } },
       ],
       [['dynamodb:UpdateItem'], { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['LIMIT#*'] } }],
+      [
+        ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['OAUTHGRANT#*'] } },
+      ],
     ]);
   });
 
