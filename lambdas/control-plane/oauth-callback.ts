@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { credentialContext, openSecret } from '../crypto/envelope.ts';
+import { DEFAULT_TOKEN_LIFETIME_S } from '../data-plane/token-cache.ts';
 import { requestToken, revokeToken, TokenEndpointError } from '../data-plane/token-endpoint.ts';
 import type { UpstreamPolicy } from '../data-plane/upstream.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
@@ -261,7 +262,7 @@ export async function completeAuthorization(deps: Deps, query: CallbackQuery) {
       {
         refreshToken: answer.refreshToken,
         accessToken: answer.accessToken,
-        accessExpiresAt: fetchedAt + (answer.expiresInS ?? 3600) * 1000,
+        accessExpiresAt: fetchedAt + (answer.expiresInS ?? DEFAULT_TOKEN_LIFETIME_S) * 1000,
         accessFetchedAt: fetchedAt,
       },
       deps.now(),
