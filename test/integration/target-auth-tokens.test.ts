@@ -235,6 +235,33 @@ describe('oauth2 authorization_code with PKCE', () => {
     expect(oauth.refreshes).toBe(0);
   });
 
+  it('steady state: the grant is read once per instance, then every call is served from memory', async () => {
+    const cell = gw.stack.deps.cells['us-east-1']!;
+    let grantReads = 0;
+    const counting = {
+      ...cell,
+      ddb: {
+        send: (command: { input?: { Key?: { pk?: string } } }) => {
+          if (command.input?.Key?.pk?.startsWith('OAUTHGRANT#')) grantReads++;
+          return cell.ddb.send(command as never);
+        },
+      } as unknown as typeof cell.ddb,
+    };
+    const front = await startProxyFront({ ...gw.stack.deps, cells: { 'us-east-1': counting } });
+    try {
+      for (let i = 0; i < 20; i++) {
+        const res = await send(front.url, {
+          path: `/api/${proxyId}/api/events`,
+          headers: { authorization: proxyKey },
+        });
+        expect(res.status).toBe(200);
+      }
+      expect(grantReads).toBe(1);
+    } finally {
+      await front.close();
+    }
+  });
+
   it('refreshes ahead of expiry, rotating the refresh token, without a single failed call', async () => {
     oauth.lifetimeS = 1;
     // Make the current token short-lived: the provider revokes it and the next call refreshes.
