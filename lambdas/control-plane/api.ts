@@ -195,7 +195,8 @@ coreRoutes.push(
     path: '/clients/{clientId}/credentials',
     access: 'admin',
     tag: 'credentials',
-    summary: 'Create a credential; a generated proxy key is answered once, here',
+    summary:
+      'Create a credential; a generated proxy key is answered once, here; an oauth2 authorization_code credential answers its authorizationUrl and stays temporary until consent',
     status: 201,
     body: credentialCreateSchema,
     handle: ({ deps, caller, params, body, event }) =>
@@ -206,7 +207,8 @@ coreRoutes.push(
     path: '/clients/{clientId}/credentials',
     access: 'user',
     tag: 'credentials',
-    summary: 'List credentials (never their secrets), a page at a time (limit, nextToken)',
+    summary:
+      'List credentials (never their secrets), a page at a time (limit, nextToken); includeTemporary=true adds those awaiting consent',
     query: credentialListQuerySchema,
     handle: ({ deps, caller, params, query }) =>
       credentials.listCredentials(deps, caller, params.clientId!, query),
