@@ -58,7 +58,8 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *     (token leases spent locally: a store write only every many requests, rate-limit.ts);
  *  4. the rules, on the canonical request — a deny sends nothing anywhere;
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
- *     request) and injected, replacing any consumer copy;
+ *     request) and injected, replacing any consumer copy; oauth2 and customToken credentials
+ *     inject a fetched token, cached in memory (target-tokens.ts);
  *  6. the call out, to a checked address, with exactly the checked path and the raw query; the
  *     answer goes back as it came, minus hop-by-hop headers: status and headers as soon as the
  *     vendor's arrive, then the body as it arrives, unbuffered and uncapped (stream-answer.ts),
