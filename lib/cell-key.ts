@@ -228,6 +228,29 @@ export class CellKey extends Construct {
     fn.addToRolePolicy(new iam.PolicyStatement({ resources: [this.key.keyArn], ...statement }));
     fn.useCell(this.region);
   }
+
+  /**
+   * Lets `fn` (the proxy) seal the tokens of an oauth2 authorization-code grant it refreshed
+   * (lambdas/storage/oauth-grants.ts): kms:GenerateDataKey, only under a grant's context
+   * (`credentialId` ends in `#grant`), so it can never seal a credential's own secret.
+   */
+  grantSealOAuthGrants(fn: KeygateFunction): void {
+    const secret = secretContextConditions();
+    const statement = {
+      actions: ['kms:GenerateDataKey'],
+      conditions: { ...secret, StringLike: { 'kms:EncryptionContext:credentialId': '*#grant' } },
+    };
+    this.key.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: `SealOAuthGrants${fn.node.scope!.node.id}`,
+        principals: [new iam.AccountRootPrincipal()],
+        resources: ['*'],
+        ...statement,
+        conditions: { ...statement.conditions, ArnEquals: { 'aws:PrincipalArn': fn.role!.roleArn } },
+      }),
+    );
+    fn.addToRolePolicy(new iam.PolicyStatement({ resources: [this.key.keyArn], ...statement }));
+  }
 }
 
 /**

@@ -84,13 +84,15 @@ export class CellTable extends Construct {
 
   /**
    * The proxy: reads its snapshot (`PROXY#<id>`, GetItem only: it can never change what it is
-   * allowed to do) and updates its rate-limit counters (`LIMIT#<id>#…`, UpdateItem only) — patterns
-   * 10 and 11 in keys.ts, and nothing else.
+   * allowed to do), updates its rate-limit counters (`LIMIT#<id>#…`, UpdateItem only) and reads and
+   * refreshes oauth2 authorization-code grants (`OAUTHGRANT#<id>`: GetItem, and UpdateItem for the
+   * refresh lease and the rotated tokens) — patterns 10, 11 and 22 in keys.ts, and nothing else.
    */
   grantProxyAccess(fn: KeygateFunction): void {
     // Its snapshot by proxy id, or the same snapshot's copy under its alias (keys.aliasSnapshot).
     this.grantLeadingKeys(fn, ['PROXY#*', 'ALIAS#*'], ['dynamodb:GetItem']);
     this.grantLeadingKeys(fn, ['LIMIT#*'], ['dynamodb:UpdateItem']);
+    this.grantLeadingKeys(fn, ['OAUTHGRANT#*'], ['dynamodb:GetItem', 'dynamodb:UpdateItem']);
     grantKeyViaService(fn, this.region, 'dynamodb', KEY_WRITE, this.key);
   }
 

@@ -70,6 +70,7 @@ export class ProxyEndpoint extends Construct {
     });
     props.table.grantProxyAccess(this.fn);
     props.key.grantOpenSecrets(this.fn);
+    props.key.grantSealOAuthGrants(this.fn);
     props.telemetry.forwardTelemetryLogs(this.fn);
     this.allowAssumingTargetRoles(props.assumableTargetRoleArns ?? []);
     const name = `${installPrefix(stageOf(this))}-${Stack.of(this).region}-proxy`;

@@ -3,6 +3,12 @@ import * as clients from './clients.ts';
 import * as credentials from './credentials.ts';
 import * as identity from './identity.ts';
 import * as meters from './meters.ts';
+import {
+  CALLBACK_PATH,
+  callbackQuerySchema,
+  callbackUrlOf,
+  completeAuthorization,
+} from './oauth-callback.ts';
 import { buildOpenApi } from './openapi.ts';
 import { credentialListQuerySchema, pageQuerySchema } from './paging.ts';
 import * as proxies from './proxies.ts';
@@ -192,18 +198,20 @@ coreRoutes.push(
     path: '/clients/{clientId}/credentials',
     access: 'admin',
     tag: 'credentials',
-    summary: 'Create a credential; a generated proxy key is answered once, here',
+    summary:
+      'Create a credential; a generated proxy key is answered once, here; an oauth2 authorization_code credential answers its authorizationUrl and stays temporary until consent',
     status: 201,
     body: credentialCreateSchema,
-    handle: ({ deps, caller, params, body }) =>
-      credentials.createCredential(deps, caller, params.clientId!, body),
+    handle: ({ deps, caller, params, body, event }) =>
+      credentials.createCredential(deps, caller, params.clientId!, body, callbackUrlOf(event)),
   }),
   route({
     method: 'GET',
     path: '/clients/{clientId}/credentials',
     access: 'user',
     tag: 'credentials',
-    summary: 'List credentials (never their secrets), a page at a time (limit, nextToken)',
+    summary:
+      'List credentials (never their secrets), a page at a time (limit, nextToken); includeTemporary=true adds those awaiting consent',
     query: credentialListQuerySchema,
     handle: ({ deps, caller, params, query }) =>
       credentials.listCredentials(deps, caller, params.clientId!, query),
@@ -224,8 +232,41 @@ coreRoutes.push(
     tag: 'credentials',
     summary: 'Rename, set or clear expiresAt, or replace the secret in place',
     body: credentialUpdateSchema,
-    handle: ({ deps, caller, params, body }) =>
-      credentials.updateCredential(deps, caller, params.clientId!, params.credentialId!, body),
+    handle: ({ deps, caller, params, body, event }) =>
+      credentials.updateCredential(
+        deps,
+        caller,
+        params.clientId!,
+        params.credentialId!,
+        body,
+        callbackUrlOf(event),
+      ),
+  }),
+  route({
+    method: 'POST',
+    path: '/clients/{clientId}/credentials/{credentialId}/authorization',
+    access: 'admin',
+    tag: 'credentials',
+    summary:
+      'oauth2 authorization_code: a new authorizationUrl (state bound to the credential, single use, 10 min)',
+    handle: ({ deps, caller, params, event }) =>
+      credentials.authorizeCredential(
+        deps,
+        caller,
+        params.clientId!,
+        params.credentialId!,
+        callbackUrlOf(event),
+      ),
+  }),
+  route({
+    method: 'GET',
+    path: CALLBACK_PATH,
+    public: true,
+    tag: 'credentials',
+    summary:
+      'oauth2 authorization_code: where the provider sends the user after consent; authenticated by `state`, not a token',
+    query: callbackQuerySchema,
+    handle: ({ deps, query }) => completeAuthorization(deps, query),
   }),
   route({
     method: 'DELETE',

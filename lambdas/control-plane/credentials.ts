@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { credentialContext, sealSecret } from '../crypto/envelope.ts';
+import { credentialContext, openSecret, sealSecret } from '../crypto/envelope.ts';
 import {
   estimateKeyBits,
   KEY_CHARSET,
@@ -12,6 +12,7 @@ import { generateSecret, hashSecret } from '../crypto/secrets.ts';
 import { checkTargetUrl } from '../net/target-url.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
 import {
+  BadRequestError,
   ConflictError,
   DependencyUnavailableError,
   isAwsDependencyError,
@@ -34,6 +35,7 @@ import { retryOnConflict, txCreate, txDelete, versionOf } from '../storage/trans
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
+import { type AuthorizationCodeInput, discardGrant, startAuthorization } from './oauth-callback.ts';
 import { listAnswer, type PageQuery } from './paging.ts';
 import {
   type CredentialAuthType,
@@ -58,7 +60,7 @@ import { checkImmutable, fieldError } from './validation.ts';
  */
 const HIDDEN = ['secretHash', 'sealedSecret', 'secretRevision'] as const;
 const PROXY_ONLY = new Set(['jwtVerify']);
-const TARGET_ONLY = new Set(['custom', 'oauth2', 'none']);
+const TARGET_ONLY = new Set(['custom', 'oauth2', 'customToken', 'none']);
 /** Target types keygate signs for (signed-credentials.ts); target only too. */
 const SIGNED_TARGET_ONLY = new Set(['awsSigV4', 'jwt']);
 /** Headers a `custom` target credential may not set: they belong to the transport. */
@@ -82,7 +84,7 @@ function checkExpiry(deps: Deps, expiresAt: string | null | undefined) {
 
 /** The hint reads show: type, readable prefix and last four characters (long secrets only). */
 /** Seals under the cell's key; a KMS failure is a 503 that names KMS (the KmsErrors metric). */
-async function sealWithKms(cell: Cell, plaintext: string, context: Record<string, string>) {
+export async function sealWithKms(cell: Cell, plaintext: string, context: Record<string, string>) {
   try {
     return await sealSecret(cell.kms, cell.kmsKeyId, plaintext, context);
   } catch (error) {
@@ -239,6 +241,10 @@ async function prepareSecret(
       break;
     }
     case 'oauth2': {
+      if (secret.grantType === 'authorization_code') {
+        ({ sealedValue, settings } = authorizationCodeSettings(deps, secret));
+        break;
+      }
       const checked = checkTargetUrl(str('tokenUrl')!, deps.config.targetAllowlist, deps.config.ownPorts);
       if (!checked.ok) throw fieldError(`${base}.tokenUrl`, checked.reason, 'unsafe_url');
       sealedValue = { ...secret, tokenUrl: checked.url.href };
@@ -254,12 +260,73 @@ async function prepareSecret(
     case 'jwt':
       ({ sealedValue, settings } = prepareSignedTargetSecret(deps, type, secret, base));
       break;
+    case 'customToken':
+      ({ sealedValue, settings } = customTokenSettings(deps, secret));
+      break;
   }
   return {
     settings,
     hint,
     sealed: await sealWithKms(cell, JSON.stringify(sealedValue), context),
   };
+}
+
+/** An absolute URL a target credential's secret names: https and public, as a target's (400 otherwise). */
+function checkedUrl(deps: Deps, field: string, url: string): string {
+  const checked = checkTargetUrl(url, deps.config.targetAllowlist, deps.config.ownPorts);
+  if (!checked.ok) throw fieldError(field, checked.reason, 'unsafe_url');
+  return checked.url.href;
+}
+
+/** oauth2 authorization_code: URLs checked, every non-secret part shown in the settings. */
+function authorizationCodeSettings(deps: Deps, secret: SecretInput) {
+  const base = 'body.credentialSecret';
+  const s = secret as unknown as AuthorizationCodeInput;
+  const urls = {
+    authorizationUrl: checkedUrl(deps, `${base}.authorizationUrl`, s.authorizationUrl),
+    tokenUrl: checkedUrl(deps, `${base}.tokenUrl`, s.tokenUrl),
+    ...(s.revocationUrl ? { revocationUrl: checkedUrl(deps, `${base}.revocationUrl`, s.revocationUrl) } : {}),
+  };
+  if (!s.usePkce && !s.clientSecret)
+    throw fieldError(`${base}.usePkce`, 'a client without clientSecret must use PKCE');
+  return {
+    sealedValue: { ...secret, ...urls } as SecretInput,
+    settings: {
+      grantType: 'authorization_code',
+      ...urls,
+      clientId: s.clientId,
+      scope: s.scope,
+      usePkce: s.usePkce,
+      authorizationParams: s.authorizationParams,
+    } as Record<string, unknown>,
+  };
+}
+
+/** customToken: the token URL checked like a target's; header names (not values) shown. */
+function customTokenSettings(deps: Deps, secret: SecretInput) {
+  const base = 'body.credentialSecret';
+  const s = secret as {
+    tokenRequest: { method: string; url: string; headers?: Record<string, string> };
+  } & SecretInput;
+  const url = checkedUrl(deps, `${base}.tokenRequest.url`, s.tokenRequest.url);
+  const headerNames = Object.keys(s.tokenRequest.headers ?? {});
+  for (const name of headerNames)
+    if (RESERVED_HEADERS.has(name.toLowerCase()))
+      throw fieldError(`${base}.tokenRequest.headers.${name}`, 'this header belongs to the transport');
+  return {
+    sealedValue: { ...secret, tokenRequest: { ...s.tokenRequest, url } } as SecretInput,
+    settings: {
+      tokenRequest: { method: s.tokenRequest.method, url, headerNames },
+      tokenPath: s.tokenPath,
+      expiresInPath: s.expiresInPath,
+      injectAs: s.injectAs,
+    } as Record<string, unknown>,
+  };
+}
+
+/** Whether a credential is an oauth2 authorization_code one (consent, grant, revocation). */
+function isAuthorizationCode(item: Pick<CredentialItem, 'credentialAuthType' | 'credentialSettings'>) {
+  return item.credentialAuthType === 'oauth2' && item.credentialSettings.grantType === 'authorization_code';
 }
 
 function view(item: CredentialItem) {
@@ -389,6 +456,8 @@ export async function createCredential(
   caller: Caller,
   clientId: string,
   input: CredentialCreate,
+  /** Where the provider sends the user back after consent (oauth2 authorization_code). */
+  callbackUrl?: string,
 ) {
   await authorizeClient(deps, caller, clientId, 'admin');
   const cell = cellFor(deps, input.credentialRegion, 'body.credentialRegion');
@@ -422,6 +491,7 @@ export async function createCredential(
     createdAt: now,
     updatedAt: now,
   };
+  if (isAuthorizationCode(item)) item.temporary = true;
   const claim = { clientId, credentialId, credentialRegion: input.credentialRegion };
   await claimSecretHash(deps, claim, prepared.secretHash);
   const key = keys.credential(clientId, credentialId);
@@ -445,14 +515,33 @@ export async function createCredential(
     await releaseSecretHash(deps, clientId, credentialId, prepared.secretHash).catch(() => undefined);
     throw error;
   }
+  if (item.temporary)
+    return {
+      ...view(item),
+      ...(await startAuthorization(
+        deps,
+        cell,
+        item,
+        input.credentialSecret as AuthorizationCodeInput,
+        callbackUrl!,
+      )),
+    };
   return prepared.generated ? { ...view(item), credentialSecret: prepared.generated } : view(item);
 }
 
-export async function listCredentials(deps: Deps, caller: Caller, clientId: string, query?: PageQuery) {
+export async function listCredentials(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  query?: PageQuery & { includeTemporary?: 'true' | 'false' },
+) {
   await authorizeClient(deps, caller, clientId, 'user');
   const where = keys.credentialsPrefix(clientId);
   const { items, nextToken } = await pageInCells<CredentialItem>(deps, where, 'credentialRegion', query);
-  return listAnswer('credentials', items.map(view), nextToken);
+  // Credentials waiting for consent are listed on request only (RequestRocket's includeTemporary);
+  // a page may then hold fewer than `limit` items, and nextToken still leads on.
+  const shown = query?.includeTemporary === 'true' ? items : items.filter((c) => !c.temporary);
+  return listAnswer('credentials', shown.map(view), nextToken);
 }
 
 export async function getCredential(deps: Deps, caller: Caller, clientId: string, credentialId: string) {
@@ -471,6 +560,7 @@ export async function updateCredential(
   clientId: string,
   credentialId: string,
   input: CredentialUpdate,
+  callbackUrl?: string,
 ) {
   await authorizeClient(deps, caller, clientId, 'admin');
   const first = await loadCredential(deps, clientId, credentialId);
@@ -527,6 +617,8 @@ export async function updateCredential(
         next.sealedSecret = prepared.sealed;
         next.secretRevision = secretRevision;
         next.secretUpdatedAt = now;
+        // A new client, scopes or endpoints need a new consent: until then the proxies inject nothing.
+        if (isAuthorizationCode(next)) next.temporary = true;
       }
       const proxies = await proxiesUsing(cell, clientId, usesCredential(credentialId));
       await commitReplace(
@@ -545,6 +637,19 @@ export async function updateCredential(
   }
   if (before.secretHash !== updated.secretHash)
     await releaseSecretHash(deps, clientId, credentialId, before.secretHash);
+  if (prepared && isAuthorizationCode(updated)) {
+    await discardGrant(deps, cell, before);
+    return {
+      ...view(updated),
+      ...(await startAuthorization(
+        deps,
+        cell,
+        updated,
+        input.credentialSecret as unknown as AuthorizationCodeInput,
+        callbackUrl!,
+      )),
+    };
+  }
   return prepared?.generated ? { ...view(updated), credentialSecret: prepared.generated } : view(updated);
 }
 
@@ -578,4 +683,39 @@ export async function deleteCredential(deps: Deps, caller: Caller, clientId: str
     [...rules, ...meters].map((r) => ({ pk: r.pk, sk: r.sk })),
   );
   await releaseSecretHash(deps, clientId, credentialId, item.secretHash);
+  if (isAuthorizationCode(item)) await discardGrant(deps, cell, item);
+}
+
+/**
+ * A new authorization URL for an oauth2 authorization_code credential: for a consent that was never
+ * completed, expired, or was withdrawn at the provider (the proxy then answers
+ * `proxy-target-credential-pending`). The credential keeps working with its current grant until a
+ * new consent replaces it.
+ */
+export async function authorizeCredential(
+  deps: Deps,
+  caller: Caller,
+  clientId: string,
+  credentialId: string,
+  callbackUrl: string,
+) {
+  await authorizeClient(deps, caller, clientId, 'admin');
+  const { cell, item } = await loadCredential(deps, clientId, credentialId);
+  if (!isAuthorizationCode(item) || !item.sealedSecret)
+    throw new BadRequestError(
+      'Only oauth2 credentials with grantType authorization_code take a consent',
+      'not_authorization_code',
+    );
+  let opened: string;
+  try {
+    opened = await openSecret(
+      cell.kms,
+      item.sealedSecret,
+      credentialContext(clientId, credentialId, item.secretRevision),
+    );
+  } catch (error) {
+    if (isAwsDependencyError(error)) throw new DependencyUnavailableError('kms', error);
+    throw error;
+  }
+  return startAuthorization(deps, cell, item, JSON.parse(opened) as AuthorizationCodeInput, callbackUrl);
 }

@@ -27,8 +27,8 @@ export const pageQuerySchema = z.strictObject({
 export type PageQuery = z.infer<typeof pageQuerySchema>;
 
 /**
- * The credential list also takes RequestRocket's `includeTemporary` (credentials waiting for a
- * user's consent). keygate has no temporary credentials yet, so both values list the same.
+ * The credential list also takes RequestRocket's `includeTemporary`: `true` also lists credentials
+ * waiting for a user's consent (oauth2 authorization_code, docs/target-auth-tokens.md).
  */
 export const credentialListQuerySchema = pageQuerySchema.extend({
   includeTemporary: z.enum(['true', 'false']).optional(),

@@ -87,6 +87,73 @@ const secretString = z.string().min(1).max(1024);
 /** Which prefix a generated proxy key gets: `kg_live_` (default) or `kg_test_`. */
 const keyEnvironment = z.enum(['live', 'test']);
 
+const url = z.string().min(1).max(2048);
+
+/**
+ * oauth2 with `grantType: authorization_code` (docs/target-auth-tokens.md): a user consents once
+ * at `authorizationUrl`; keygate keeps the refresh token sealed and refreshes access tokens.
+ * `clientSecret` is optional (public clients use PKCE alone); `usePkce` (S256) defaults to true.
+ */
+export const authorizationCodeSecret = z.strictObject({
+  grantType: z.literal('authorization_code'),
+  authorizationUrl: url,
+  tokenUrl: url,
+  clientId: z.string().min(1).max(512),
+  clientSecret: secretString.optional(),
+  scope: z.string().max(1024).optional(),
+  usePkce: z.boolean().default(true),
+  /** RFC 7009 endpoint: the refresh token is revoked there when the credential is deleted. */
+  revocationUrl: url.optional(),
+  /** Extra authorization-request parameters, e.g. Google's `access_type: offline`, `prompt: consent`. */
+  authorizationParams: z
+    .record(z.string().regex(/^[A-Za-z0-9._~-]{1,64}$/, 'a plain parameter name'), z.string().max(1024))
+    .refine(
+      (p) => !Object.keys(p).some((k) => RESERVED_AUTHORIZATION_PARAMS.has(k)),
+      'keygate sets response_type, client_id, redirect_uri, scope, state and code_challenge itself',
+    )
+    .optional(),
+});
+const RESERVED_AUTHORIZATION_PARAMS = new Set([
+  'response_type',
+  'client_id',
+  'redirect_uri',
+  'scope',
+  'state',
+  'code_challenge',
+  'code_challenge_method',
+]);
+
+/**
+ * customToken (docs/target-auth-tokens.md): keygate calls the vendor's own token endpoint as
+ * described, reads the token (and optionally its lifetime in seconds) at a dotted JSON path of the
+ * answer, and injects it as a header (default `Authorization: Bearer <token>`) or query parameter.
+ * The whole secret is sealed, so header values and body values may hold secrets.
+ */
+const jsonPath = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^(\$\.)?[^.[\]]+(\.[^.[\]]+|\[\d{1,4}\])*$/, 'a dotted path such as access_token or data.token');
+export const customTokenSecret = z.strictObject({
+  tokenRequest: z.strictObject({
+    method: z.enum(['GET', 'POST', 'PUT']),
+    url,
+    headers: z.record(headerName, headerValue).optional(),
+    /** A string is sent as is; an object as JSON (or form-urlencoded when headers say so). */
+    body: z.union([z.string().max(16_384), z.record(z.string().max(256), z.unknown())]).optional(),
+  }),
+  tokenPath: jsonPath,
+  expiresInPath: jsonPath.optional(),
+  injectAs: z
+    .strictObject({
+      headerName: headerName.optional(),
+      queryParam: z.string().min(1).max(128).optional(),
+      prefix: z.string().max(64).optional(),
+    })
+    .refine((i) => !(i.headerName && i.queryParam), 'give headerName or queryParam, not both')
+    .default({}),
+});
+
 /**
  * `credentialSecret` per `credentialAuthType`. Secret parts are write-only: they are sealed or
  * hashed and never answered. Which fields apply to proxy or target credentials is checked in
@@ -119,13 +186,18 @@ export const credentialSecretSchemas = {
       message: 'at least one header',
     }),
   }),
-  oauth2: z.strictObject({
-    tokenUrl: z.string().min(1).max(2048),
-    clientId: z.string().min(1).max(512),
-    clientSecret: secretString,
-    scope: z.string().max(1024).optional(),
-    audience: z.string().max(1024).optional(),
-  }),
+  oauth2: z.discriminatedUnion('grantType', [
+    z.strictObject({
+      grantType: z.literal('client_credentials').optional(),
+      tokenUrl: url,
+      clientId: z.string().min(1).max(512),
+      clientSecret: secretString,
+      scope: z.string().max(1024).optional(),
+      audience: z.string().max(1024).optional(),
+    }),
+    authorizationCodeSecret,
+  ]),
+  customToken: customTokenSecret,
   none: z.strictObject({}),
   jwtVerify: z.strictObject({
     jwksUrl: z.string().min(1).max(2048).optional(),
@@ -144,6 +216,7 @@ export const credentialAuthTypeSchema = z.enum([
   'basicAuth',
   'custom',
   'oauth2',
+  'customToken',
   'none',
   'jwtVerify',
   'awsSigV4',
@@ -222,6 +295,11 @@ export const credentialCreateSchema = z.discriminatedUnion('credentialAuthType',
     ...credentialCommon,
     credentialAuthType: z.literal('oauth2'),
     credentialSecret: credentialSecretSchemas.oauth2,
+  }),
+  z.strictObject({
+    ...credentialCommon,
+    credentialAuthType: z.literal('customToken'),
+    credentialSecret: credentialSecretSchemas.customToken,
   }),
   z.strictObject({
     ...credentialCommon,

@@ -4,7 +4,7 @@ import { headerKey } from './header-hygiene.ts';
  * Injection of the vendor secret per target credential type (SPEC "Credentials"):
  * apiKey → header `headerName` (default X-API-Key) or query parameter `queryParam`; bearer →
  * `Authorization: <prefix><token>`; basicAuth → `Authorization: Basic …`; custom → its headers;
- * oauth2 → `Authorization: Bearer <access token>`; none → nothing.
+ * oauth2 → `Authorization: Bearer <access token>`; customToken → its `injectAs`; none → nothing.
  * Consumer-sent copies of an injected header or query parameter are removed first: the vendor sees
  * exactly one value, ours — never a merge a vendor might read the consumer's half of.
  */
@@ -81,6 +81,17 @@ export function injectionFor(
     case 'oauth2':
       if (!accessToken) throw new InjectionError('no access token');
       return { headers: Object.fromEntries([header('authorization', `Bearer ${accessToken}`)]) };
+    case 'customToken': {
+      // injectAs: a header (default `Authorization: Bearer <token>`) or a query parameter.
+      if (!accessToken) throw new InjectionError('no access token');
+      const injectAs = (secret.injectAs ?? {}) as Record<string, unknown>;
+      const queryParam = str(injectAs, 'queryParam', true);
+      if (queryParam) return { headers: {}, query: { name: queryParam, value: accessToken } };
+      const name = str(injectAs, 'headerName', true) || 'Authorization';
+      const prefix =
+        str(injectAs, 'prefix', true) ?? (name.toLowerCase() === 'authorization' ? 'Bearer ' : '');
+      return { headers: Object.fromEntries([header(name, prefix + accessToken)]) };
+    }
     case 'none':
       return { headers: {} };
     default:

@@ -18,6 +18,7 @@ import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
 import { AuthFailureBudget, type AuthFailureBudgetOptions, sourceKey } from './auth-failure-budget.ts';
 import { authenticateByHash, type ConsumerAuth, isExpired } from './authenticate-consumer.ts';
+import { ConsentRequiredError } from './authorization-code.ts';
 import { canonicalRequest, FORWARDED_METHODS } from './canonical-path.ts';
 import { dependencyOf, withDeadline } from './deadline.ts';
 import { cleanConsumerHeaders, cleanUpstreamHeaders, headerRefusal, hostRefusal } from './header-hygiene.ts';
@@ -31,13 +32,14 @@ import {
 } from './key-locations.ts';
 import { ValueReader } from './meter-values.ts';
 import { type Admitted, applicableMeters, MeterBook } from './meters.ts';
-import { OAuth2Error, type OAuth2Secret, OAuth2TokenCache } from './oauth2-tokens.ts';
+import { OAuth2Error } from './oauth2-tokens.ts';
 import type { OutcomeHook, ProxyOutcome } from './outcome.ts';
 import { RateLimiter } from './rate-limit.ts';
 import { rewriteLinks, routeOf } from './routing.ts';
 import { SIGNED_TARGET_TYPES, SignedTargets } from './signed-targets.ts';
 import { streamAnswer } from './stream-answer.ts';
 import { SignedRequestError, TargetAuthError } from './target-auth-errors.ts';
+import { TargetTokens } from './target-tokens.ts';
 import {
   openUpstream,
   type StreamDeadlines,
@@ -62,7 +64,8 @@ import { JwksUnavailableError, JwtVerifier } from './verify-jwt.ts';
  *     exhausted blocking meter is a 429 (leases again, meters.ts), the values are counted after the
  *     answer, read from it as it passes (meter-values.ts);
  *  5. the vendor secret: opened from its envelope (data key cached in memory, so KMS ~0 per
- *     request) and injected, replacing any consumer copy;
+ *     request) and injected, replacing any consumer copy; oauth2 and customToken credentials
+ *     inject a fetched token, cached in memory (target-tokens.ts);
  *  6. the call out, to a checked address, with exactly the checked path and the raw query; the
  *     answer goes back as it came, minus hop-by-hop headers: status and headers as soon as the
  *     vendor's arrive, then the body as it arrives, unbuffered and uncapped (stream-answer.ts),
@@ -198,6 +201,12 @@ const REFUSALS = {
     decision: 'error',
     message: 'The target answer is over the size cap',
   },
+  consentRequired: {
+    status: 403,
+    code: 'proxy-target-credential-pending',
+    decision: 'inactive',
+    message: 'The target credential awaits the user’s consent (oauth2 authorization code)',
+  },
   tokenEndpoint: {
     status: 502,
     code: 'proxy-upstream-auth-failed',
@@ -233,8 +242,8 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
   const dataKeys = new DataKeyCache();
   const limiter = options.rateLimiter ?? new RateLimiter(cell, dependencyMs);
   const meterBook = new MeterBook(limiter);
-  const oauthTokens = new OAuth2TokenCache(policy);
   const signedTargets = new SignedTargets(policy);
+  const targetTokens = new TargetTokens(policy, dataKeys, dependencyMs);
   const jwtVerifier = new JwtVerifier(policy);
   const authBudget = new AuthFailureBudget(options.authFailureBudget);
   const proxyDomain = options.proxyDomain ?? deps.config.proxyDomain ?? 'localhost';
@@ -382,11 +391,14 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
           );
     const secret = parseSecret(secretJson);
     o.durations.cryptoMs = performance.now() - cryptoStart;
-    const isOAuth2 = targetCredential.credentialAuthType === 'oauth2';
-    const tokenKey = isOAuth2 ? OAuth2TokenCache.keyFor(targetCredential.credentialId, secretJson) : '';
-    let accessToken = isOAuth2
-      ? await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret)
-      : undefined;
+    const tokenSource = {
+      cell: cell!,
+      clientId: snapshot.clientId,
+      credential: targetCredential,
+      secret,
+      secretJson,
+    };
+    let accessToken = await targetTokens.token(tokenSource);
     // awsSigV4 and jwt: credentials or a token made for this credential (signed-targets.ts).
     const signed = SIGNED_TARGET_TYPES.has(targetCredential.credentialAuthType)
       ? await signedTargets.prepare(
@@ -455,12 +467,12 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     let res: UpstreamStream;
     try {
       res = await send();
-      if (isOAuth2 && res.status === 401 && accessToken) {
-        // The vendor refused our token (revoked early, or our clock is off): one fresh token, one retry.
+      if (res.status === 401 && accessToken) {
+        // The vendor refused our token (revoked early, or our clock is off): one fresh token, one
+        // retry. The body is a buffer, so the retry sends exactly what was checked.
         res.body.destroy();
-        oauthTokens.invalidate(tokenKey, accessToken);
-        accessToken = await oauthTokens.token(tokenKey, secret as unknown as OAuth2Secret);
-        injection = injectionFor('oauth2', secret, accessToken);
+        accessToken = await targetTokens.token(tokenSource, accessToken);
+        injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
         res = await send();
       }
     } catch (error) {
@@ -829,6 +841,7 @@ function refusalFor(error: unknown): Refusal {
     if (error.kind === 'address_refused') return REFUSALS.addressRefused;
     return REFUSALS.unreachable;
   }
+  if (error instanceof ConsentRequiredError) return REFUSALS.consentRequired;
   if (error instanceof OAuth2Error || error instanceof TargetAuthError) return REFUSALS.tokenEndpoint;
   if (error instanceof SignedRequestError)
     return {

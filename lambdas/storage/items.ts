@@ -29,6 +29,13 @@ export interface CredentialItem {
   /** Bumped on every secret change; part of the sealed secret's encryption context (no rollback). */
   secretRevision?: number;
   secretUpdatedAt: string;
+  /**
+   * oauth2 authorization_code: true until the user's consent was recorded (docs/target-auth-tokens.md);
+   * such a credential is listed only with `?includeTemporary=true` and injects nothing.
+   */
+  temporary?: boolean;
+  /** oauth2 authorization_code: when the last consent was recorded. */
+  consentedAt?: string;
   createdAt: string;
   updatedAt: string;
 }

@@ -54,6 +54,11 @@
  * 21. calls started, not completed       pk PENDINGCALL#<slot 0-7>  sk <processedAt>#<requestId>
  *     aggregator puts on a start record, deletes on its completion; the sweep reads the overdue
  *     ones (sk < now − grace) and re-injects them as `unknown` completions (docs/audit-trail.md)
+ * 22. oauth2 authorization-code grant    pk OAUTHGRANT#<credentialId>  sk GRANT            Core API puts it on consent and deletes
+ *     it with its credential; the proxy reads it and, to refresh, takes a lease and writes the rotated
+ *     tokens (conditional on its version) — storage/oauth-grants.ts. Cell table.
+ * 23. pending consent (state)            pk OAUTHSTATE#<sha256(state)> sk STATE          home table; Core API only: put when an
+ *     authorization URL is made, deleted (conditionally, once) by the callback; ttl = its expiry
  */
 
 export type Key = { pk: string; sk: string };
@@ -154,6 +159,8 @@ export const keys = {
     pk: `CHECKPOINT#${streamName}`,
     sk: shardId,
   }),
+  oauthGrant: (credentialId: string): Key => ({ pk: `OAUTHGRANT#${credentialId}`, sk: 'GRANT' }),
+  oauthState: (stateHash: string): Key => ({ pk: `OAUTHSTATE#${stateHash}`, sk: 'STATE' }),
   seen: (requestId: string): Key => ({ pk: `SEEN#${requestId}`, sk: 'SEEN' }),
   meta: (name: string): Key => ({ pk: `META#${name}`, sk: 'META' }),
   byRegion: (region: string, entity: string, clientId: string, id: string) => ({

@@ -93,7 +93,11 @@ describe('cell key', () => {
     expect(direct.map((s) => [s.Sid, s.Action])).toEqual([
       ['CoreApiSealsTargetSecrets', 'kms:GenerateDataKey'],
       ['OpenTargetSecretsProxy', 'kms:Decrypt'],
+      ['SealOAuthGrantsProxy', 'kms:GenerateDataKey'],
     ]);
+    // The proxy seals refreshed oauth2 grants only, never a credential's own secret.
+    expect(direct[2].Condition.StringLike).toEqual({ 'kms:EncryptionContext:credentialId': '*#grant' });
+    expect(direct[2].Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
     for (const s of direct) {
       expect(s.Condition['ForAllValues:StringEquals']['kms:EncryptionContextKeys']).toEqual([
         'clientId',
@@ -191,7 +195,7 @@ describe('least privilege', () => {
     expect(proxy.some((s) => actionsOf(s).some((a) => a.startsWith('sts:')))).toBe(false);
   });
 
-  it('the proxy reads PROXY# partitions and counts in LIMIT# partitions, nothing else', () => {
+  it('the proxy reads PROXY# partitions, counts in LIMIT# partitions and refreshes OAUTHGRANT# ones, nothing else', () => {
     // Meters need nothing more: their counters are LIMIT# partitions too (one UpdateItem, leases),
     // and their definitions travel in the snapshot the proxy already reads.
     expect(keys.meterCounter('m', 'month', '2030-01').pk).toMatch(/^LIMIT#/);
@@ -202,6 +206,10 @@ describe('least privilege', () => {
         { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PROXY#*', 'ALIAS#*'] } },
       ],
       [['dynamodb:UpdateItem'], { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['LIMIT#*'] } }],
+      [
+        ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+        { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['OAUTHGRANT#*'] } },
+      ],
     ]);
   });
 

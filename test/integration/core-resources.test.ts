@@ -938,6 +938,12 @@ describe('credentials, targets, proxies and rules', () => {
         ruleIds[segment!] = (
           await post(`/${segment}/${parentId}/rules`, { effect: 'allow', priority: 1 })
         ).body.ruleId;
+      // Meters: on the proxy, and on its target credential (a budget shared by its proxies).
+      const meter = { meterName: 'm', meterType: 'request_count', window: 'day', limit: 10, action: 'block' };
+      const meterIds: Record<string, string> = {
+        proxies: (await post(`/proxies/${p.proxyId}/meters`, meter)).body.meterId,
+        credentials: (await post(`/credentials/${p.proxyTargetCredentialId}/meters`, meter)).body.meterId,
+      };
       const bob = (await gw.api('POST', '/users', { body: { userName: 'bob' } })).body;
       const carol = (await gw.api('POST', '/users', { body: { userName: 'carol' } })).body;
       await gw.api('PUT', `/clients/${c}`, {
@@ -957,7 +963,7 @@ describe('credentials, targets, proxies and rules', () => {
       const routes = coreRoutes.filter(
         (r) => /credentials|targets|proxies/.test(r.path) && !/requests|telemetry/.test(r.path),
       );
-      expect(routes.length).toBe(31);
+      expect(routes.length).toBe(42);
       const bodies: Record<string, unknown> = {
         credentials: {
           credentialType: 'proxy',
@@ -974,13 +980,18 @@ describe('credentials, targets, proxies and rules', () => {
           proxyTargetCredentialId: p.proxyTargetCredentialId,
         },
         rules: { effect: 'allow', priority: 1 },
+        meters: meter,
         simulate: { method: 'GET', path: '/' },
       };
       for (const r of routes) {
         const parent = r.path.split('/')[3]!;
-        const path = r.path.replace(/\{(\w+)\}/g, (_, k: string) =>
-          k === 'ruleId' ? ruleIds[parent]! : ids[k]!,
-        );
+        const metered = r.path.includes('/meters');
+        const path = r.path.replace(/\{(\w+)\}/g, (_, k: string) => {
+          if (k === 'ruleId') return ruleIds[parent]!;
+          if (k === 'meterId') return meterIds[parent]!;
+          if (k === 'credentialId' && metered) return p.proxyTargetCredentialId;
+          return ids[k]!;
+        });
         const last = r.path
           .split('/')
           .filter((s) => !s.startsWith('{'))
