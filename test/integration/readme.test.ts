@@ -177,6 +177,8 @@ describe('README walk-through, run as written', () => {
     shell = new ReadmeShell(home, [
       withPorts(checkedShell(block('session').code), ports),
       withPorts(checkedShell(block('first-call').code), ports),
+      withPorts(checkedShell(block('budget').code), ports),
+      withPorts(checkedShell(block('revoke').code), ports),
     ]);
     const printed = await shell.nextBlock();
     expect(printed).toContain('kg_user_');
@@ -205,6 +207,16 @@ describe('README walk-through, run as written', () => {
     const printed = await shell.nextBlock();
     expect(printed).toContain('"x-shopify-access-token": "shpat_0123456789abcdef0123456789abcdef"');
     expect(printed).not.toContain('kg_live_');
+    expect(shell.errors()).toBe('');
+  });
+
+  it('a budget refuses the call past its limit', async () => {
+    await shell.nextBlock();
+    expect(shell.errors()).toBe('');
+  });
+
+  it('a revoked key is refused on the very next call', async () => {
+    await shell.nextBlock();
     expect(shell.errors()).toBe('');
   });
 });
