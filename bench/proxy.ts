@@ -167,6 +167,8 @@ interface Measured {
   otherWrites: number;
   roundTrips: number;
   kms: number;
+  /** The telemetry consumer's store calls (aggregator, poller checkpoints) per request, by operation. */
+  consumer: Record<string, number>;
   outcomes: ProxyOutcome[];
   floor?: { c1: Latency; c16: number };
 }
@@ -283,10 +285,18 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
     const inlineBefore = limiter.stats.inlineClaims;
     const kms = stack.services.kms.counts;
     const kmsBefore = kms.Decrypt ?? 0;
+    const consumerCalls = async () => {
+      if (!stack!.telemetryPoller) return {};
+      await stack!.telemetryPoller.drain(60_000);
+      // In a services process the counts arrive as a message (at most every 100 ms): let it come.
+      if (setup.servicesProcess) await new Promise((r) => setTimeout(r, 300));
+      return stack!.telemetryPoller.stats().storeCalls ?? {};
+    };
+    const consumerBefore = await consumerCalls();
     recording = true;
     const l = await latency(c1Targets);
     recording = false;
-    // In a services process the KMS counts arrive as a message (at most every 100 ms): let it come.
+    const consumerAfter = await consumerCalls();
     if (setup.servicesProcess) await new Promise((r) => setTimeout(r, 300));
     // Every request handled reads its snapshot once: that is the denominator.
     const perReq = Math.max(1, counts.snapshotReads);
@@ -296,6 +306,9 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
       otherWrites: counts.otherWrites / perReq,
       roundTrips: (counts.snapshotReads + limiter.stats.inlineClaims - inlineBefore) / perReq,
       kms: ((kms.Decrypt ?? 0) - kmsBefore) / perReq,
+      consumer: Object.fromEntries(
+        Object.entries(consumerAfter).map(([k, v]) => [k, (v - (consumerBefore[k] ?? 0)) / perReq]),
+      ),
     };
     const t = await throughput(c16Targets);
     // Let requests autocannon left in flight finish before the store closes under them.
@@ -400,6 +413,18 @@ async function main() {
       console.log(
         `| ${m.setup.name} | ${f(m.snapshotReads, 3)} | ${f(m.limitWrites, 4)} | ${f(m.roundTrips, 3)} | ${f(m.kms, 4)} | ${m.setup.servicesProcess ? 'n/a: made in the services process' : f(m.otherWrites, 3)} |`,
       );
+
+    console.log(
+      "\nThe telemetry consumer's store calls per proxied request (c=1 run, counted after the aggregator caught up):",
+    );
+    for (const m of all.filter((x) => x.setup.telemetry)) {
+      const parts = Object.entries(m.consumer)
+        .filter(([, v]) => v > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k.replace(/Command$/, '')} ${f(v, 3)}`);
+      const total = Object.values(m.consumer).reduce((a, b) => a + b, 0);
+      console.log(`  ${m.setup.name}: ${f(total, 3)} (${parts.join(', ')})`);
+    }
 
     const timed = headline.outcomes;
     const store = timed.map((o) => o.durations.storeMs ?? 0);
