@@ -18,7 +18,7 @@ import { ensureStream, ensureTable } from './provision.ts';
 /** Records per aggregator batch at most (Lambda's mapping allows up to 10,000). */
 const POLLER_BATCH_SIZE = 1000;
 /** How long records may wait to be batched (Lambda's MaximumBatchingWindowInSeconds). */
-const POLLER_BATCH_WINDOW_MS = 200;
+const POLLER_BATCH_WINDOW_MS = 1000;
 
 export interface ServicesSideOptions extends LocalConfigOptions, EmbeddedServicesOptions {
   /** Where data lives; absent: in memory. */

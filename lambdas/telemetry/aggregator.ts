@@ -23,8 +23,10 @@ import { DEFAULT_UNKNOWN_AFTER_MS, type SweepOptions, sweepUnknownCalls } from '
 /**
  * The telemetry aggregator: a Kinesis batch in, request-log items and rollups out, with an
  * exactly-once *effect* although Kinesis delivers at least once (redelivery after an error or a
- * timeout, bisected batches, replays from a partial-failure checkpoint) and DynamoDB transactions
- * are not used (dynalite has none; they would also cap a batch at 100 items).
+ * timeout, bisected batches, replays from a partial-failure checkpoint), without relying on
+ * DynamoDB transactions: every write's own condition makes it idempotent. (In local mode the writes
+ * of a batch are grouped into transactions merely to cost the embedded store fewer calls; a
+ * transaction that does not go through falls back to these single writes: ./transact-chunks.ts.)
  *
  * Steps, one module each: decode (./decode.ts), request log and the start/completion join
  * (./request-log.ts), rollups (here), anomaly markers and flags (./anomaly-flags.ts).
