@@ -8,8 +8,9 @@
  *    the telemetry consumer in their own process (local/services-process.ts), proxies with the
  *    default limits every new proxy gets (600/min, 100,000/day) and the README walk-through's rule;
  *  - the same with everything in the proxy's process (how `npm start` ran before), the same with
- *    the telemetry pipeline off (what telemetry costs the proxy), and keygate in memory without
- *    limits or telemetry (the old headline), labelled;
+ *    records written and shipped but not consumed (what the poller and aggregator cost), the same
+ *    with the telemetry pipeline off (what telemetry costs the proxy), and keygate in memory
+ *    without limits or telemetry (the old headline), labelled;
  *  - the floor: a bare GetItem loop against the same embedded store (on disk) at c=1 and c=16.
  * For each path: c=1 latency p50/p99 (own client process, high-resolution clock) and c=16
  * throughput (autocannon, own process). Requests go to several proxies in turn, so the default
@@ -155,6 +156,8 @@ interface Setup {
   limits: boolean;
   /** The stand-ins and the telemetry consumer in their own process, as `npm start` runs them. */
   servicesProcess: boolean;
+  /** Records written and shipped to the stream but not consumed (no poller, no aggregator). */
+  noConsumer?: boolean;
 }
 
 interface Measured {
@@ -167,6 +170,8 @@ interface Measured {
   otherWrites: number;
   roundTrips: number;
   kms: number;
+  /** The telemetry consumer's store calls (aggregator, poller checkpoints) per request, by operation. */
+  consumer: Record<string, number>;
   outcomes: ProxyOutcome[];
   floor?: { c1: Latency; c16: number };
 }
@@ -249,7 +254,7 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
   stack = await startLocalStack({
     dataDir,
     targetAllowlist: [new URL(upstreamUrl).host],
-    telemetryPoller: setup.telemetry,
+    telemetryPoller: setup.telemetry && !setup.noConsumer,
     servicesProcess: setup.servicesProcess,
     proxyOptions: {
       onOutcome: (o) => {
@@ -283,10 +288,18 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
     const inlineBefore = limiter.stats.inlineClaims;
     const kms = stack.services.kms.counts;
     const kmsBefore = kms.Decrypt ?? 0;
+    const consumerCalls = async () => {
+      if (!stack!.telemetryPoller) return {};
+      await stack!.telemetryPoller.drain(60_000);
+      // In a services process the counts arrive as a message (at most every 100 ms): let it come.
+      if (setup.servicesProcess) await new Promise((r) => setTimeout(r, 300));
+      return stack!.telemetryPoller.stats().storeCalls ?? {};
+    };
+    const consumerBefore = await consumerCalls();
     recording = true;
     const l = await latency(c1Targets);
     recording = false;
-    // In a services process the KMS counts arrive as a message (at most every 100 ms): let it come.
+    const consumerAfter = await consumerCalls();
     if (setup.servicesProcess) await new Promise((r) => setTimeout(r, 300));
     // Every request handled reads its snapshot once: that is the denominator.
     const perReq = Math.max(1, counts.snapshotReads);
@@ -296,6 +309,9 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
       otherWrites: counts.otherWrites / perReq,
       roundTrips: (counts.snapshotReads + limiter.stats.inlineClaims - inlineBefore) / perReq,
       kms: ((kms.Decrypt ?? 0) - kmsBefore) / perReq,
+      consumer: Object.fromEntries(
+        Object.entries(consumerAfter).map(([k, v]) => [k, (v - (consumerBefore[k] ?? 0)) / perReq]),
+      ),
     };
     const t = await throughput(c16Targets);
     // Let requests autocannon left in flight finish before the store closes under them.
@@ -352,6 +368,18 @@ async function main() {
       upstreamUrl,
       false,
     );
+    const noConsumer = await measure(
+      {
+        name: 'keygate, the headline with records shipped to the stream but not consumed (no poller, no aggregator)',
+        disk: true,
+        telemetry: true,
+        limits: true,
+        servicesProcess: true,
+        noConsumer: true,
+      },
+      upstreamUrl,
+      false,
+    );
     const noTelemetry = await measure(
       {
         name: 'keygate, disk, default limits, telemetry pipeline OFF, one process',
@@ -374,7 +402,7 @@ async function main() {
       upstreamUrl,
       false,
     );
-    const all = [headline, oneProcess, noTelemetry, memory];
+    const all = [headline, oneProcess, noConsumer, noTelemetry, memory];
     const floor = headline.floor!;
 
     const row = (name: string, l: Latency, t: Throughput | undefined) =>
@@ -400,6 +428,18 @@ async function main() {
       console.log(
         `| ${m.setup.name} | ${f(m.snapshotReads, 3)} | ${f(m.limitWrites, 4)} | ${f(m.roundTrips, 3)} | ${f(m.kms, 4)} | ${m.setup.servicesProcess ? 'n/a: made in the services process' : f(m.otherWrites, 3)} |`,
       );
+
+    console.log(
+      "\nThe telemetry consumer's store calls per proxied request (c=1 run, counted after the aggregator caught up):",
+    );
+    for (const m of all.filter((x) => x.setup.telemetry && !x.setup.noConsumer)) {
+      const parts = Object.entries(m.consumer)
+        .filter(([, v]) => v > 0)
+        .sort((a, b) => b[1] - a[1])
+        .map(([k, v]) => `${k.replace(/Command$/, '')} ${f(v, 3)}`);
+      const total = Object.values(m.consumer).reduce((a, b) => a + b, 0);
+      console.log(`  ${m.setup.name}: ${f(total, 3)} (${parts.join(', ')})`);
+    }
 
     const timed = headline.outcomes;
     const store = timed.map((o) => o.durations.storeMs ?? 0);
@@ -444,6 +484,9 @@ async function main() {
     );
     console.log(
       `\nTelemetry pipeline on (headline) vs off (one process; same run): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
+    );
+    console.log(
+      `Telemetry consumer (poller + aggregator) on vs off, records still written and shipped (same run): c=16 throughput ×${f(headline.t.rps / noConsumer.t.rps, 2)}, added p50 ${f(headline.l.p50 - noConsumer.l.p50)} ms`,
     );
     console.log(
       `Services process vs one process (same run): c=16 throughput ×${f(headline.t.rps / oneProcess.t.rps, 2)}, added p50 ${f(headline.l.p50 - oneProcess.l.p50)} ms, added p99 ${f(headline.l.p99 - oneProcess.l.p99)} ms`,

@@ -10,7 +10,7 @@ import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { ProxyOutcome } from '../lambdas/data-plane/outcome.ts';
 import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
 import { createDocumentClient } from '../lambdas/storage/dynamodb-client.ts';
-import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
+import { type AggregatorOptions, createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
 import { createKinesisClient } from '../lambdas/telemetry/kinesis-client.ts';
 import { maskHeaders, maskQuery } from '../lambdas/telemetry/masking.ts';
@@ -25,7 +25,8 @@ import { openTelemetryWal } from '../local/telemetry-wal.ts';
  * Telemetry benchmark (standalone: `node bench/telemetry.ts`). Measures, on the embedded services:
  *  1. the emitter's cost on the request path: the same request handler with telemetry off and on,
  *     in the same process, in-process and over loopback HTTP (flush after the answer is written);
- *  2. the aggregator: records per second through the handler, and DynamoDB writes per record.
+ *  2. the aggregator: calls per second through the handler, and its store calls and item writes
+ *     per call, with one write per item (AWS) and with transactions (local mode).
  * It prints figures; it asserts nothing (speed is never asserted in tests).
  */
 
@@ -179,18 +180,18 @@ async function remoteKinesis() {
 
 function countingClient(endpoint: string, credentials: { accessKeyId: string; secretAccessKey: string }) {
   const ddb = createDocumentClient({ region: 'us-east-1', endpoint, credentials }) as DynamoDBDocumentClient;
-  const counts = { writes: 0, reads: 0 };
+  /** calls: requests into the store; writes: items written (inside a batch or transaction too). */
+  const counts = { calls: 0, writes: 0, reads: 0 };
   ddb.middlewareStack.add(
-    (next) => async (args) => {
-      const input = args.input as {
-        RequestItems?: Record<string, unknown[]>;
-        UpdateExpression?: string;
-        Item?: unknown;
-      };
-      if (input.RequestItems)
+    (next, context) => async (args) => {
+      const input = args.input as { RequestItems?: Record<string, unknown[]>; TransactItems?: unknown[] };
+      const op = context.commandName ?? '';
+      counts.calls++;
+      if (/^(Get|Query|Scan|BatchGet|TransactGet)/.test(op)) counts.reads++;
+      else if (input.RequestItems)
         for (const list of Object.values(input.RequestItems)) counts.writes += list.length;
-      else if (input.UpdateExpression || input.Item) counts.writes++;
-      else counts.reads++;
+      else if (input.TransactItems) counts.writes += input.TransactItems.length;
+      else counts.writes++;
       return next(args);
     },
     { step: 'initialize', name: 'countWrites' },
@@ -198,11 +199,16 @@ function countingClient(endpoint: string, credentials: { accessKeyId: string; se
   return { ddb, counts };
 }
 
+/**
+ * The aggregator on records as the proxy emits them: each call's start record and, later in the
+ * same shard, its completion (most calls complete within one batch). Batches of 100 records.
+ */
 async function aggregator(
   stack: Awaited<ReturnType<typeof startLocalStack>>,
   label: string,
-  total: number,
+  calls: number,
   proxies: number,
+  options: AggregatorOptions,
 ) {
   const cell = Object.values(stack.deps.cells)[0]!;
   const { ddb, counts } = countingClient(stack.services.dynamodbEndpoint, stack.services.credentials);
@@ -210,11 +216,11 @@ async function aggregator(
     ...stack.deps,
     cells: Object.fromEntries(Object.keys(stack.deps.cells).map((r) => [r, { ...cell, ddb }])),
   };
-  const handler = createAggregatorHandler(deps);
+  const handler = createAggregatorHandler(deps, { sweep: false, ...options });
   const start = Date.now() - 10 * 60_000;
-  const records = Array.from({ length: total }, (_, i) => {
-    const at = new Date(start + Math.floor((i / total) * 10 * 60_000));
-    const r: TelemetryRecord = {
+  const completions = Array.from({ length: calls }, (_, i): TelemetryRecord => {
+    const at = new Date(start + Math.floor((i / calls) * 10 * 60_000));
+    return {
       requestId: newRequestId(at),
       processedAt: at.toISOString(),
       clientId: `bench-${label}-client`,
@@ -228,13 +234,22 @@ async function aggregator(
       durations: { gatewayMs: 1 + (i % 7), upstreamMs: 20 + (i % 30) },
       bytes: { in: 100, out: 1000 },
     };
-    return {
-      SequenceNumber: `4960${String(i + 1).padStart(52, '0')}`,
-      PartitionKey: r.requestId,
-      Data: Buffer.from(JSON.stringify(r)),
-      ApproximateArrivalTimestamp: at,
-    };
   });
+  // Each start a few calls ahead of its completion, as concurrent calls interleave.
+  const AHEAD = 3;
+  const stream: TelemetryRecord[] = [];
+  for (let i = 0; i < calls + AHEAD; i++) {
+    const c = completions[i];
+    if (c) stream.push({ ...c, phase: 'start', durations: { gatewayMs: c.durations.gatewayMs } });
+    const done = completions[i - AHEAD];
+    if (done) stream.push(done);
+  }
+  const records = stream.map((r, i) => ({
+    SequenceNumber: `4960${String(i + 1).padStart(52, '0')}`,
+    PartitionKey: r.requestId,
+    Data: Buffer.from(JSON.stringify(r)),
+    ApproximateArrivalTimestamp: new Date(start),
+  }));
   const t = performance.now();
   for (let i = 0; i < records.length; i += 100) {
     const event = toKinesisEvent(records.slice(i, i + 100), 'shardId-000000000000', {
@@ -246,7 +261,11 @@ async function aggregator(
   }
   const seconds = (performance.now() - t) / 1000;
   ddb.destroy();
-  return { recordsPerSecond: Math.round(total / seconds), writesPerRecord: counts.writes / total };
+  return {
+    callsPerSecond: Math.round(calls / seconds),
+    storeCallsPerCall: counts.calls / calls,
+    writesPerCall: counts.writes / calls,
+  };
 }
 
 /**
@@ -357,15 +376,26 @@ export async function main() {
     const f = summary(flushTimes);
     console.log(`One-record flush to the embedded Kinesis: p50 ${fmt(f.p50)}  p95 ${fmt(f.p95)}`);
 
-    console.log('Aggregator (batches of 100, embedded DynamoDB)');
-    for (const [label, total, proxies] of [
-      ['one-proxy', 5000, 1],
-      ['50-proxies', 5000, 50],
+    console.log('Aggregator (batches of 100 records: each call a start and a completion, embedded DynamoDB)');
+    for (const [label, calls, proxies] of [
+      ['one-proxy', 2500, 1],
+      ['50-proxies', 2500, 50],
     ] as const) {
-      const a = await aggregator(stack, label, total, proxies);
-      console.log(
-        `  ${label}: ${a.recordsPerSecond} records/s, ${a.writesPerRecord.toFixed(3)} DynamoDB writes per record`,
-      );
+      for (const [mode, options] of [
+        ['one write per item (AWS)', {}],
+        ['transactions (local mode)', { transactions: true }],
+      ] as const) {
+        const a = await aggregator(
+          stack,
+          `${label}-${options.transactions ? 'tx' : 'single'}`,
+          calls,
+          proxies,
+          options,
+        );
+        console.log(
+          `  ${label}, ${mode}: ${a.callsPerSecond} calls/s, ${a.storeCallsPerCall.toFixed(3)} store calls and ${a.writesPerCall.toFixed(3)} item writes per call`,
+        );
+      }
     }
   } finally {
     await stack.close();

@@ -39,8 +39,11 @@ export interface KinesisPollerOptions {
 }
 
 export interface KinesisPoller {
-  /** Records handed to the handler (redeliveries included). */
-  stats(): { delivered: number; batches: number; failedBatches: number };
+  /**
+   * Records handed to the handler (redeliveries included); on the local stack also the telemetry
+   * consumer's DynamoDB calls by operation (local/services.ts).
+   */
+  stats(): { delivered: number; batches: number; failedBatches: number; storeCalls?: Record<string, number> };
   /** Resolves once every record currently in the stream has been processed. */
   drain(timeoutMs?: number): Promise<void>;
   close(): Promise<void>;

@@ -18,7 +18,7 @@ import { ensureStream, ensureTable } from './provision.ts';
 /** Records per aggregator batch at most (Lambda's mapping allows up to 10,000). */
 const POLLER_BATCH_SIZE = 1000;
 /** How long records may wait to be batched (Lambda's MaximumBatchingWindowInSeconds). */
-const POLLER_BATCH_WINDOW_MS = 200;
+const POLLER_BATCH_WINDOW_MS = 1000;
 
 export interface ServicesSideOptions extends LocalConfigOptions, EmbeddedServicesOptions {
   /** Where data lives; absent: in memory. */
@@ -51,6 +51,18 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
     kms: services.kms.endpoint,
     credentials: services.credentials,
   });
+  // What the telemetry consumer costs the store, by operation (PutItem, UpdateItem, …), counted
+  // at the SDK (each counted call is one request into dynalite); `npm run bench` reports it.
+  const storeCalls: Record<string, number> = {};
+  for (const client of new Set([deps.home.ddb, ...Object.values(deps.cells).map((c) => c.ddb)]))
+    client.middlewareStack.add(
+      (next, context) => (args) => {
+        const name = context.commandName ?? 'unknown';
+        storeCalls[name] = (storeCalls[name] ?? 0) + 1;
+        return next(args);
+      },
+      { step: 'initialize', name: 'keygateCountStoreCalls' },
+    );
   const destroyClients = () => {
     for (const cell of Object.values(deps.cells)) {
       cell.ddb.destroy();
@@ -73,18 +85,19 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
     const firstCell = Object.values(deps.cells)[0]!;
     await ensureStream(firstCell.kinesis, firstCell.streamName!);
     if (options.telemetryPoller !== false) {
-      poller = startKinesisPoller({
+      const started = startKinesisPoller({
         kinesis: firstCell.kinesis,
         streamName: firstCell.streamName!,
         region: firstCell.region,
         table: firstCell,
         // Swept on the timer below, traffic or not.
-        handler: createAggregatorHandler(deps, { sweep: false }),
+        handler: createAggregatorHandler(deps, { sweep: false, transactions: true }),
         // Larger, fewer batches: the aggregator's rollup writes are per bucket and batch, and the
         // stand-ins they load are the ones the proxy reads its snapshots from.
         batchSize: POLLER_BATCH_SIZE,
         batchWindowMs: POLLER_BATCH_WINDOW_MS,
       });
+      poller = { ...started, stats: () => ({ ...started.stats(), storeCalls: { ...storeCalls } }) };
       const graceMs = options.unknownAfterMs ?? 60_000;
       const sweepEvery = Math.min(5000, Math.max(250, graceMs / 4));
       const sweep = () => {

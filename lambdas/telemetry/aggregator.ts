@@ -17,13 +17,16 @@ import {
   emptyDelta,
   INTERVALS,
 } from './rollup.ts';
+import { byTable, transactChunks } from './transact-chunks.ts';
 import { DEFAULT_UNKNOWN_AFTER_MS, type SweepOptions, sweepUnknownCalls } from './unknown-calls.ts';
 
 /**
  * The telemetry aggregator: a Kinesis batch in, request-log items and rollups out, with an
  * exactly-once *effect* although Kinesis delivers at least once (redelivery after an error or a
- * timeout, bisected batches, replays from a partial-failure checkpoint) and DynamoDB transactions
- * are not used (dynalite has none; they would also cap a batch at 100 items).
+ * timeout, bisected batches, replays from a partial-failure checkpoint), without relying on
+ * DynamoDB transactions: every write's own condition makes it idempotent. (In local mode the writes
+ * of a batch are grouped into transactions merely to cost the embedded store fewer calls; a
+ * transaction that does not go through falls back to these single writes: ./transact-chunks.ts.)
  *
  * Steps, one module each: decode (./decode.ts), request log and the start/completion join
  * (./request-log.ts), rollups (here), anomaly markers and flags (./anomaly-flags.ts).
@@ -79,6 +82,51 @@ interface BucketGroup {
 }
 
 /**
+ * The one UpdateItem that adds `pending` (sorted by sequence number) into a bucket: ADDs their sums
+ * and moves the shard's watermark to the last of them, on the condition that the watermark is what
+ * `expected` says (undefined: unknown, so below the first of them; null: known absent).
+ */
+function bucketUpdate(g: BucketGroup, pending: Decoded[], expected: string | null | undefined) {
+  const delta: Delta = emptyDelta();
+  for (const e of pending) addRecord(delta, e.record);
+  const adds = Object.entries(deltaAttributes(delta));
+  const names: Record<string, string> = { '#wm': `wm_${g.shardId}`, '#ttl': 'ttl' };
+  const values: Record<string, unknown> = {
+    ':last': pending[pending.length - 1]!.padded,
+    ':ttl': g.ttl,
+  };
+  const sets = ['#wm = :last', '#ttl = :ttl'];
+  for (const [i, [k, v]] of Object.entries(g.meta).entries()) {
+    names[`#m${i}`] = k;
+    values[`:m${i}`] = v;
+    sets.push(`#m${i} = :m${i}`);
+  }
+  const addParts = adds.map(([k, v], i) => {
+    names[`#a${i}`] = k;
+    values[`:a${i}`] = v;
+    return `#a${i} :a${i}`;
+  });
+  let condition: string;
+  if (expected === undefined) {
+    condition = 'attribute_not_exists(#wm) OR #wm < :first';
+    values[':first'] = pending[0]!.padded;
+  } else if (expected === null) {
+    condition = 'attribute_not_exists(#wm)';
+  } else {
+    condition = '#wm = :expected';
+    values[':expected'] = expected;
+  }
+  return {
+    TableName: g.table.tableName,
+    Key: g.key,
+    UpdateExpression: `SET ${sets.join(', ')}${addParts.length ? ` ADD ${addParts.join(', ')}` : ''}`,
+    ConditionExpression: condition,
+    ExpressionAttributeNames: names,
+    ExpressionAttributeValues: values,
+  };
+}
+
+/**
  * Applies one bucket group exactly once (see the header comment). Answers false when it could not
  * be applied; its records are then redelivered.
  */
@@ -88,47 +136,9 @@ async function applyBucket(g: BucketGroup, counter: { writes: number }): Promise
   // undefined: watermark unknown (first try); null: known absent; string: known value.
   let expected: string | null | undefined;
   for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
-    const delta: Delta = emptyDelta();
-    for (const e of pending) addRecord(delta, e.record);
-    const adds = Object.entries(deltaAttributes(delta));
-    const names: Record<string, string> = { '#wm': wmName, '#ttl': 'ttl' };
-    const values: Record<string, unknown> = {
-      ':last': pending[pending.length - 1]!.padded,
-      ':ttl': g.ttl,
-    };
-    const sets = ['#wm = :last', '#ttl = :ttl'];
-    for (const [i, [k, v]] of Object.entries(g.meta).entries()) {
-      names[`#m${i}`] = k;
-      values[`:m${i}`] = v;
-      sets.push(`#m${i} = :m${i}`);
-    }
-    const addParts = adds.map(([k, v], i) => {
-      names[`#a${i}`] = k;
-      values[`:a${i}`] = v;
-      return `#a${i} :a${i}`;
-    });
-    let condition: string;
-    if (expected === undefined) {
-      condition = 'attribute_not_exists(#wm) OR #wm < :first';
-      values[':first'] = pending[0]!.padded;
-    } else if (expected === null) {
-      condition = 'attribute_not_exists(#wm)';
-    } else {
-      condition = '#wm = :expected';
-      values[':expected'] = expected;
-    }
     try {
       counter.writes++;
-      await g.table.ddb.send(
-        new UpdateCommand({
-          TableName: g.table.tableName,
-          Key: g.key,
-          UpdateExpression: `SET ${sets.join(', ')}${addParts.length ? ` ADD ${addParts.join(', ')}` : ''}`,
-          ConditionExpression: condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
-        }),
-      );
+      await g.table.ddb.send(new UpdateCommand(bucketUpdate(g, pending, expected)));
       return true;
     } catch (error) {
       if (!isConditionFailure(error)) {
@@ -172,7 +182,11 @@ async function applyBucket(g: BucketGroup, counter: { writes: number }): Promise
  * rollups (client and proxy × minute, hour, day) and the anomaly markers. Answers which records
  * must be redelivered.
  */
-export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Promise<AggregateResult> {
+export async function aggregate(
+  deps: Deps,
+  records: KinesisStreamRecord[],
+  options: { transactions?: boolean } = {},
+): Promise<AggregateResult> {
   const counter = { writes: 0 };
   const decoded: Decoded[] = [];
   let poison = 0;
@@ -186,7 +200,7 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
     } else decoded.push(...d);
   }
 
-  const log = await writeLog(deps, decoded, counter);
+  const log = await writeLog(deps, decoded, counter, options);
   // A shard's records from its first failed one on wait for their redelivery: counting a later
   // one now would move a bucket's watermark past the failed one, which then would never count.
   const firstFailed = new Map<string, string>();
@@ -236,9 +250,29 @@ export async function aggregate(deps: Deps, records: KinesisStreamRecord[]): Pro
   const [markers, undeleted] = await Promise.all([
     writeMarkers(deps, counted, counter),
     log.dropPending(),
-    runLimited([...groups.values()], BUCKET_CONCURRENCY, async (g) => {
-      if (!(await applyBucket(g, counter))) for (const e of g.entries) failedSeqs.add(e.seq);
-    }),
+    (async () => {
+      let single = [...groups.values()];
+      if (options.transactions) {
+        // First tries in transactions; what they did not write takes the single-item way.
+        const left: BucketGroup[] = [];
+        for (const [table, list] of byTable(single, (g) => g.table))
+          left.push(
+            ...(await transactChunks(
+              table,
+              list,
+              (g) => ({
+                key: `${g.key.pk}|${g.key.sk}`,
+                action: { Update: bucketUpdate(g, g.entries, undefined) },
+              }),
+              counter,
+            )),
+          );
+        single = left;
+      }
+      await runLimited(single, BUCKET_CONCURRENCY, async (g) => {
+        if (!(await applyBucket(g, counter))) for (const e of g.entries) failedSeqs.add(e.seq);
+      });
+    })(),
   ]);
   for (const d of counted) if (markers.failed.has(d.record.requestId)) failedSeqs.add(d.seq);
   for (const d of undeleted) failedSeqs.add(d.seq);
@@ -269,6 +303,12 @@ export interface AggregatorOptions {
    * `false`: no sweep in the handler (the local stack runs its own).
    */
   sweep?: (SweepOptions & { everyMs?: number }) | false;
+  /**
+   * Write a batch's request-log items and bucket updates in TransactWriteItems of up to 100, with
+   * the same conditions (./transact-chunks.ts). For the embedded store of local mode, where every
+   * call costs the proxy's cores; off in AWS, where transactional writes cost twice.
+   */
+  transactions?: boolean;
 }
 
 /**
@@ -297,7 +337,7 @@ export function createAggregatorHandler(deps: Deps, options: AggregatorOptions =
       await maybeSweep();
       return { batchItemFailures: [] };
     }
-    const { failed, poison } = await aggregate(deps, event.Records);
+    const { failed, poison } = await aggregate(deps, event.Records, { transactions: options.transactions });
     if (failed.size > 0 || poison > 0)
       logger.info('telemetry batch processed', {
         records: event.Records.length,

@@ -6,23 +6,32 @@ import { isConditionFailure } from '../storage/table.ts';
 import { type Decoded, epochSeconds, runLimited } from './decode.ts';
 import type { TelemetryRecord } from './record.ts';
 import { requestIdTime } from './request-id.ts';
+import { byTable, transactChunks } from './transact-chunks.ts';
 
 /**
  * The request log, and the join of a call's start and completion records.
  *
  * - A start record (written by the proxy before the call out) puts a pending-call item
- *   (keys.pendingCall) holding the start record. Idempotent by key.
+ *   (keys.pendingCall) holding the start record. Idempotent by key. When the call's completion is
+ *   in the same batch and on record (written, or refused because another completion is), the
+ *   pending item is not written at all: it would be deleted a moment later, and the call is
+ *   already accounted for. Most calls complete within one batching window, so this saves two of
+ *   the three store writes a call would cost (put and delete of the pending item).
  * - A completion puts the request-log item, on the condition that no other completion of the same
  *   requestId was written before: `attribute_not_exists(pk) OR countedBy = <this record's shard and
  *   sequence number>`. The one completion that passes is the one counted in the rollups; its
  *   redelivery passes again (same countedBy) and the rollups' watermarks keep it from counting
  *   twice. A second completion of the same call (a late answer after its `unknown`, a record
  *   shipped twice after a crash) is refused by the condition: not counted, log unchanged.
- *   Then (alongside the rollups) it deletes the call's pending item, if the call went out.
- * Starts are handled before completions, so a start and its completion in one batch leave nothing
- * pending. A completion that arrives before its start (the log route does not keep their order)
- * leaves a stale pending item, which the sweep drops when it finds the completion in the log
- * (./unknown-calls.ts).
+ *   Then (alongside the rollups) it deletes the call's pending item, if the call went out and its
+ *   start came in an earlier batch.
+ * Completions are handled before starts, so that a start knows whether its completion is on
+ * record: a start and its completion in one batch leave nothing pending (in either order). If the
+ * completion's write failed, the start's pending item is written (the completion is redelivered
+ * and deletes it then, or the sweep turns the call into `unknown`): a call is never left with
+ * neither a log item nor a pending item. A completion that arrives in a batch before its start's
+ * (the log route does not keep their order) leaves a stale pending item, which the sweep drops
+ * when it finds the completion in the log (./unknown-calls.ts).
  */
 
 export const PENDING_SLOTS = 8;
@@ -64,6 +73,7 @@ export async function writeLog(
   deps: Deps,
   items: Decoded[],
   counter: { writes: number },
+  options: { transactions?: boolean } = {},
 ): Promise<LogResult> {
   const counted: Decoded[] = [];
   const failed: Decoded[] = [];
@@ -74,8 +84,71 @@ export async function writeLog(
   const completedCalls: Decoded[] = [];
   const starts = items.filter((d) => d.record.phase === 'start');
   const completions = items.filter((d) => d.record.phase !== 'start');
+  /** Calls whose completion is on record after this batch's log writes (written or refused as a duplicate). */
+  const onRecord = new Set<string>();
 
+  const logItem = (d: Decoded) => {
+    const r = d.record;
+    const countedBy = `${d.shardId}:${d.seq}`;
+    return {
+      TableName: d.cell.tableName,
+      Item: {
+        ...logKey(r),
+        type: 'RequestLog',
+        ...r,
+        countedBy,
+        ttl: epochSeconds(new Date(r.processedAt), deps.config.requestLogRetentionDays),
+      },
+      ConditionExpression: 'attribute_not_exists(pk) OR countedBy = :me',
+      ExpressionAttributeValues: { ':me': countedBy },
+    };
+  };
+  const written = (d: Decoded) => {
+    counted.push(d);
+    onRecord.add(d.record.requestId);
+    if (wentOut(d.record)) completedCalls.push(d);
+  };
+  // Unauthenticated calls (401, and the 429s of the failed-auth budget) are counted in the
+  // rollups but not logged one record each: a flood of bad keys must not become a flood of
+  // 90-day items (docs/data-plane-hygiene.md). They never went out, so nothing is pending.
+  for (const d of completions) if (d.record.decision === 'unauthenticated') counted.push(d);
+  let toLog = completions.filter((d) => d.record.decision !== 'unauthenticated');
+  if (options.transactions) {
+    const left: Decoded[] = [];
+    for (const [table, list] of byTable(toLog, (d) => d.cell)) {
+      const notWritten = await transactChunks(
+        table,
+        list,
+        (d) => {
+          const put = logItem(d);
+          return { key: `${put.Item.pk}|${put.Item.sk}`, action: { Put: put } };
+        },
+        counter,
+      );
+      const retry = new Set(notWritten);
+      for (const d of list) if (!retry.has(d)) written(d);
+      left.push(...notWritten);
+    }
+    toLog = left;
+  }
+  await runLimited(toLog, CONCURRENCY, async (d) => {
+    try {
+      counter.writes++;
+      await d.cell.ddb.send(new PutCommand(logItem(d)));
+      written(d);
+    } catch (error) {
+      if (!isConditionFailure(error)) return fail(d, 'request-log write failed', error);
+      // Another completion of this call is the one on record (and in the rollups).
+      onRecord.add(d.record.requestId);
+      if (wentOut(d.record)) completedCalls.push(d);
+    }
+  });
+
+  const startedHere = new Set<string>();
   await runLimited(starts, CONCURRENCY, async (d) => {
+    startedHere.add(d.record.requestId);
+    // Its completion is on record already: nothing will ever be pending.
+    if (onRecord.has(d.record.requestId)) return;
     try {
       counter.writes++;
       await d.cell.ddb.send(
@@ -94,43 +167,11 @@ export async function writeLog(
     }
   });
 
-  await runLimited(completions, CONCURRENCY, async (d) => {
-    const r = d.record;
-    // Unauthenticated calls (401, and the 429s of the failed-auth budget) are counted in the
-    // rollups but not logged one record each: a flood of bad keys must not become a flood of
-    // 90-day items (docs/data-plane-hygiene.md). They never went out, so nothing is pending.
-    if (r.decision === 'unauthenticated') {
-      counted.push(d);
-      return;
-    }
-    const countedBy = `${d.shardId}:${d.seq}`;
-    try {
-      counter.writes++;
-      await d.cell.ddb.send(
-        new PutCommand({
-          TableName: d.cell.tableName,
-          Item: {
-            ...logKey(r),
-            type: 'RequestLog',
-            ...r,
-            countedBy,
-            ttl: epochSeconds(new Date(r.processedAt), deps.config.requestLogRetentionDays),
-          },
-          ConditionExpression: 'attribute_not_exists(pk) OR countedBy = :me',
-          ExpressionAttributeValues: { ':me': countedBy },
-        }),
-      );
-      counted.push(d);
-    } catch (error) {
-      if (!isConditionFailure(error)) return fail(d, 'request-log write failed', error);
-      // Another completion of this call is the one on record (and in the rollups).
-    }
-    if (wentOut(r)) completedCalls.push(d);
-  });
-
   const dropPending = async () => {
     const undeleted: Decoded[] = [];
-    await runLimited(completedCalls, CONCURRENCY, async (d) => {
+    // A start in this batch wrote no pending item, or wrote it before its completion failed.
+    const toDelete = completedCalls.filter((d) => !startedHere.has(d.record.requestId));
+    await runLimited(toDelete, CONCURRENCY, async (d) => {
       try {
         counter.writes++;
         await d.cell.ddb.send(new DeleteCommand({ TableName: d.cell.tableName, Key: pendingKey(d.record) }));

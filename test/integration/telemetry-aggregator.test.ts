@@ -1,11 +1,13 @@
 import type { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { InitializeMiddleware, MetadataBearer } from '@smithy/types';
 import fc from 'fast-check';
 import type { Deps } from '../../lambdas/shared/deps.ts';
 import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
 import { type Interval, keys } from '../../lambdas/storage/keys.ts';
 import { getItem, queryPrefix } from '../../lambdas/storage/table.ts';
-import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
+import { type AggregatorOptions, createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
+import { pendingKey } from '../../lambdas/telemetry/request-log.ts';
 import { bucketStart, bucketView, pathTemplate } from '../../lambdas/telemetry/rollup.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { type Delivered, eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
@@ -20,7 +22,6 @@ const table = () => Object.values(deps.cells)[0]!;
 beforeAll(async () => {
   stack = await startLocalStack({ telemetryPoller: false });
   deps = stack.deps;
-  handler = createAggregatorHandler(deps);
 });
 afterAll(async () => {
   await stack.close();
@@ -57,7 +58,41 @@ async function deliverUntilDone(delivered: Delivered[], batchSize = delivered.le
   }
 }
 
-describe('telemetry aggregator', () => {
+/** Does this DynamoDB call write the item `key` (a single UpdateItem, or inside a transaction)? */
+function updates(input: Record<string, unknown>, key: { pk: string; sk?: string }): boolean {
+  const hits = (u: { Key?: { pk?: string; sk?: string }; UpdateExpression?: string } | undefined) =>
+    !!u?.UpdateExpression && u.Key?.pk === key.pk && (key.sk === undefined || u.Key?.sk === key.sk);
+  const items = (input.TransactItems ?? []) as { Update?: Parameters<typeof hits>[0] }[];
+  return hits(input) || items.some((t) => hits(t.Update));
+}
+
+/**
+ * An aggregator handler whose store client runs `middleware` first (fault injection, counting):
+ * the embedded store can't fail on demand.
+ */
+function handlerWith(middleware: InitializeMiddleware<object, MetadataBearer>, options: AggregatorOptions) {
+  const client = createDocumentClient({
+    region: 'us-east-1',
+    endpoint: stack.services.dynamodbEndpoint,
+    credentials: stack.services.credentials,
+  }) as DynamoDBDocumentClient;
+  client.middlewareStack.add(middleware, { step: 'initialize', name: 'test-middleware' });
+  const cell = Object.values(deps.cells)[0]!;
+  const handler = createAggregatorHandler(
+    { ...deps, cells: Object.fromEntries(Object.keys(deps.cells).map((r) => [r, { ...cell, ddb: client }])) },
+    options,
+  );
+  return { handler, client };
+}
+
+describe.each([
+  ['one write per item (AWS)', {}],
+  ['transactions of up to 100 writes (local mode)', { transactions: true }],
+] as const)('telemetry aggregator, %s', (_, options) => {
+  beforeAll(() => {
+    handler = createAggregatorHandler(deps, options);
+  });
+
   it('writes one log item per record and rolls up per client and proxy at three intervals', async () => {
     const proxyId = uniqueProxy();
     const clientId = `client-${proxyId}`;
@@ -173,16 +208,10 @@ describe('telemetry aggregator', () => {
     const hourKey = keys.telemetryBucket('PROXY', proxyId, 'hour', bucketStart(at, 'hour'));
     // Fault injection the embedded store can't produce on demand: the first two updates of one
     // bucket fail, one before and one after DynamoDB applied it (a lost answer).
-    const faulty = createDocumentClient({
-      region: 'us-east-1',
-      endpoint: stack.services.dynamodbEndpoint,
-      credentials: stack.services.credentials,
-    }) as DynamoDBDocumentClient;
     let faults = 0;
-    faulty.middlewareStack.add(
+    const faulty = handlerWith(
       (next) => async (args) => {
-        const input = args.input as { Key?: { pk?: string; sk?: string }; UpdateExpression?: string };
-        const hit = input.UpdateExpression && input.Key?.pk === hourKey.pk && input.Key?.sk === hourKey.sk;
+        const hit = updates(args.input as Record<string, unknown>, hourKey);
         if (hit && faults === 0) {
           faults++;
           throw Object.assign(new Error('throttled'), {
@@ -197,56 +226,40 @@ describe('telemetry aggregator', () => {
         }
         return next(args);
       },
-      { step: 'initialize', name: 'faults' },
+      options,
     );
-    const cell = Object.values(deps.cells)[0]!;
-    const faultyHandler = createAggregatorHandler({
-      ...deps,
-      cells: Object.fromEntries(Object.keys(deps.cells).map((r) => [r, { ...cell, ddb: faulty }])),
-    });
     const delivered = onShard(Array.from({ length: 10 }, () => makeRecord({ proxyId }, at)));
     // Both faults are absorbed by the aggregator's own retries with a re-read.
-    expect(await faultyHandler(eventOf(delivered))).toEqual({ batchItemFailures: [] });
+    expect(await faulty.handler(eventOf(delivered))).toEqual({ batchItemFailures: [] });
     expect(faults).toBe(2);
     expect((await bucketItem('PROXY', proxyId, 'hour', at))!.requests).toBe(10);
     expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(10);
-    faulty.destroy();
+    faulty.client.destroy();
   });
 
   it('reports failed records when a bucket stays unavailable, and the redelivery is exact', async () => {
     const proxyId = uniqueProxy();
     const at = new Date();
     const dayKey = keys.telemetryBucket('PROXY', proxyId, 'day', bucketStart(at, 'day'));
-    const faulty = createDocumentClient({
-      region: 'us-east-1',
-      endpoint: stack.services.dynamodbEndpoint,
-      credentials: stack.services.credentials,
-    }) as DynamoDBDocumentClient;
-    faulty.middlewareStack.add(
+    const faulty = handlerWith(
       (next) => async (args) => {
-        const input = args.input as { Key?: { pk?: string; sk?: string }; UpdateExpression?: string };
-        if (input.UpdateExpression && input.Key?.pk === dayKey.pk)
+        if (updates(args.input as Record<string, unknown>, { pk: dayKey.pk }))
           throw Object.assign(new Error('down'), { name: 'InternalServerError', $metadata: {} });
         return next(args);
       },
-      { step: 'initialize', name: 'outage' },
+      options,
     );
-    const cell = Object.values(deps.cells)[0]!;
-    const faultyHandler = createAggregatorHandler({
-      ...deps,
-      cells: Object.fromEntries(Object.keys(deps.cells).map((r) => [r, { ...cell, ddb: faulty }])),
-    });
     const other = uniqueProxy();
     const delivered = onShard([
       makeRecord({ proxyId: other }, at),
       ...Array.from({ length: 4 }, () => makeRecord({ proxyId }, at)),
       makeRecord({ proxyId: other }, at),
     ]);
-    const out = await faultyHandler(eventOf(delivered));
+    const out = await faulty.handler(eventOf(delivered));
     expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual(
       delivered.slice(1, 5).map((d) => d.seq),
     );
-    faulty.destroy();
+    faulty.client.destroy();
     // The mapping redelivers from the lowest failure: records 1..5 (5 was fine already).
     expect(await handler(eventOf(delivered.slice(1)))).toEqual({ batchItemFailures: [] });
     for (const interval of ['minute', 'hour', 'day'] as const)
@@ -291,6 +304,75 @@ describe('telemetry aggregator', () => {
     expect(await logCount(proxyId, at)).toBe(0);
     expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(5);
     expect(await getItem(table(), keys.proxyPath(proxyId, pathTemplate('/guess/0')))).toBeUndefined();
+  });
+
+  it('joins a start and its completion in one batch without a pending item, in either order', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const a = makeRecord({ proxyId }, at);
+    const b = makeRecord({ proxyId }, at);
+    const late = makeRecord({ proxyId }, at);
+    const delivered = onShard([
+      { ...a, phase: 'start' as const },
+      a,
+      b, // its completion before its start (the log route does not keep their order)
+      { ...b, phase: 'start' as const },
+      { ...late, phase: 'start' as const },
+    ]);
+    // Counted: every store call that names a pending-call item (alone or in a transaction).
+    let pendingWrites = 0;
+    const counting = handlerWith(
+      (next, context) => async (args) => {
+        const write = !['QueryCommand', 'GetCommand'].includes(context.commandName ?? '');
+        if (write && JSON.stringify(args.input).includes('"PENDINGCALL#')) pendingWrites++;
+        return next(args);
+      },
+      options,
+    );
+    expect(await counting.handler(eventOf(delivered))).toEqual({ batchItemFailures: [] });
+    counting.client.destroy();
+    // One: the pending item of `late`; none written (nor deleted) for the calls joined in the batch.
+    expect(pendingWrites).toBe(1);
+    expect(await getItem(table(), pendingKey(a))).toBeUndefined();
+    expect(await getItem(table(), pendingKey(b))).toBeUndefined();
+    // A call whose completion is not in the batch stays pending until it comes.
+    expect(await getItem(table(), pendingKey(late))).toMatchObject({ type: 'PendingCall' });
+    expect(await handler(eventOf(onShard([late], 'shardId-000000000000', 6)))).toEqual({
+      batchItemFailures: [],
+    });
+    expect(await getItem(table(), pendingKey(late))).toBeUndefined();
+    expect(await logCount(proxyId, at)).toBe(3);
+    expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(3);
+  });
+
+  it('keeps the pending item of a call whose completion failed to be logged, until the redelivery', async () => {
+    const proxyId = uniqueProxy();
+    const at = new Date();
+    const call = makeRecord({ proxyId }, at);
+    const logPk = keys.requestLog(proxyId, at.toISOString().slice(0, 10), call.requestId).pk;
+    const faulty = handlerWith(
+      (next) => async (args) => {
+        const input = args.input as {
+          Item?: { pk?: string };
+          TransactItems?: { Put?: { Item?: { pk?: string } } }[];
+        };
+        const puts = [input.Item, ...(input.TransactItems ?? []).map((t) => t.Put?.Item)];
+        if (puts.some((item) => item?.pk === logPk))
+          throw Object.assign(new Error('down'), { name: 'InternalServerError', $metadata: {} });
+        return next(args);
+      },
+      options,
+    );
+    const delivered = onShard([{ ...call, phase: 'start' as const }, call]);
+    const out = await faulty.handler(eventOf(delivered));
+    faulty.client.destroy();
+    expect(out.batchItemFailures.map((f) => f.itemIdentifier)).toEqual([delivered[1]!.seq]);
+    // Neither logged nor pending would lose the call: it is pending (the sweep's `unknown` covers it).
+    expect(await getItem(table(), pendingKey(call))).toMatchObject({ type: 'PendingCall' });
+    expect(await handler(eventOf(delivered.slice(1)))).toEqual({ batchItemFailures: [] });
+    expect(await getItem(table(), pendingKey(call))).toBeUndefined();
+    expect(await logCount(proxyId, at)).toBe(1);
+    expect((await bucketItem('PROXY', proxyId, 'minute', at))!.requests).toBe(1);
   });
 
   it('masks again on the way in (defence in depth)', async () => {
