@@ -6,11 +6,23 @@ import { cellNames, stageOf } from './cell-names.ts';
 import type { KeygateFunction } from './keygate-function.ts';
 
 /**
- * The encryption context every sealed target secret carries (`lambdas/crypto/envelope.ts`). Both
- * the key policy and the functions' IAM policies require exactly these keys, so the key cannot be
- * used directly for anything but target secrets bound to a client and a credential.
+ * The encryption context every sealed target secret carries (`credentialContext` in
+ * `lambdas/crypto/envelope.ts`): a client and a credential, always (`REQUIRED_CONTEXT_KEYS`, checked
+ * with `Null`), and the secret's revision on every blob sealed since revisions exist. The key policy
+ * and the functions' IAM policies allow no other key, so the key cannot be used directly for
+ * anything but target secrets bound to a client and a credential.
  */
-export const SECRET_CONTEXT_KEYS = ['clientId', 'credentialId'] as const;
+export const REQUIRED_CONTEXT_KEYS = ['clientId', 'credentialId'] as const;
+export const ALLOWED_CONTEXT_KEYS = [...REQUIRED_CONTEXT_KEYS, 'secretRevision'] as const;
+
+/**
+ * The blobs the Core API may open (by their context's `credentialId` suffix), never a credential's
+ * own secret: what an oauth2 authorization_code consent needs (`#consent`), the PKCE verifier of a
+ * pending consent (`#pkce`), and the grant's tokens, to revoke them at the provider when the
+ * credential is deleted or its secret replaced (`#grant`). A credential's own id is a UUID keygate
+ * picks, so it never ends in one of these.
+ */
+export const CORE_API_OPENS = ['*#consent', '*#pkce', '*#grant'] as const;
 
 /** Services that encrypt the cell's data at rest with the cell key, on behalf of a caller. */
 const AT_REST_SERVICES = ['dynamodb', 'kinesis', 'sqs', 'sns'] as const;
@@ -48,8 +60,8 @@ export const KEY_ADMIN_ACTIONS = [
 /** IAM conditions that pin a direct KMS call to a target-secret context. */
 export function secretContextConditions(): Record<string, Record<string, unknown>> {
   return {
-    'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...SECRET_CONTEXT_KEYS] },
-    Null: Object.fromEntries(SECRET_CONTEXT_KEYS.map((k) => [`kms:EncryptionContext:${k}`, 'false'])),
+    'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': [...ALLOWED_CONTEXT_KEYS] },
+    Null: Object.fromEntries(REQUIRED_CONTEXT_KEYS.map((k) => [`kms:EncryptionContext:${k}`, 'false'])),
   };
 }
 
@@ -79,7 +91,8 @@ export interface CellKeyProps {
  *  - CloudWatch Logs encrypts this cell's log groups with it, and CloudWatch alarms publish to the
  *    encrypted alarm topic;
  *  - the Core API generates data keys, and the proxy decrypts them, only under an encryption context
- *    naming a client and a credential — direct calls, which no other principal may make.
+ *    naming a client and a credential — direct calls, which no other principal may make; the Core
+ *    API decrypts only the consent blobs of oauth2 authorization_code credentials (CORE_API_OPENS).
  * Every role is named as the account root plus an `aws:PrincipalArn` condition, never as a role
  * principal: KMS resolves role principals when the policy is written, and a role created in the
  * same deploy may not be visible to it yet (nor a Core API role of another region's stack).
@@ -189,6 +202,13 @@ export class CellKey extends Construct {
             ArnEquals: { 'aws:PrincipalArn': props.coreApiRoleArn },
           },
         }),
+        new iam.PolicyStatement({
+          sid: 'CoreApiOpensConsentSecrets',
+          principals: [root],
+          actions: ['kms:Decrypt'],
+          resources: ['*'],
+          conditions: { ...coreApiOpenConditions(), ArnEquals: { 'aws:PrincipalArn': props.coreApiRoleArn } },
+        }),
       ],
     });
     this.key = new kms.Key(this, 'Key', {
@@ -253,9 +273,18 @@ export class CellKey extends Construct {
   }
 }
 
+/** IAM conditions of the Core API's Decrypt: a secret context whose credentialId is one of CORE_API_OPENS. */
+export function coreApiOpenConditions(): Record<string, Record<string, unknown>> {
+  return {
+    ...secretContextConditions(),
+    StringLike: { 'kms:EncryptionContext:credentialId': [...CORE_API_OPENS] },
+  };
+}
+
 /**
- * Lets the Core API generate data keys for target secrets with the key of the cell in `region`
- * (its own or another region's). The key is addressed by its deterministic alias, so no
+ * Lets the Core API use the key of the cell in `region` (its own or another region's): generate
+ * data keys for target secrets, and decrypt only the blobs an oauth2 consent needs (CORE_API_OPENS),
+ * never a credential's own secret. The key is addressed by its deterministic alias, so no
  * cross-region reference is needed; the cell's key policy already names the Core API's role.
  */
 export function grantSealSecrets(fn: KeygateFunction, region: string, key?: kms.IKey): void {
@@ -265,6 +294,13 @@ export function grantSealSecrets(fn: KeygateFunction, region: string, key?: kms.
       actions: ['kms:GenerateDataKey'],
       resources: target.resources,
       conditions: { ...secretContextConditions(), ...target.conditions },
+    }),
+  );
+  fn.addToRolePolicy(
+    new iam.PolicyStatement({
+      actions: ['kms:Decrypt'],
+      resources: target.resources,
+      conditions: { ...coreApiOpenConditions(), ...target.conditions },
     }),
   );
   fn.useCell(region);

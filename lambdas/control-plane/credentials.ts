@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { credentialContext, openSecret, sealSecret } from '../crypto/envelope.ts';
+import { credentialContext, sealSecret } from '../crypto/envelope.ts';
 import {
   estimateKeyBits,
   KEY_CHARSET,
@@ -35,7 +35,14 @@ import { retryOnConflict, txCreate, txDelete, versionOf } from '../storage/trans
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
-import { type AuthorizationCodeInput, discardGrant, startAuthorization } from './oauth-callback.ts';
+import {
+  type AuthorizationCodeInput,
+  consentContext,
+  consentPart,
+  discardGrant,
+  openConsent,
+  startAuthorization,
+} from './oauth-callback.ts';
 import { listAnswer, type PageQuery } from './paging.ts';
 import {
   type CredentialAuthType,
@@ -54,11 +61,13 @@ import { checkImmutable, fieldError } from './validation.ts';
  *    crypto/secrets.ts) and answers it once, in that response;
  *  - a target credential's whole credentialSecret is envelope-encrypted (crypto/envelope.ts) under
  *    the encryption context { clientId, credentialId }, so it cannot be moved to another item;
+ *  - an oauth2 authorization_code secret is also sealed apart for its consent (`sealedConsent`,
+ *    oauth-callback.ts): the one blob the Core API itself may open;
  *  - reads show `credentialSettings` (the non-secret parts) and `credentialSecretHint`.
  * Deleting a credential removes it from every proxy snapshot before the call answers, so the very
  * next proxied request with it fails; its request-log records stay.
  */
-const HIDDEN = ['secretHash', 'sealedSecret', 'secretRevision'] as const;
+const HIDDEN = ['secretHash', 'sealedSecret', 'sealedConsent', 'secretRevision'] as const;
 const PROXY_ONLY = new Set(['jwtVerify']);
 const TARGET_ONLY = new Set(['custom', 'oauth2', 'customToken', 'none']);
 /** Target types keygate signs for (signed-credentials.ts); target only too. */
@@ -122,6 +131,8 @@ interface PreparedSecret {
   hint: CredentialItem['credentialSecretHint'];
   secretHash?: string;
   sealed?: CredentialItem['sealedSecret'];
+  /** oauth2 authorization_code: what the consent needs, sealed under its own context. */
+  sealedConsent?: CredentialItem['sealedConsent'];
   /** A secret keygate generated: answered once, never stored. */
   generated?: Record<string, string>;
 }
@@ -264,10 +275,21 @@ async function prepareSecret(
       ({ sealedValue, settings } = customTokenSettings(deps, secret));
       break;
   }
+  const consent =
+    type === 'oauth2' && secret.grantType === 'authorization_code'
+      ? consentPart(sealedValue as unknown as AuthorizationCodeInput)
+      : undefined;
   return {
     settings,
     hint,
     sealed: await sealWithKms(cell, JSON.stringify(sealedValue), context),
+    sealedConsent: consent
+      ? await sealWithKms(
+          cell,
+          JSON.stringify(consent),
+          consentContext(ids.clientId, ids.credentialId, ids.secretRevision),
+        )
+      : undefined,
   };
 }
 
@@ -486,6 +508,7 @@ export async function createCredential(
     credentialSecretHint: prepared.hint,
     secretHash: prepared.secretHash,
     sealedSecret: prepared.sealed,
+    sealedConsent: prepared.sealedConsent,
     secretRevision: 1,
     secretUpdatedAt: now,
     createdAt: now,
@@ -615,6 +638,7 @@ export async function updateCredential(
         next.credentialSecretHint = prepared.hint;
         next.secretHash = prepared.secretHash;
         next.sealedSecret = prepared.sealed;
+        next.sealedConsent = prepared.sealedConsent;
         next.secretRevision = secretRevision;
         next.secretUpdatedAt = now;
         // A new client, scopes or endpoints need a new consent: until then the proxies inject nothing.
@@ -706,16 +730,5 @@ export async function authorizeCredential(
       'Only oauth2 credentials with grantType authorization_code take a consent',
       'not_authorization_code',
     );
-  let opened: string;
-  try {
-    opened = await openSecret(
-      cell.kms,
-      item.sealedSecret,
-      credentialContext(clientId, credentialId, item.secretRevision),
-    );
-  } catch (error) {
-    if (isAwsDependencyError(error)) throw new DependencyUnavailableError('kms', error);
-    throw error;
-  }
-  return startAuthorization(deps, cell, item, JSON.parse(opened) as AuthorizationCodeInput, callbackUrl);
+  return startAuthorization(deps, cell, item, await openConsent(cell, item), callbackUrl);
 }

@@ -39,6 +39,10 @@ import { loadCredential, sealWithKms } from './credentials.ts';
  *     `temporary` mark in the same transaction as the snapshots of the proxies that use it.
  * Deleting the credential deletes the grant and then revokes the refresh token at `revocationUrl`
  * (RFC 7009), best effort: a provider that fails or is slow never holds the deletion back.
+ *
+ * The Core API never opens a credential's own sealed secret (its role may not: lib/cell-key.ts
+ * CORE_API_OPENS). What the consent needs is sealed apart when the secret is stored
+ * (`sealedConsent`, context `<id>#consent`), and every step here opens that blob instead.
  */
 export const CALLBACK_PATH = '/oauth2/callback';
 export const CONSENT_TTL_MS = 10 * 60_000;
@@ -55,6 +59,55 @@ export interface AuthorizationCodeInput {
   usePkce: boolean;
   revocationUrl?: string;
   authorizationParams?: Record<string, string>;
+}
+
+/** The encryption context of a credential's consent blob: the only one of its blobs the Core API opens. */
+export function consentContext(clientId: string, credentialId: string, secretRevision?: number) {
+  return credentialContext(clientId, `${credentialId}#consent`, secretRevision);
+}
+
+/**
+ * What a consent reads of the secret, field by field: the authorization URL and its parameters,
+ * the token exchange (client id and secret, PKCE) and the revocation at deletion.
+ */
+export function consentPart(secret: AuthorizationCodeInput): AuthorizationCodeInput {
+  const { grantType, authorizationUrl, tokenUrl, clientId, clientSecret, scope, usePkce } = secret;
+  const { revocationUrl, authorizationParams } = secret;
+  return {
+    grantType,
+    authorizationUrl,
+    tokenUrl,
+    clientId,
+    clientSecret,
+    scope,
+    usePkce,
+    revocationUrl,
+    authorizationParams,
+  };
+}
+
+/**
+ * Opens the consent blob of an authorization_code credential (KMS faults: 503). A credential stored
+ * before consent blobs existed has none: 409, its secret must be sent again (PUT) — the Core API
+ * may not open the main blob to make one.
+ */
+export async function openConsent(
+  cell: Cell,
+  item: Pick<CredentialItem, 'clientId' | 'credentialId' | 'secretRevision' | 'sealedConsent'>,
+): Promise<AuthorizationCodeInput> {
+  if (!item.sealedConsent)
+    throw new ConflictError(
+      'This credential was stored before consent secrets were sealed apart; send its credentialSecret again (PUT) to take a consent',
+      'consent_secret_missing',
+    );
+  const json = await kms(
+    openSecret(
+      cell.kms,
+      item.sealedConsent,
+      consentContext(item.clientId, item.credentialId, item.secretRevision),
+    ),
+  );
+  return JSON.parse(json) as AuthorizationCodeInput;
 }
 
 interface PendingConsent {
@@ -220,11 +273,7 @@ export async function completeAuthorization(deps: Deps, query: CallbackQuery) {
       'The credential’s secret was replaced after this authorization URL was made; use the newest one',
       'stale_state',
     );
-  const secret = JSON.parse(
-    await kms(
-      openSecret(cell.kms, item.sealedSecret, credentialContext(item.clientId, item.credentialId, revision)),
-    ),
-  ) as AuthorizationCodeInput;
+  const secret = await openConsent(cell, item);
   const verifier = pending.sealedVerifier
     ? await kms(
         openSecret(
@@ -310,14 +359,13 @@ export async function discardGrant(deps: Deps, cell: Cell, item: CredentialItem)
   let grant: GrantItem | undefined;
   try {
     grant = await deleteGrant(cell, item.credentialId);
-    if (!grant || !item.sealedSecret) return;
-    const secret = JSON.parse(
-      await openSecret(
-        cell.kms,
-        item.sealedSecret,
-        credentialContext(item.clientId, item.credentialId, item.secretRevision),
-      ),
-    ) as Partial<AuthorizationCodeInput>;
+    if (!grant) return;
+    if (!item.sealedConsent) {
+      // Stored before consent blobs: the Core API cannot read its revocationUrl; the grant is gone.
+      logger.warn('oauth2 revocation skipped: no consent secret', { credentialId: item.credentialId });
+      return;
+    }
+    const secret = await openConsent(cell, item);
     if (!secret.revocationUrl) return;
     const tokens = await openGrant(cell, grant);
     const token = tokens.refreshToken ?? tokens.accessToken;

@@ -26,6 +26,12 @@ export interface CredentialItem {
   secretHash?: string;
   /** Target credentials: the whole credentialSecret, sealed; jwtVerify: the shared secret, sealed. */
   sealedSecret?: SealedSecret;
+  /**
+   * oauth2 authorization_code: what a consent needs of the secret, sealed apart under the context
+   * `{ clientId, credentialId: "<id>#consent", secretRevision }` — the one blob of a credential
+   * the Core API may open (docs/target-auth-tokens.md). Never shown, never in a snapshot.
+   */
+  sealedConsent?: SealedSecret;
   /** Bumped on every secret change; part of the sealed secret's encryption context (no rollback). */
   secretRevision?: number;
   secretUpdatedAt: string;

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from '@jest/globals';
 import { Match } from 'aws-cdk-lib/assertions';
+import { credentialContext } from '../../lambdas/crypto/envelope.ts';
 import { keys, tableLayout } from '../../lambdas/storage/keys.ts';
 import { LOG_METRICS, PRODUCT_METRICS } from '../../lib/observability.ts';
 import { PROXY_PATHS } from '../../lib/proxy-endpoint.ts';
@@ -53,9 +55,22 @@ describe('cell table', () => {
   });
 });
 
+/** IAM's StringLike: `*` any run of characters, `?` one; nothing else is special. */
+function globMatches(pattern: string, value: string): boolean {
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${re}$`).test(value);
+}
+
 describe('cell key', () => {
   const [, key] = resourcesOf(template, 'AWS::KMS::Key')[0]!;
   const statements: any[] = key.Properties.KeyPolicy.Statement;
+  const requiredNull = {
+    'kms:EncryptionContext:clientId': 'false',
+    'kms:EncryptionContext:credentialId': 'false',
+  };
 
   it('rotates, is retained and has the deterministic alias', () => {
     expect(key.Properties.EnableKeyRotation).toBe(true);
@@ -86,30 +101,59 @@ describe('cell key', () => {
     }
   });
 
-  it('lets only the proxy decrypt target secrets, and only the Core API generate them', () => {
+  it('lets only the proxy decrypt target secrets, the Core API only consent blobs, and only the Core API generate them', () => {
     const direct = statements.filter(
       (s) => s.Condition?.['ForAllValues:StringEquals']?.['kms:EncryptionContextKeys'],
     );
     expect(direct.map((s) => [s.Sid, s.Action])).toEqual([
       ['CoreApiSealsTargetSecrets', 'kms:GenerateDataKey'],
+      ['CoreApiOpensConsentSecrets', 'kms:Decrypt'],
       ['OpenTargetSecretsProxy', 'kms:Decrypt'],
       ['SealOAuthGrantsProxy', 'kms:GenerateDataKey'],
     ]);
+    const [seal, coreOpen, open, grants] = direct;
     // The proxy seals refreshed oauth2 grants only, never a credential's own secret.
-    expect(direct[2].Condition.StringLike).toEqual({ 'kms:EncryptionContext:credentialId': '*#grant' });
-    expect(direct[2].Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
-    for (const s of direct) {
-      expect(s.Condition['ForAllValues:StringEquals']['kms:EncryptionContextKeys']).toEqual([
-        'clientId',
-        'credentialId',
-      ]);
-    }
-    const open = direct[1];
+    expect(grants.Condition.StringLike).toEqual({ 'kms:EncryptionContext:credentialId': '*#grant' });
+    expect(grants.Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
     expect(open.Condition.ArnEquals['aws:PrincipalArn']['Fn::GetAtt'][0]).toMatch(/^ProxyFunctionRole/);
-    const seal = direct[0];
-    expect(JSON.stringify(seal.Condition.ArnEquals['aws:PrincipalArn'])).toContain(
-      ':role/keygate-core-api-us-east-1',
+    expect(open.Condition.StringLike).toBeUndefined();
+    // The Core API opens consent, PKCE and grant blobs, never a credential's own secret.
+    expect(coreOpen.Condition.StringLike).toEqual({
+      'kms:EncryptionContext:credentialId': ['*#consent', '*#pkce', '*#grant'],
+    });
+    for (const s of [seal, coreOpen])
+      expect(JSON.stringify(s.Condition.ArnEquals['aws:PrincipalArn'])).toContain(
+        ':role/keygate-core-api-us-east-1',
+      );
+    for (const s of direct) expect(s.Condition.Null).toEqual(requiredNull);
+  });
+
+  it('allows every key credentialContext builds, and requires client and credential', () => {
+    const direct = statements.filter((s) => s.Condition?.['ForAllValues:StringEquals']);
+    const built = credentialContext('client-1', 'credential-1', 3);
+    for (const s of direct) {
+      const allowed: string[] = s.Condition['ForAllValues:StringEquals']['kms:EncryptionContextKeys'];
+      expect({ sid: s.Sid, missing: Object.keys(built).filter((k) => !allowed.includes(k)) }).toEqual({
+        sid: s.Sid,
+        missing: [],
+      });
+    }
+    // The keys Null-checked are exactly those credentialContext always sets (even without a revision).
+    expect(Object.keys(requiredNull).map((k) => k.replace('kms:EncryptionContext:', ''))).toEqual(
+      Object.keys(credentialContext('client-1', 'credential-1')),
     );
+  });
+
+  it("the Core API's Decrypt matches consent, PKCE and grant contexts, never a credential's own", () => {
+    const coreOpen = statements.find((s) => s.Sid === 'CoreApiOpensConsentSecrets');
+    const patterns: string[] = coreOpen.Condition.StringLike['kms:EncryptionContext:credentialId'];
+    const id = randomUUID();
+    const opens = (c: Record<string, string>) => patterns.some((p) => globMatches(p, c.credentialId!));
+    expect(opens(credentialContext('c', id, 3))).toBe(false);
+    expect(opens(credentialContext('c', `${id}#consent`, 3))).toBe(true);
+    expect(opens(credentialContext('c', `${id}#pkce`, 3))).toBe(true);
+    expect(opens(credentialContext('c', `${id}#grant`, 3))).toBe(true);
+    expect(opens(credentialContext('c', `${id}#consentx`, 3))).toBe(false);
   });
 
   it('gives the account administration of the key without any cryptographic action', () => {
@@ -279,6 +323,20 @@ describe('least privilege', () => {
     const seal = core.filter((s) => actionsOf(s).includes('kms:GenerateDataKey') && s.Condition?.Null);
     expect(seal).toHaveLength(1);
     expect(core.some((s) => actionsOf(s).includes('kms:Decrypt') && !s.Condition)).toBe(false);
+  });
+
+  it('the Core API decrypts directly only consent, PKCE and grant blobs (IAM, as in the key policy)', () => {
+    const decrypt = core.filter((s) => actionsOf(s).includes('kms:Decrypt'));
+    const direct = decrypt.filter((s) => !s.Condition?.StringEquals?.['kms:ViaService']);
+    expect(direct).toHaveLength(1);
+    expect(actionsOf(direct[0])).toEqual(['kms:Decrypt']);
+    expect(direct[0].Condition).toMatchObject({
+      'ForAllValues:StringEquals': {
+        'kms:EncryptionContextKeys': ['clientId', 'credentialId', 'secretRevision'],
+      },
+      Null: { 'kms:EncryptionContext:clientId': 'false', 'kms:EncryptionContext:credentialId': 'false' },
+      StringLike: { 'kms:EncryptionContext:credentialId': ['*#consent', '*#pkce', '*#grant'] },
+    });
   });
 
   it('KEYGATE_CELLS and KEYGATE_TABLE_NAME name the cell', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { CURRENTLY_RECOMMENDED_FLAGS } from 'aws-cdk-lib/cx-api';
-import { KEY_ADMIN_ACTIONS } from '../../lib/cell-key.ts';
+import { CORE_API_OPENS, KEY_ADMIN_ACTIONS } from '../../lib/cell-key.ts';
 import { REST_ACCESS_LOG_FIELDS } from '../../lib/core-api.ts';
 import { EDGE_WINDOW_SECONDS } from '../../lib/edge-protection.ts';
 import { ACCESS_LOG_FIELDS } from '../../lib/http-gateway.ts';
@@ -104,16 +104,26 @@ describe('key policy: only the proxy and the Core API can obtain plaintext', () 
     const [, key] = resourcesOf(template, 'AWS::KMS::Key')[0]!;
     const policy = key.Properties.KeyPolicy;
 
-    it(`${region}: proxy role Decrypt, Core API role GenerateDataKey, break-glass role PutKeyPolicy — nobody else`, () => {
+    it(`${region}: proxy role Decrypt and grant sealing, Core API role GenerateDataKey and consent-blob Decrypt, break-glass role PutKeyPolicy — nobody else`, () => {
       const paths = plaintextPrincipals(policy);
-      expect(paths).toHaveLength(3);
+      expect(paths).toHaveLength(5);
       const find = (action: string) => paths.filter(([, a]) => a === action).map(([who]) => who);
       expect(find('kms:Decrypt')).toEqual([
+        expect.stringContaining(':role/keygate-prod-core-api-us-east-1'),
         expect.stringMatching(/"Fn::GetAtt":\["ProxyFunctionRole\w+","Arn"\]/),
       ]);
+      // The Core API's Decrypt: consent, PKCE and grant blobs only, never a credential's own secret.
+      const coreOpen = policy.Statement.find((s: any) => s.Sid === 'CoreApiOpensConsentSecrets');
+      expect(coreOpen.Condition.StringLike).toEqual({
+        'kms:EncryptionContext:credentialId': [...CORE_API_OPENS],
+      });
       expect(find('kms:GenerateDataKey')).toEqual([
         expect.stringContaining(':role/keygate-prod-core-api-us-east-1'),
+        expect.stringMatching(/"Fn::GetAtt":\["ProxyFunctionRole\w+","Arn"\]/),
       ]);
+      // The proxy seals the oauth2 grants it refreshes, never a credential's own secret.
+      const proxySeal = policy.Statement.find((s: any) => s.Sid === 'SealOAuthGrantsProxy');
+      expect(proxySeal.Condition.StringLike).toEqual({ 'kms:EncryptionContext:credentialId': '*#grant' });
       expect(find('kms:PutKeyPolicy')).toEqual([expect.stringContaining(':role/keygate-break-glass')]);
       expect(find('kms:CreateGrant')).toEqual([]);
       expect(find('kms:ReEncryptFrom')).toEqual([]);

@@ -78,19 +78,24 @@ describe('two-region app', () => {
     expect(text).toContain(':dynamodb:eu-west-1:');
     expect(text).toContain(':table/keygate-eu-west-1');
     const euKey = core.filter((s) => JSON.stringify(s.Resource).includes(':kms:eu-west-1:'));
-    expect(euKey.length).toBe(2); // via DynamoDB, and sealing secrets
+    expect(euKey.length).toBe(3); // via DynamoDB, sealing secrets, and opening consent blobs
     for (const s of euKey) {
       expect(s.Condition['ForAnyValue:StringEquals']['kms:ResourceAliases']).toBe('alias/keygate-eu-west-1');
     }
   });
 
-  it("the other cell's key lets the home Core API seal secrets there, under the context only", () => {
+  it("the other cell's key lets the home Core API seal secrets and open consent blobs there, under the context only", () => {
     const [, key] = resourcesOf(euTemplate, 'AWS::KMS::Key')[0]!;
     const seal = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'CoreApiSealsTargetSecrets');
     expect(JSON.stringify(seal.Condition.ArnEquals)).toContain(':role/keygate-core-api-us-east-1');
     expect(seal.Condition.Null).toEqual({
       'kms:EncryptionContext:clientId': 'false',
       'kms:EncryptionContext:credentialId': 'false',
+    });
+    const open = key.Properties.KeyPolicy.Statement.find((s: any) => s.Sid === 'CoreApiOpensConsentSecrets');
+    expect(JSON.stringify(open.Condition.ArnEquals)).toContain(':role/keygate-core-api-us-east-1');
+    expect(open.Condition.StringLike).toEqual({
+      'kms:EncryptionContext:credentialId': ['*#consent', '*#pkce', '*#grant'],
     });
   });
 

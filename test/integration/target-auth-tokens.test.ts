@@ -1,7 +1,12 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ScanCommand } from '@aws-sdk/lib-dynamodb';
+import { DecryptCommand } from '@aws-sdk/client-kms';
+import { ScanCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createCoreApiHandler } from '../../lambdas/control-plane/core-api.ts';
+import { keys } from '../../lambdas/storage/keys.ts';
+import { CORE_API_OPENS } from '../../lib/cell-key.ts';
+import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../local/http-front.ts';
 import { type FakeOAuth, startFakeOAuth } from '../helpers/fake-oauth.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
 import { send, startProxyFront } from '../helpers/proxy-fixtures.ts';
@@ -506,6 +511,145 @@ describe('customToken', () => {
     await sleep(1100); // past the 1 s token's margin
     expect((await proxied(proxyId, '/v1/items')).status).toBe(200);
     expect(customCalls).toHaveLength(calls + 2);
+  });
+});
+
+describe('least privilege: the Core API opens consent blobs only', () => {
+  /**
+   * A Core API front of its own over a KMS client that acts as the Core API's IAM policy does in AWS
+   * (lib/cell-key.ts): Decrypt only under a credentialId ending in one of CORE_API_OPENS, anything
+   * else AccessDenied. Every Decrypt is recorded, so a consent that opened a main blob fails here
+   * even where the code swallows the refusal (revocation is best effort).
+   */
+  const decrypts: string[] = [];
+  const allowed = CORE_API_OPENS.map((p) => new RegExp(`^.+${p.slice(1)}$`));
+  let front: HttpFront;
+  let coreUrl = '';
+  const core = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(coreUrl + path, {
+      method,
+      headers: {
+        authorization: `Bearer ${gw.admin.token}`,
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    answers.push(text);
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const secret = () => ({
+    grantType: 'authorization_code',
+    authorizationUrl: `${oauth.url}/authorize`,
+    tokenUrl: `${oauth.url}/token`,
+    revocationUrl: `${oauth.url}/revoke`,
+    clientId: oauth.clientId,
+    clientSecret: oauth.clientSecret,
+    scope: 'email',
+    usePkce: true,
+  });
+  const consent = async (authorizationUrl: string) => {
+    const redirect = await fetch(authorizationUrl, { redirect: 'manual' });
+    expect(redirect.status).toBe(302);
+    const done = await fetch(redirect.headers.get('location')!);
+    answers.push(await done.text());
+    return done.status;
+  };
+
+  beforeAll(async () => {
+    const cell = gw.stack.deps.cells['us-east-1']!;
+    const kms = {
+      send: (command: {
+        constructor: { name: string };
+        input?: { EncryptionContext?: Record<string, string> };
+      }) => {
+        if (command instanceof DecryptCommand) {
+          const id = command.input?.EncryptionContext?.credentialId ?? '';
+          decrypts.push(id);
+          if (!allowed.some((re) => re.test(id)))
+            return Promise.reject(
+              Object.assign(new Error('not authorized to perform kms:Decrypt'), {
+                name: 'AccessDeniedException',
+                $metadata: { httpStatusCode: 400 },
+              }),
+            );
+        }
+        return cell.kms.send(command as never);
+      },
+    } as unknown as typeof cell.kms;
+    const deps = { ...gw.stack.deps, cells: { ...gw.stack.deps.cells, 'us-east-1': { ...cell, kms } } };
+    front = await startHttpFront({
+      port: 0,
+      functionName: 'keygate-core-api-test',
+      handler: createCoreApiHandler(deps) as unknown as LambdaHttpHandler,
+    });
+    coreUrl = front.url.replace(/\/$/, '');
+    oauth.redirectUri = `${coreUrl}/oauth2/callback`;
+  });
+  afterAll(async () => {
+    oauth.redirectUri = `${gw.stack.apiUrl}/oauth2/callback`;
+    await front.close();
+  });
+
+  it('creates, re-authorizes, consents, replaces the secret and deletes without opening a main blob', async () => {
+    const created = await core('POST', `/clients/${clientId}/credentials`, {
+      credentialType: 'target',
+      credentialAuthType: 'oauth2',
+      credentialName: 'least-privilege',
+      credentialRegion: 'us-east-1',
+      credentialSecret: secret(),
+    });
+    expect(created.status).toBe(201);
+    expect(created.body.sealedConsent).toBeUndefined();
+    const id: string = created.body.credentialId;
+    // A new authorization URL opens the consent blob; the consent opens it and the PKCE verifier.
+    const again = await core('POST', `/clients/${clientId}/credentials/${id}/authorization`);
+    expect(again.status).toBe(200);
+    expect(await consent(again.body.authorizationUrl)).toBe(200);
+    // A new secret discards the grant (revoking its refresh token), then a consent for the new one.
+    const revoked = oauth.revoked.length;
+    const replaced = await core('PUT', `/clients/${clientId}/credentials/${id}`, {
+      credentialSecret: secret(),
+    });
+    expect(replaced.status).toBe(200);
+    expect(oauth.revoked.length).toBe(revoked + 1);
+    expect(await consent(replaced.body.authorizationUrl)).toBe(200);
+    expect((await core('DELETE', `/clients/${clientId}/credentials/${id}`)).status).toBe(204);
+    expect(oauth.revoked.length).toBe(revoked + 2);
+
+    expect(decrypts.filter((d) => d === id)).toEqual([]);
+    expect(decrypts.filter((d) => !allowed.some((re) => re.test(d)))).toEqual([]);
+    for (const suffix of ['#consent', '#pkce', '#grant']) expect(decrypts).toContain(`${id}${suffix}`);
+  });
+
+  it('a credential stored without a consent blob answers 409: send the secret again', async () => {
+    const created = await core('POST', `/clients/${clientId}/credentials`, {
+      credentialType: 'target',
+      credentialAuthType: 'oauth2',
+      credentialName: 'stored-before',
+      credentialRegion: 'us-east-1',
+      credentialSecret: secret(),
+    });
+    const id: string = created.body.credentialId;
+    // As it was stored before consent blobs existed.
+    const cell = gw.stack.deps.cells['us-east-1']!;
+    await cell.ddb.send(
+      new UpdateCommand({
+        TableName: cell.tableName,
+        Key: keys.credential(clientId, id),
+        UpdateExpression: 'REMOVE sealedConsent',
+      }),
+    );
+    const refused = await core('POST', `/clients/${clientId}/credentials/${id}/authorization`);
+    expect(refused.status).toBe(409);
+    expect(refused.body.code).toBe('consent_secret_missing');
+    const resent = await core('PUT', `/clients/${clientId}/credentials/${id}`, {
+      credentialSecret: secret(),
+    });
+    expect(resent.status).toBe(200);
+    expect(await consent(resent.body.authorizationUrl)).toBe(200);
+    expect((await core('DELETE', `/clients/${clientId}/credentials/${id}`)).status).toBe(204);
+    expect(decrypts.filter((d) => d === id)).toEqual([]);
   });
 });
 
