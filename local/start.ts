@@ -1,9 +1,12 @@
+// First: an old Node or a checkout without node_modules gets one line, not a loader trace.
+import './check-node.mjs';
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { bootstrapFirstAdmin } from '../lambdas/control-plane/bootstrap.ts';
 import { parseTargetAllowlist } from '../lambdas/net/target-allowlist.ts';
 import { parseHostList } from '../lambdas/shared/config.ts';
-import { startLocalStack } from './stack.ts';
+import { type LocalStack, startLocalStack } from './stack.ts';
+import { explainStartFailure } from './start-errors.ts';
 
 /**
  * `npm start`: keygate whole on this machine. Settings: KEYGATE_API_PORT (4000),
@@ -48,21 +51,39 @@ function allowlist(): string[] {
 
 const dataDir = resolve(process.env.KEYGATE_DATA_DIR || '.keygate');
 mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+const apiPort = port('KEYGATE_API_PORT', 4000);
+const proxyPort = port('KEYGATE_PROXY_PORT', 4001);
+const targetAllowlist = allowlist();
 
-const stack = await startLocalStack({
-  dataDir,
-  apiPort: port('KEYGATE_API_PORT', 4000),
-  proxyPort: port('KEYGATE_PROXY_PORT', 4001),
-  targetAllowlist: allowlist(),
-  regions: parseHostList(process.env.KEYGATE_REGIONS),
-  unknownAfterMs: seconds('KEYGATE_UNKNOWN_AFTER_SECONDS', 60) * 1000,
-  // The stand-ins and the telemetry consumer on their own core (docs/local-services-process.md).
-  servicesProcess: true,
-  onServicesGiveUp: (error) => {
-    console.error(`${error.message}: stopping`);
-    process.exit(1);
-  },
-});
+let stack: LocalStack;
+try {
+  stack = await startLocalStack({
+    dataDir,
+    apiPort,
+    proxyPort,
+    targetAllowlist,
+    regions: parseHostList(process.env.KEYGATE_REGIONS),
+    unknownAfterMs: seconds('KEYGATE_UNKNOWN_AFTER_SECONDS', 60) * 1000,
+    // The stand-ins and the telemetry consumer on their own core (docs/local-services-process.md).
+    servicesProcess: true,
+    onServicesGiveUp: (error) => {
+      console.error(`${error.message}: stopping`);
+      process.exit(1);
+    },
+  });
+} catch (error) {
+  // A port in use, a data dir held by another keygate: one line saying what to do (docs/first-start.md).
+  const explained = explainStartFailure(error, {
+    dataDir,
+    ports: [
+      { setting: 'KEYGATE_API_PORT', port: apiPort },
+      { setting: 'KEYGATE_PROXY_PORT', port: proxyPort },
+    ],
+  });
+  if (!explained) throw error;
+  console.error(`keygate could not start: ${explained}`);
+  process.exit(1);
+}
 
 const tokenFile = join(dataDir, 'admin-token');
 const first = await bootstrapFirstAdmin(stack.deps);
@@ -81,6 +102,16 @@ if (first) {
 } else if (existsSync(tokenFile)) {
   console.log(`Admin token: ${tokenFile}`);
 }
+console.log(
+  targetAllowlist.length > 0
+    ? `Allowed private/plain-http targets (KEYGATE_TARGET_ALLOWLIST): ${targetAllowlist.join(', ')}`
+    : 'Targets on this machine or a private network (e.g. http://127.0.0.1:8080) need ' +
+        'KEYGATE_TARGET_ALLOWLIST=127.0.0.1:8080 (host:port, comma-separated): Ctrl-C, then start again ' +
+        'with it — the data is kept',
+);
+console.log('Next step, in another shell — your first call (see docs/first-start.md):');
+console.log(`  curl -s ${stack.apiUrl}/users/me -H "Authorization: Bearer $(cat ${tokenFile})"`);
+console.log('Ctrl-C stops keygate.');
 
 let stopping = false;
 async function stop(signal: string) {

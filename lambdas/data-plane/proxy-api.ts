@@ -759,7 +759,10 @@ function refusalFor(error: unknown): Refusal {
   if (error instanceof UpstreamError) {
     if (error.kind === 'timeout') return REFUSALS.timeout;
     if (error.kind === 'too_large') return REFUSALS.tooLarge;
-    if (error.kind === 'address_refused') return REFUSALS.addressRefused;
+    if (error.kind === 'address_refused') {
+      const r = REFUSALS.addressRefused;
+      return error.hint ? { ...r, message: `${r.message}; ${error.hint}` } : r;
+    }
     return REFUSALS.unreachable;
   }
   if (error instanceof OAuth2Error) return REFUSALS.tokenEndpoint;
