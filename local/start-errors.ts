@@ -8,6 +8,8 @@
 export interface PortSetting {
   setting: string;
   port: number;
+  /** What to set it to instead (default `<a free port>`). */
+  value?: string;
 }
 
 export interface StartContext {
@@ -22,20 +24,24 @@ export function errorChain(error: unknown): string {
   return parts.join(' ← ') || String(error);
 }
 
-function portFix(error: { port?: unknown }, context: StartContext): { port: string; setting: string } {
+function portFix(error: { port?: unknown }, context: StartContext) {
   const port = typeof error.port === 'number' ? error.port : undefined;
-  const setting = context.ports.find((p) => p.port === port)?.setting ?? 'the port settings';
-  return { port: port === undefined ? 'a port' : `port ${port}`, setting };
+  const found = context.ports.find((p) => p.port === port);
+  return {
+    port: port === undefined ? 'a port' : `port ${port}`,
+    setting: found?.setting ?? 'the port settings',
+    value: found?.value ?? '<a free port>',
+  };
 }
 
 /** The one-line explanation of a start-up failure, or undefined when it is not one of those. */
 export function explainStartFailure(error: unknown, context: StartContext): string | undefined {
   const code = (error as { code?: unknown } | undefined)?.code;
   if (code === 'EADDRINUSE') {
-    const { port, setting } = portFix(error as { port?: unknown }, context);
+    const { port, setting, value } = portFix(error as { port?: unknown }, context);
     return (
       `${port} (${setting}) is already in use — by another keygate? Stop it (Ctrl-C in its terminal), ` +
-      `or start with ${setting}=<a free port>`
+      `or start with ${setting}=${value}`
     );
   }
   if (code === 'EACCES' && (error as { syscall?: unknown }).syscall === 'listen') {

@@ -89,6 +89,11 @@ export interface ProxyHandlerOptions {
    * the deployment's KEYGATE_PROXY_DOMAIN, else `localhost`.
    */
   proxyDomain?: string;
+  /**
+   * Every request this handler serves goes to this proxy id or alias, whatever its path and Host
+   * (local mode's alias ports, `KEYGATE_ALIAS_PORTS`: for SDKs that take only host/port/protocol).
+   */
+  fixedRoute?: string;
 }
 
 /**
@@ -241,7 +246,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const ambiguousHost = hostRefusal(event.rawPath, event.headers?.host);
     if (ambiguousHost) return badRequest(o, ambiguousHost);
     event.headers ??= {};
-    const route = routeOf(originForm(event.rawPath), event.headers, proxyDomain);
+    const route = routeOf(originForm(event.rawPath), event.headers, proxyDomain, options.fixedRoute);
     if (!route) return refuse(o, REFUSALS.route);
     const { ref, targetRawPath } = route;
     o.proxyId = ref;

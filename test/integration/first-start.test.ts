@@ -79,6 +79,27 @@ describe('start-up failures: one line saying what to do', () => {
     90_000,
   );
 
+  it('an alias port in use, and a malformed KEYGATE_ALIAS_PORTS', async () => {
+    const busy = await listenOnFreePort();
+    try {
+      const port = portOf(busy);
+      const taken = await failedGatewayStart(dir(), { KEYGATE_ALIAS_PORTS: `stripe:${port}` });
+      expect(taken.code).toBe(1);
+      expectOneLine(
+        taken.output,
+        new RegExp(
+          `^keygate could not start: port ${port} \\(KEYGATE_ALIAS_PORTS\\) is already in use .* ` +
+            'or start with KEYGATE_ALIAS_PORTS=stripe:<a free port>$',
+        ),
+      );
+    } finally {
+      busy.close();
+    }
+    const malformed = await failedGatewayStart(dir(), { KEYGATE_ALIAS_PORTS: 'Stripe=4011' });
+    expect(malformed.code).toBe(2);
+    expectOneLine(malformed.output, /^KEYGATE_ALIAS_PORTS: 'Stripe=4011' is not alias:port .*stripe:4011$/);
+  }, 90_000);
+
   it('a data directory another running keygate holds; the running one is unharmed', async () => {
     const dataDir = dir();
     const first = await startGatewayProcess(dataDir);
@@ -116,9 +137,15 @@ describe('start-up failures: one line saying what to do', () => {
 
 describe('the banner and the allowlist', () => {
   it('prints the next step, which works as printed', async () => {
-    const gw = await startGatewayProcess(dir());
+    const probe = await listenOnFreePort();
+    const aliasPort = portOf(probe);
+    await new Promise((resolve) => probe.close(resolve));
+    const gw = await startGatewayProcess(dir(), { KEYGATE_ALIAS_PORTS: `stripe:${aliasPort}` });
     running.push(gw);
     const out = gw.output();
+    expect(out).toContain(
+      `Alias     http://127.0.0.1:${aliasPort}/…  → every request goes to the proxy aliased 'stripe'`,
+    );
     expect(out).toContain('KEYGATE_TARGET_ALLOWLIST=127.0.0.1:8080');
     const snippet = /Next step.*\n\s+(curl .*)\n/.exec(out)?.[1];
     expect(snippet).toContain(gw.apiUrl);
