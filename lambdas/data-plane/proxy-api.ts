@@ -13,7 +13,7 @@ import type { HttpEvent, HttpResult } from '../shared/http.ts';
 import { logger } from '../shared/logger.ts';
 import { keys } from '../storage/keys.ts';
 import type { ProxySnapshot } from '../storage/snapshot-types.ts';
-import { embeddedMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
+import { loggerMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
 import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
 import { AuthFailureBudget, type AuthFailureBudgetOptions, sourceKey } from './auth-failure-budget.ts';
@@ -465,10 +465,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
    */
   function flagAuthFailureBurst(scope: 'source' | 'proxy', key: string, o: ProxyOutcome, now: Date) {
     logger.warn('auth failure burst', {
-      ...embeddedMetricFields(
-        [PRODUCT_METRICS.anomalyFlags, PRODUCT_METRICS.authFailureBursts],
-        now.getTime(),
-      ),
+      ...loggerMetricFields([PRODUCT_METRICS.anomalyFlags, PRODUCT_METRICS.authFailureBursts], now.getTime()),
       anomaly: {
         type: 'auth_failure_burst',
         scope,
