@@ -21,5 +21,10 @@ export function captureLogs(): { lines: LoggedLine[]; restore(): void } {
       lines.push({ level, message: String(message), attributes });
     }) as never),
   );
-  return { lines, restore: () => spies.forEach((spy) => spy.mockRestore()) };
+  return {
+    lines,
+    restore: () => {
+      for (const spy of spies) spy.mockRestore();
+    },
+  };
 }
