@@ -115,6 +115,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     dataDir: options.dataDir,
     regions: options.regions,
     tableName: options.tableName,
+    tablePerRegion: options.tablePerRegion,
     telemetryPoller: options.telemetryPoller,
     unknownAfterMs: options.unknownAfterMs,
     // Made here (the data dir's, created 0600 on first start) and handed to the services side.

@@ -8,12 +8,17 @@ import { telemetryHooks } from '../../lambdas/data-plane/telemetry-hook.ts';
 import { createLogTelemetrySink } from '../../lambdas/telemetry/log-sink.ts';
 import { api, type GatewayProcess, provisionProxy, startGatewayProcess } from '../helpers/gateway-process.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   type RecordingUpstream,
   send,
   startProxyFront,
   startRecordingUpstream,
 } from '../helpers/proxy-fixtures.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * The audit trail (docs/audit-trail.md): every call that reached the vendor has exactly one

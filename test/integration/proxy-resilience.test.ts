@@ -10,6 +10,7 @@ import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
 import { keys } from '../../lambdas/storage/keys.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   buildSnapshot,
   deleteSnapshot,
@@ -22,6 +23,10 @@ import {
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 let stack: LocalStack;
 let upstream: RecordingUpstream;
