@@ -264,10 +264,11 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
       for (const s of spies) s.mockRestore();
       Object.assign(console, original);
     }
-    const logs = written.join('\n');
-    expect(logs).toContain('proxy request failed');
-    expect(logs).not.toContain('sk_live_vendor_secret');
-    expect(logs).not.toContain(other.proxyKey);
+    // What reached stdout/stderr, and what the logger was asked to print (captured for this file).
+    const output = written.join('\n') + JSON.stringify(logs.lines);
+    expect(output).toContain('proxy request failed');
+    expect(output).not.toContain('sk_live_vendor_secret');
+    expect(output).not.toContain(other.proxyKey);
     expect(upstream.received).toHaveLength(0);
   });
 });
