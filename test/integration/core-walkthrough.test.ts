@@ -6,11 +6,6 @@ import { keys } from '../../lambdas/storage/keys.ts';
 import { readSnapshot } from '../../lambdas/storage/snapshot.ts';
 import { getItem } from '../../lambdas/storage/table.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
-import { captureLogs } from '../helpers/logs.ts';
-
-// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
-const logs = captureLogs();
-afterAll(() => logs.restore());
 
 /**
  * The reference post's walk-through, with its bodies verbatim (the placeholder key replaced by a

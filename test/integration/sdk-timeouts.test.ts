@@ -4,11 +4,6 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { isAwsDependencyError } from '../../lambdas/shared/errors.ts';
 import { errorToResult } from '../../lambdas/shared/http.ts';
 import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
-import { captureLogs } from '../helpers/logs.ts';
-
-// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
-const logs = captureLogs();
-afterAll(() => logs.restore());
 
 describe('AWS clients against a dependency that accepts and never answers', () => {
   let server: Server;
