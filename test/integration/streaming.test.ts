@@ -18,7 +18,12 @@ import {
   startFakeVendor,
   startSse,
 } from '../helpers/fake-vendors.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { buildSnapshot, putSnapshot } from '../helpers/proxy-fixtures.ts';
+
+// Failures are provoked on purpose here: their ERROR lines go to a capture, not the output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * The streaming data plane through `npm start`'s own stack (the proxy's Lambda wrapper driven
