@@ -8,6 +8,11 @@ export interface LocalConfigOptions {
   /** `host:port` entries (a bare host: its default ports only); see lambdas/net/target-allowlist.ts. */
   targetAllowlist?: string[];
   tableName?: string;
+  /**
+   * One table per region (`<tableName>-<region>` past the first), as separate cells are in AWS,
+   * instead of one shared table: for tests of what must hold across cells (alias claims).
+   */
+  tablePerRegion?: boolean;
 }
 
 /** The configuration the deployed functions would read, for the embedded services. */
@@ -17,11 +22,16 @@ export function localConfig(options: LocalConfigOptions): Config {
   return {
     homeRegion: regions[0]!,
     homeTableName: tableName,
-    // Locally every served region is a cell on the same embedded table, key and stream.
+    // Locally every served region is a cell on the same embedded table (unless tablePerRegion), key and stream.
     cells: Object.fromEntries(
-      regions.map((region) => [
+      regions.map((region, i) => [
         region,
-        { region, tableName, kmsKeyId: LOCAL_KEY_ID, streamName: 'keygate-telemetry' },
+        {
+          region,
+          tableName: options.tablePerRegion && i > 0 ? `${tableName}-${region}` : tableName,
+          kmsKeyId: LOCAL_KEY_ID,
+          streamName: 'keygate-telemetry',
+        },
       ]),
     ),
     targetAllowlist: parseTargetAllowlist(options.targetAllowlist),

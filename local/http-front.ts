@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
-import { Writable } from 'node:stream';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type Duplex, Writable } from 'node:stream';
 import type { Context } from 'aws-lambda';
 import type { HttpEvent, HttpResult } from '../lambdas/shared/http.ts';
 import { isStreamingHandler, PRELUDE_DELIMITER, type StreamingHandler } from './lambda-streaming.ts';
@@ -216,12 +222,34 @@ function readBodyCapped(req: IncomingMessage, res: ServerResponse): Promise<Buff
   });
 }
 
-/** `CONNECT` never reaches a handler (Node hands it over as a raw socket): a 405 on that socket. */
-function refuseConnect(_req: IncomingMessage, socket: Socket) {
-  const body = JSON.stringify({ message: 'Method Not Allowed' });
+/** A JSON error written straight to a socket no request object stands for; the connection closes. */
+function answerOnSocket(socket: Duplex, status: number, message: string, headers = '') {
+  const body = JSON.stringify({ message });
   socket.end(
-    `HTTP/1.1 405 Method Not Allowed\r\ncontent-type: application/json\r\nallow: ${ALLOW.allow}\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\n${headers}` +
       `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** `CONNECT` never reaches a handler (Node hands it over as a raw socket): a 405 on that socket. */
+function refuseConnect(_req: IncomingMessage, socket: Duplex) {
+  answerOnSocket(socket, 405, 'Method Not Allowed', `allow: ${ALLOW.allow}\r\n`);
+}
+
+/**
+ * A request Node's parser refuses (a raw `…` or a space in the URL, a malformed header, headers
+ * too large) never reaches a handler either. Node's own answer is a 400 with an EMPTY body; answer
+ * with the JSON form every other error has.
+ */
+function refuseMalformed(error: Error & { code?: string }, socket: Duplex) {
+  if (!socket.writable || error.code === 'ECONNRESET') return void socket.destroy();
+  if (error.code === 'HPE_HEADER_OVERFLOW')
+    return answerOnSocket(socket, 431, 'Request Header Fields Too Large');
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') return answerOnSocket(socket, 408, 'Request Timeout');
+  answerOnSocket(
+    socket,
+    400,
+    'Bad Request: the request is not valid HTTP (a URL must be percent-encoded: no spaces, no raw non-ASCII characters such as …)',
   );
 }
 
@@ -380,6 +408,7 @@ export async function startHttpFront(options: {
   });
   server.keepAliveTimeout = 65_000;
   server.on('connect', refuseConnect);
+  server.on('clientError', refuseMalformed);
   // `Expect: 100-continue` with a body over the cap: 413 instead of asking for the body.
   server.on('checkContinue', (req, res) => {
     if (refusedUpfront(req, res)) return;

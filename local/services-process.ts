@@ -1,5 +1,6 @@
 import type { KinesisPoller } from './kinesis-poller.ts';
 import { type ServicesSide, type ServicesSideOptions, startServicesSide } from './services.ts';
+import { errorChain } from './start-errors.ts';
 
 /**
  * The services process of `npm start` (forked by ./services-client.ts): the embedded stand-ins and
@@ -61,31 +62,40 @@ function reportStats() {
   }, STATS_EVERY_MS).unref();
 }
 
+/**
+ * A stand-in whose LevelDB cannot be opened (another keygate holds the data dir's lock) raises on
+ * an event nobody listens to: during the start that is a failed start (the parent turns it into
+ * one line, local/start-errors.ts), not a trace. Once running, an uncaught error is a bug: trace.
+ */
+function failedStart(error: unknown) {
+  if (side) {
+    console.error(error);
+    return void shutdown(1);
+  }
+  send({ type: 'failed', message: errorChain(error) });
+  void shutdown(1);
+}
+process.on('uncaughtException', failedStart);
+process.on('unhandledRejection', failedStart);
 process.on('SIGINT', () => undefined);
 process.on('SIGTERM', () => undefined);
 // The pipe to the parent closed: the parent is gone (or closed it on purpose). Never outlive it.
 process.on('disconnect', () => void shutdown(0));
 process.on('message', (message: FromParent) => {
   if (message.type === 'start') {
-    startServicesSide(message.options).then(
-      (started) => {
-        side = started;
-        if (closing) return void started.close();
-        const { dynamodbEndpoint, dynamodbBackgroundEndpoint, kinesisEndpoint, kms } = started.services;
-        send({
-          type: 'ready',
-          dynamodbEndpoint,
-          dynamodbBackgroundEndpoint,
-          kinesisEndpoint,
-          kmsEndpoint: kms.endpoint,
-        });
-        reportStats();
-      },
-      (error: Error) => {
-        send({ type: 'failed', message: error.message });
-        void shutdown(1);
-      },
-    );
+    startServicesSide(message.options).then((started) => {
+      side = started;
+      if (closing) return void started.close();
+      const { dynamodbEndpoint, dynamodbBackgroundEndpoint, kinesisEndpoint, kms } = started.services;
+      send({
+        type: 'ready',
+        dynamodbEndpoint,
+        dynamodbBackgroundEndpoint,
+        kinesisEndpoint,
+        kmsEndpoint: kms.endpoint,
+      });
+      reportStats();
+    }, failedStart);
   } else if (message.type === 'call') {
     call(message.op, side?.poller, message.timeoutMs).then(
       () => send({ type: 'reply', id: message.id }),

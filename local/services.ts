@@ -81,7 +81,8 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
     await services.close();
   };
   try {
-    await ensureTable(deps.home.ddb, config.homeTableName);
+    const tables = new Set([config.homeTableName, ...Object.values(config.cells).map((c) => c.tableName)]);
+    for (const table of tables) await ensureTable(deps.home.ddb, table);
     const firstCell = Object.values(deps.cells)[0]!;
     await ensureStream(firstCell.kinesis, firstCell.streamName!);
     if (options.telemetryPoller !== false) {

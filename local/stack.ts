@@ -26,6 +26,11 @@ export interface LocalStackOptions extends LocalConfigOptions {
   apiPort?: number;
   proxyPort?: number;
   /**
+   * Extra proxy ports, each routing every request to one proxy alias (`KEYGATE_ALIAS_PORTS`): for
+   * SDKs that take only host/port/protocol where `{alias}.localhost` does not resolve (docs/sdks.md).
+   */
+  aliasPorts?: Array<{ alias: string; port: number }>;
+  /**
    * Run the embedded stand-ins and the telemetry consumer in their own process
    * (./services-process.ts), off the event loop that serves the Core API and the proxy: what
    * `npm start` does (docs/local-services-process.md). Default false: in this process, which
@@ -86,6 +91,8 @@ function tracked<H extends LambdaHttpHandler | StreamingHandler>(handler: H) {
 export interface LocalStack {
   apiUrl: string;
   proxyUrl: string;
+  /** The alias ports' base URLs, by alias (LocalStackOptions.aliasPorts). */
+  aliasUrls: Record<string, string>;
   deps: Deps;
   services: EmbeddedServices;
   /** The local event source mapping feeding the telemetry aggregator (absent when turned off). */
@@ -111,6 +118,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     dataDir: options.dataDir,
     regions: options.regions,
     tableName: options.tableName,
+    tablePerRegion: options.tablePerRegion,
     telemetryPoller: options.telemetryPoller,
     unknownAfterMs: options.unknownAfterMs,
     // Made here (the data dir's, created 0600 on first start) and handed to the services side.
@@ -129,7 +137,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // keygate's own ports are never targets: the stand-ins' now, the fronts' before they serve.
     const ownPorts = config.ownPorts!;
     ownPorts.push(...services.ports);
-    for (const port of [options.apiPort, options.proxyPort]) if (port) ownPorts.push(port);
+    for (const port of [options.apiPort, options.proxyPort, ...(options.aliasPorts ?? []).map((a) => a.port)])
+      if (port) ownPorts.push(port);
     const deps = createDeps(config, {
       dynamodb: services.dynamodbEndpoint,
       kinesis: services.kinesisEndpoint,
@@ -171,23 +180,31 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       });
     }
     // The deployed proxy's own wrapper (response streaming), driven through a response stream.
-    const proxy = tracked(
-      streamingProxyLambda(
-        createProxyHandler(deps, { ...telemetryHooks(telemetry), ...options.proxyOptions }),
-      ) as unknown as StreamingHandler,
-    );
-    handlers.push(proxy);
-    const proxyFront = await startHttpFront({
-      port: options.proxyPort ?? 0,
-      functionName: 'keygate-proxy',
-      timeoutMs: PROXY_FUNCTION_TIMEOUT_MS,
-      handler: proxy.handler,
-    });
-    fronts.push(proxyFront);
-    ownPorts.push(Number(new URL(proxyFront.url).port));
+    const startProxyFront = async (port: number, fixedRoute?: string) => {
+      const proxy = tracked(
+        streamingProxyLambda(
+          createProxyHandler(deps, { ...telemetryHooks(telemetry!), ...options.proxyOptions, fixedRoute }),
+        ) as unknown as StreamingHandler,
+      );
+      handlers.push(proxy);
+      const front = await startHttpFront({
+        port,
+        functionName: 'keygate-proxy',
+        timeoutMs: PROXY_FUNCTION_TIMEOUT_MS,
+        handler: proxy.handler,
+      });
+      fronts.push(front);
+      ownPorts.push(Number(new URL(front.url).port));
+      return front.url;
+    };
+    const proxyUrl = await startProxyFront(options.proxyPort ?? 0);
+    const aliasUrls: Record<string, string> = {};
+    for (const { alias, port } of options.aliasPorts ?? [])
+      aliasUrls[alias] = await startProxyFront(port, alias);
     return {
       apiUrl: apiFront.url,
-      proxyUrl: proxyFront.url,
+      proxyUrl,
+      aliasUrls,
       deps,
       services,
       telemetryPoller: poller,

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { credentialContext, sealSecret } from '../crypto/envelope.ts';
 import {
   estimateKeyBits,
@@ -19,18 +18,11 @@ import {
   NotFoundError,
 } from '../shared/errors.ts';
 import { validate } from '../shared/http.ts';
+import { claimInHome, releaseInHome } from '../storage/home-claim.ts';
 import type { CredentialItem, ProxyItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
 import { commitChange, commitReplace } from '../storage/snapshot.ts';
-import {
-  deleteItems,
-  getItem,
-  type Item,
-  isConditionFailure,
-  publicView,
-  putItem,
-  queryPrefix,
-} from '../storage/table.ts';
+import { deleteItems, type Item, publicView, queryPrefix } from '../storage/table.ts';
 import { retryOnConflict, txCreate, txDelete, versionOf } from '../storage/transact.ts';
 import { cellFor, findInCells, pageInCells, proxiesUsing } from './cells.ts';
 import { authorizeClient } from './clients.ts';
@@ -374,21 +366,10 @@ function usesCredential(credentialId: string) {
 /** How long a claim may wait for its credential to be written before it counts as orphaned. */
 const CLAIM_GRACE_MS = 60_000;
 
-interface KeyClaim extends Item {
-  clientId: string;
-  credentialId: string;
-  credentialRegion?: string;
-  claimedAt?: string;
-}
-
 /**
  * Claims a proxy secret's hash for a credential in the client's home partition, so one key serves
- * one identity: a supplied key another credential of this client already uses is a 409. The claim
- * lives in the home table and the credential in its region's table, so the two cannot change in one
- * transaction; a claim whose credential does not exist (a crash between the two writes, or a
- * deletion that failed before releasing it) is taken over once it is older than CLAIM_GRACE_MS —
- * the grace covers a creation still in flight. The data plane never reads claims: an orphaned one
- * can only refuse a key, never let one in.
+ * one identity: a supplied key another credential of this client already uses is a 409. A claim
+ * whose credential does not exist is taken over after CLAIM_GRACE_MS (storage/home-claim.ts).
  */
 async function claimSecretHash(
   deps: Deps,
@@ -396,44 +377,24 @@ async function claimSecretHash(
   hash: string | undefined,
 ) {
   if (!hash) return;
-  const key = keys.proxyKeyHash(claim.clientId, hash);
-  const now = deps.now();
-  const item = { ...key, type: 'ProxyKeyHash', ...claim, claimedAt: now.toISOString() };
-  const duplicate = () =>
-    new ConflictError(
-      'body.credentialSecret: this secret is already used by another credential of this client; use one key per identity',
-      'duplicate_key',
-    );
-  try {
-    await putItem(deps.home, item, { ifAbsent: true });
-    return;
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-  }
-  const held = await getItem<KeyClaim>(deps.home, key);
-  if (held && held.credentialId !== claim.credentialId) {
-    const holder = await findInCells<CredentialItem>(
-      deps,
-      keys.credential(claim.clientId, held.credentialId),
-      'credentialRegion',
-    );
-    const age = now.getTime() - Date.parse(held.claimedAt ?? '1970-01-01T00:00:00Z');
-    if (holder || age < CLAIM_GRACE_MS) throw duplicate();
-  }
-  // Ours already (a retry), or orphaned: take it over, unless someone else just did.
-  try {
-    await deps.home.ddb.send(
-      new PutCommand({
-        TableName: deps.home.tableName,
-        Item: item,
-        ConditionExpression: 'attribute_not_exists(pk) OR credentialId = :held',
-        ExpressionAttributeValues: { ':held': held?.credentialId ?? claim.credentialId },
-      }),
-    );
-  } catch (error) {
-    if (isConditionFailure(error)) throw duplicate();
-    throw error;
-  }
+  await claimInHome(deps.home, {
+    key: keys.proxyKeyHash(claim.clientId, hash),
+    item: { type: 'ProxyKeyHash', ...claim },
+    owner: 'credentialId',
+    holderLive: async (held) =>
+      !!(await findInCells<CredentialItem>(
+        deps,
+        keys.credential(claim.clientId, String(held.credentialId)),
+        'credentialRegion',
+      )),
+    taken: () =>
+      new ConflictError(
+        'body.credentialSecret: this secret is already used by another credential of this client; use one key per identity',
+        'duplicate_key',
+      ),
+    graceMs: CLAIM_GRACE_MS,
+    now: deps.now(),
+  });
 }
 
 /** Releases a claim, only if it is still this credential's. */
@@ -444,18 +405,7 @@ async function releaseSecretHash(
   hash: string | undefined,
 ) {
   if (!hash) return;
-  try {
-    await deps.home.ddb.send(
-      new DeleteCommand({
-        TableName: deps.home.tableName,
-        Key: keys.proxyKeyHash(clientId, hash),
-        ConditionExpression: 'credentialId = :mine',
-        ExpressionAttributeValues: { ':mine': credentialId },
-      }),
-    );
-  } catch (error) {
-    if (!isConditionFailure(error)) throw error;
-  }
+  await releaseInHome(deps.home, keys.proxyKeyHash(clientId, hash), 'credentialId', credentialId);
 }
 
 /**

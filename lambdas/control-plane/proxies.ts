@@ -3,6 +3,7 @@ import { canonicalRequest } from '../data-plane/canonical-path.ts';
 import { evaluateRules } from '../rules/evaluator.ts';
 import type { Cell, Deps } from '../shared/deps.ts';
 import { ConflictError, NotFoundError } from '../shared/errors.ts';
+import { claimInHome, releaseInHome } from '../storage/home-claim.ts';
 import type { CredentialItem, ProxyItem, TargetItem } from '../storage/items.ts';
 import { type Key, keys } from '../storage/keys.ts';
 import { aliasOwner, commitChange, commitReplace, readSnapshot } from '../storage/snapshot.ts';
@@ -129,15 +130,67 @@ async function startUsing(
 }
 
 /**
- * An alias routes in place of the id (data plane), so it is unique in the cell: one taken by
- * another proxy is a 409. A race between two claims is settled by the alias item's conditional
- * put in the commit (storage/snapshot.ts), which then answers 409 `conflict`.
+ * An alias routes in place of the id (data plane), so it is unique: one taken by another proxy is
+ * a 409. In the cell, a race between two claims is settled by the alias copy's conditional put in
+ * the commit (storage/snapshot.ts); across regions by a claim in the home table
+ * (storage/home-claim.ts), taken before the commit and released after a delete or rename.
  */
 async function checkAliasFree(cell: Cell, alias: string | undefined, proxyId: string) {
   if (!alias) return;
   const owner = await aliasOwner(cell, alias);
-  if (owner !== undefined && owner !== proxyId)
-    throw new ConflictError('body.proxyAlias: already used by another proxy', 'alias_taken');
+  if (owner !== undefined && owner !== proxyId) throw aliasTaken();
+}
+
+const aliasTaken = () => new ConflictError('body.proxyAlias: already used by another proxy', 'alias_taken');
+/** How long an alias claim may wait for its proxy to be written before it counts as orphaned. */
+const ALIAS_CLAIM_GRACE_MS = 60_000;
+
+async function claimAlias(
+  deps: Deps,
+  alias: string | undefined,
+  owner: Pick<ProxyItem, 'clientId' | 'proxyId' | 'proxyRegion'>,
+) {
+  if (!alias) return;
+  await claimInHome(deps.home, {
+    key: keys.aliasClaim(alias),
+    item: { type: 'AliasClaim', ...owner },
+    owner: 'proxyId',
+    // Live while its proxy exists and still carries the alias (a rename whose release failed is not).
+    holderLive: async (held) => {
+      const cell = deps.cells[String(held.proxyRegion)];
+      const proxy =
+        cell && (await getItem<ProxyItem>(cell, keys.proxy(String(held.clientId), String(held.proxyId))));
+      return proxy?.proxyAlias === alias;
+    },
+    taken: aliasTaken,
+    graceMs: ALIAS_CLAIM_GRACE_MS,
+    now: deps.now(),
+  });
+}
+
+async function releaseAlias(deps: Deps, alias: string | undefined, proxyId: string) {
+  if (alias) await releaseInHome(deps.home, keys.aliasClaim(alias), 'proxyId', proxyId);
+}
+
+/**
+ * After a failed create or rename: releases the alias claimed for it unless the proxy carries it
+ * after all (the write may have been applied although its answer was lost). Best effort: a claim
+ * left behind is taken over after the grace.
+ */
+async function releaseUnused(
+  deps: Deps,
+  cell: Cell,
+  clientId: string,
+  proxyId: string,
+  alias: string | undefined,
+) {
+  if (!alias) return;
+  try {
+    const proxy = await getItem<ProxyItem>(cell, keys.proxy(clientId, proxyId));
+    if (proxy?.proxyAlias !== alias) await releaseAlias(deps, alias, proxyId);
+  } catch {
+    // the grace takes it over
+  }
 }
 
 /** The version bumps of the items a proxy stops using (those that still exist). */
@@ -148,11 +201,12 @@ async function stopUsing(cell: Cell, keysOf: Key[]): Promise<TxItem[]> {
 
 export async function createProxy(deps: Deps, caller: Caller, clientId: string, input: ProxyCreate) {
   const proxyId = randomUUID();
-  return retryOnConflict(clientId, async () => {
+  const created = retryOnConflict(clientId, async () => {
     const client = await authorizeClient(deps, caller, clientId, 'admin');
     const cell = cellFor(deps, input.proxyRegion, 'body.proxyRegion');
     const refs = await checkReferences(deps, clientId, input.proxyRegion, input);
     await checkAliasFree(cell, input.proxyAlias, proxyId);
+    await claimAlias(deps, input.proxyAlias, { clientId, proxyId, proxyRegion: input.proxyRegion });
     const now = deps.now().toISOString();
     const limits = client.configuration.limits;
     const item: ProxyItem = {
@@ -193,6 +247,11 @@ export async function createProxy(deps: Deps, caller: Caller, clientId: string, 
     );
     return view(item);
   });
+  return created.catch(async (error) => {
+    const cell = deps.cells[input.proxyRegion];
+    if (cell) await releaseUnused(deps, cell, clientId, proxyId, input.proxyAlias);
+    throw error;
+  });
 }
 
 export async function listProxies(deps: Deps, caller: Caller, clientId: string, query?: PageQuery) {
@@ -214,7 +273,8 @@ export async function updateProxy(
   proxyId: string,
   input: ProxyUpdate,
 ) {
-  return retryOnConflict(clientId, async () => {
+  let claimed: { cell: Cell; alias?: string; previous?: string } | undefined;
+  const updatedView = retryOnConflict(clientId, async () => {
     await authorizeClient(deps, caller, clientId, 'admin');
     const { item, cell } = await loadProxy(deps, clientId, proxyId);
     checkImmutable('proxyId', input.proxyId, item.proxyId);
@@ -238,7 +298,11 @@ export async function updateProxy(
     // Only references this PUT changes are checked: a proxy whose credential was revoked can still
     // be renamed or deactivated, and is repaired by pointing it at a new credential.
     const refs = await checkReferences(deps, clientId, item.proxyRegion, updated, changed);
-    if (changed('proxyAlias')) await checkAliasFree(cell, updated.proxyAlias, proxyId);
+    if (changed('proxyAlias')) {
+      await checkAliasFree(cell, updated.proxyAlias, proxyId);
+      await claimAlias(deps, updated.proxyAlias, { clientId, proxyId, proxyRegion: item.proxyRegion });
+      claimed = { cell, alias: updated.proxyAlias, previous: item.proxyAlias };
+    } else claimed = undefined;
     const dropped = refs.map(({ field }) =>
       field === 'proxyTargetId'
         ? keys.target(clientId, item.proxyTargetId)
@@ -258,6 +322,15 @@ export async function updateProxy(
     );
     return view(updated);
   });
+  try {
+    const answer = await updatedView;
+    // Renamed or unaliased: the old alias is free for any proxy, in any region.
+    if (claimed?.previous) await releaseAlias(deps, claimed.previous, proxyId).catch(() => undefined);
+    return answer;
+  } catch (error) {
+    if (claimed) await releaseUnused(deps, claimed.cell, clientId, proxyId, claimed.alias);
+    throw error;
+  }
 }
 
 /**
@@ -266,9 +339,11 @@ export async function updateProxy(
  * visible or usable).
  */
 export async function deleteProxy(deps: Deps, caller: Caller, clientId: string, proxyId: string) {
+  let alias: string | undefined;
   const cell = await retryOnConflict(clientId, async () => {
     await authorizeClient(deps, caller, clientId, 'admin');
     const { item, cell } = await loadProxy(deps, clientId, proxyId);
+    alias = item.proxyAlias;
     const key = keys.proxy(clientId, proxyId);
     await commitChange(
       cell,
@@ -290,6 +365,7 @@ export async function deleteProxy(deps: Deps, caller: Caller, clientId: string, 
     );
     return cell;
   });
+  await releaseAlias(deps, alias, proxyId).catch(() => undefined);
   const rules = await queryPrefix<Key>(cell, keys.rulesPrefix(clientId, 'proxy', proxyId));
   const meters = await queryPrefix<Key>(cell, keys.metersPrefix(clientId, 'proxy', proxyId));
   await deleteItems(cell, [

@@ -87,7 +87,9 @@ export async function listRequests(
   const oldest = now.getTime() - deps.config.requestLogRetentionDays * 86_400_000;
   const after = q.processedAfter ? Date.parse(q.processedAfter) : oldest;
   const before = q.processedBefore ? Date.parse(q.processedBefore) : now.getTime() + SKEW_MS;
-  if (after > before)
+  // Only a range the caller spelled out in full can be wrong; against a default (now, the
+  // retention period) an out-of-range bound simply selects nothing: an empty page.
+  if (q.processedAfter && q.processedBefore && after > before)
     throw new BadRequestError('processedAfter must not be later than processedBefore', 'invalid_range');
   const limit = q.limit ?? REQUESTS_DEFAULT_LIMIT;
   const from = Math.max(after, oldest);

@@ -13,7 +13,7 @@ import type { HttpEvent, HttpResult } from '../shared/http.ts';
 import { logger } from '../shared/logger.ts';
 import { keys } from '../storage/keys.ts';
 import type { ProxySnapshot } from '../storage/snapshot-types.ts';
-import { embeddedMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
+import { loggerMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
 import type { ProxyDecision } from '../telemetry/record.ts';
 import { newRequestId } from '../telemetry/request-id.ts';
 import { AuthFailureBudget, type AuthFailureBudgetOptions, sourceKey } from './auth-failure-budget.ts';
@@ -98,6 +98,11 @@ export interface ProxyHandlerOptions {
    * the deployment's KEYGATE_PROXY_DOMAIN, else `localhost`.
    */
   proxyDomain?: string;
+  /**
+   * Every request this handler serves goes to this proxy id or alias, whatever its path and Host
+   * (local mode's alias ports, `KEYGATE_ALIAS_PORTS`: for SDKs that take only host/port/protocol).
+   */
+  fixedRoute?: string;
 }
 
 /**
@@ -258,7 +263,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     const ambiguousHost = hostRefusal(event.rawPath, event.headers?.host);
     if (ambiguousHost) return badRequest(o, ambiguousHost);
     event.headers ??= {};
-    const route = routeOf(originForm(event.rawPath), event.headers, proxyDomain);
+    const route = routeOf(originForm(event.rawPath), event.headers, proxyDomain, options.fixedRoute);
     if (!route) return refuse(o, REFUSALS.route);
     const { ref, targetRawPath } = route;
     o.proxyId = ref;
@@ -538,10 +543,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
    */
   function flagAuthFailureBurst(scope: 'source' | 'proxy', key: string, o: ProxyOutcome, now: Date) {
     logger.warn('auth failure burst', {
-      ...embeddedMetricFields(
-        [PRODUCT_METRICS.anomalyFlags, PRODUCT_METRICS.authFailureBursts],
-        now.getTime(),
-      ),
+      ...loggerMetricFields([PRODUCT_METRICS.anomalyFlags, PRODUCT_METRICS.authFailureBursts], now.getTime()),
       anomaly: {
         type: 'auth_failure_burst',
         scope,
@@ -838,7 +840,10 @@ function refusalFor(error: unknown): Refusal {
   if (error instanceof UpstreamError) {
     if (error.kind === 'timeout') return REFUSALS.timeout;
     if (error.kind === 'too_large') return REFUSALS.tooLarge;
-    if (error.kind === 'address_refused') return REFUSALS.addressRefused;
+    if (error.kind === 'address_refused') {
+      const r = REFUSALS.addressRefused;
+      return error.hint ? { ...r, message: `${r.message}; ${error.hint}` } : r;
+    }
     return REFUSALS.unreachable;
   }
   if (error instanceof ConsentRequiredError) return REFUSALS.consentRequired;

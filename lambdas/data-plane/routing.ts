@@ -7,7 +7,9 @@
  *    domain}/{target path}`. The proxy domain is `KEYGATE_PROXY_DOMAIN` (in AWS a wildcard custom
  *    domain, `*.proxy.example.com`); its default, `localhost`, makes `{alias}.localhost:4001` work
  *    locally wherever `*.localhost` resolves to loopback (RFC 6761).
- * The host form wins when the Host header is exactly one label under the proxy domain.
+ * The host form wins when the Host header is exactly one label under the proxy domain. Locally,
+ * where Node cannot resolve `*.localhost`, an alias port (`KEYGATE_ALIAS_PORTS=stripe:4011`) routes
+ * every request it receives to that alias: `http://127.0.0.1:4011/…` (docs/sdks.md).
  *
  * The public base (what Link/Location rewriting points at) is `{scheme}://{Host}` plus, in the
  * path form, `/api/{ref}`; the scheme is `X-Forwarded-Proto`, which API Gateway sets and the local
@@ -34,25 +36,30 @@ export function isAliasRef(ref: string): boolean {
   return ALIAS.test(ref) && !UUID.test(ref);
 }
 
-/** The route of an origin-form path; undefined when it names no proxy. */
+/**
+ * The route of an origin-form path; undefined when it names no proxy. `fixedRef`: every path goes
+ * to that proxy, as a whole target path (a local alias port, ProxyHandlerOptions.fixedRoute).
+ */
 export function routeOf(
   path: string,
   headers: Record<string, string | undefined>,
   proxyDomain: string,
+  fixedRef?: string,
 ): Route | undefined {
   const host = (headers.host ?? '').trim().toLowerCase();
   const scheme = headers['x-forwarded-proto'] === 'http' ? 'http' : 'https';
+  const whole = (ref: string): Route => ({
+    ref,
+    byAlias: isAliasRef(ref),
+    targetRawPath: path === '/' ? '' : path,
+    publicBase: `${scheme}://${host}`,
+  });
+  if (fixedRef) return whole(fixedRef);
   const hostName = host.replace(/:\d+$/, '');
   const suffix = `.${proxyDomain.toLowerCase()}`;
   if (proxyDomain && hostName.endsWith(suffix)) {
     const label = hostName.slice(0, -suffix.length);
-    if (label && !label.includes('.'))
-      return {
-        ref: label,
-        byAlias: isAliasRef(label),
-        targetRawPath: path === '/' ? '' : path,
-        publicBase: `${scheme}://${host}`,
-      };
+    if (label && !label.includes('.')) return whole(label);
   }
   if (!path.startsWith(ROUTE_PREFIX)) return undefined;
   const rest = path.slice(ROUTE_PREFIX.length);

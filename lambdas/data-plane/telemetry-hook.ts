@@ -40,7 +40,11 @@ export function startToRecord(o: ProxyOutcome): TelemetryRecord {
 
 /** The proxy's `onOutcome` hook for a telemetry sink (Kinesis emitter or log sink). */
 export function telemetryHook(sink: Pick<TelemetryEmitter, 'emit'>): OutcomeHook {
-  return (outcome) => sink.emit(outcomeToRecord(outcome));
+  return (outcome) => {
+    // A request that names no proxy (a stray hit on the proxy's root, a scanner) belongs to no
+    // client's log and reached no vendor: answered 404, not a record — and not a pipeline error.
+    if (outcome.proxyId) sink.emit(outcomeToRecord(outcome));
+  };
 }
 
 /**

@@ -3,7 +3,7 @@ import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { isPublicIp } from '../net/address-policy.ts';
-import { isAllowlisted, isOwnPort } from '../net/target-allowlist.ts';
+import { allowlistHint, isAllowlisted, isOwnPort } from '../net/target-allowlist.ts';
 
 /**
  * The call out. Connects only where the address policy allows: the target's name is resolved when
@@ -20,10 +20,13 @@ export type UpstreamFailure = 'timeout' | 'unreachable' | 'address_refused' | 't
 
 export class UpstreamError extends Error {
   readonly kind: UpstreamFailure;
-  constructor(kind: UpstreamFailure, message: string) {
+  /** What the local operator can set to lift the refusal (local mode only); safe to show. */
+  readonly hint?: string;
+  constructor(kind: UpstreamFailure, message: string, hint?: string) {
     super(message);
     this.name = 'UpstreamError';
     this.kind = kind;
+    this.hint = hint;
   }
 }
 
@@ -67,8 +70,8 @@ function hostOf(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
 }
 
-function refused(message: string): UpstreamError {
-  return new UpstreamError('address_refused', message);
+function refused(message: string, hint?: string): UpstreamError {
+  return new UpstreamError('address_refused', message, hint);
 }
 
 type LookupCallback = (
@@ -149,7 +152,11 @@ export function openUpstream(
   signal?: AbortSignal,
 ): Promise<UpstreamStream> {
   const refusal = urlRefusal(req.url, policy.allowlist, policy.ownPorts);
-  if (refusal) return Promise.reject(refused(refusal));
+  if (refusal) {
+    // Local mode (own ports known): the target was saved under another allowlist; say what to set.
+    const local = policy.ownPorts && !isOwnPort(req.url, policy.ownPorts);
+    return Promise.reject(refused(refusal, local ? allowlistHint(req.url) : undefined));
+  }
   const allowPrivate = isAllowlisted(req.url, policy.allowlist);
   const secure = req.url.protocol === 'https:';
   const headers = wireHeaders(req);

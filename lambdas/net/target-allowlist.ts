@@ -97,3 +97,15 @@ export function isAllowlisted(url: URL, allowlist: readonly string[]): boolean {
 export function isOwnPort(url: URL, ownPorts: readonly number[] | undefined): boolean {
   return ownPorts?.includes(effectivePort(url)) === true;
 }
+
+/**
+ * What to set so that `url` may be a target (local mode, where the operator is the user at the
+ * keyboard): the exact KEYGATE_TARGET_ALLOWLIST entry, and that a restart keeps the data.
+ */
+export function allowlistHint(url: URL): string {
+  const entry = `${normalizedHost(url)}:${effectivePort(url)}`;
+  return (
+    `to allow it, restart keygate with KEYGATE_TARGET_ALLOWLIST=${entry} ` +
+    '(comma-separated host:port entries; the data is kept)'
+  );
+}

@@ -1,5 +1,5 @@
 import { isPublicIp } from './address-policy.ts';
-import { effectivePort, isAllowlisted, isOwnPort } from './target-allowlist.ts';
+import { allowlistHint, effectivePort, isAllowlisted, isOwnPort } from './target-allowlist.ts';
 
 /**
  * Save-time checks of a URL keygate will call on a user's behalf (a target's base URL, an OAuth2
@@ -84,8 +84,13 @@ export function checkTargetUrl(
   if (isOwnPort(url, ownPorts))
     return { ok: false, reason: `port ${effectivePort(url)} is one of keygate's own services` };
   const allowlisted = isAllowlisted(url, allowlist);
+  // Local mode (ownPorts known): a refusal the allowlist would lift says exactly what to set.
+  const refuse = (reason: string): UrlCheck => ({
+    ok: false,
+    reason: ownPorts ? `${reason}; ${allowlistHint(url)}` : reason,
+  });
   if (url.protocol !== 'https:' && !(allowlisted && url.protocol === 'http:'))
-    return { ok: false, reason: 'URL must use https://' };
+    return refuse('URL must use https://');
   const normalized = `${url.origin}${url.pathname.replace(/\/+$/, '')}${url.search}`;
   if (allowlisted) return { ok: true, url, normalized };
   // After WHATWG parsing an IPv4 literal in any spelling is dotted-quad; IPv6 stays in brackets.
@@ -93,8 +98,8 @@ export function checkTargetUrl(
   if (isIp) {
     return isPublicIp(host)
       ? { ok: true, url, normalized }
-      : { ok: false, reason: `address ${host} is not a public address` };
+      : refuse(`address ${host} is not a public address`);
   }
-  if (isInternalName(host)) return { ok: false, reason: `host ${host} is a local or internal-only name` };
+  if (isInternalName(host)) return refuse(`host ${host} is a local or internal-only name`);
   return { ok: true, url, normalized };
 }

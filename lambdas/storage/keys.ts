@@ -23,6 +23,8 @@
  *                                        pk ALIAS#<proxyAlias>      sk SNAPSHOT             written and deleted in the same
  *     transaction as the proxy's own snapshot (storage/snapshot.ts commitChange); its conditional put
  *     (absent, or already this proxy's) keeps aliases unique in a cell
+ * 10d. proxy alias claims, all regions  pk ALIAS#<proxyAlias>      sk CLAIM                home table; conditional put
+ *     keeps an alias unique across every cell (control-plane/proxies.ts, storage/home-claim.ts)
  * 10b. (legacy) snapshot version counter pk PROXY#<proxyId>      sk SNAPSEQ              no longer written; deleted with its proxy
  * 10c. client deletion mark, per cell    pk CLIENT#<clientId>       sk CELLSTATE            {deleting: true} once a client's deletion
  *     began; every transaction that writes a snapshot checks it is absent (storage/snapshot.ts commitChange)
@@ -105,6 +107,7 @@ export const keys = {
   }),
   proxySnapshot: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSHOT' }),
   aliasSnapshot: (proxyAlias: string): Key => ({ pk: `ALIAS#${proxyAlias}`, sk: 'SNAPSHOT' }),
+  aliasClaim: (proxyAlias: string): Key => ({ pk: `ALIAS#${proxyAlias}`, sk: 'CLAIM' }),
   proxySnapshotSeq: (proxyId: string): Key => ({ pk: `PROXY#${proxyId}`, sk: 'SNAPSEQ' }),
   rateCounter: (proxyId: string, window: 'minute' | 'day', windowStart: string): Key => ({
     pk: `LIMIT#${proxyId}#${window}#${windowStart}`,

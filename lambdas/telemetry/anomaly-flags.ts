@@ -5,7 +5,7 @@ import { keys } from '../storage/keys.ts';
 import { isConditionFailure } from '../storage/table.ts';
 import type { Anomaly } from './anomalies.ts';
 import { type Decoded, epochSeconds, runLimited } from './decode.ts';
-import { embeddedMetricFields, PRODUCT_METRICS } from './metrics.ts';
+import { loggerMetricFields, PRODUCT_METRICS } from './metrics.ts';
 import { bucketStarts, judgeProxy, type PathSeen } from './proxy-anomalies.ts';
 import { bucketStart, INTERVAL_MS, pathTemplate } from './rollup.ts';
 
@@ -184,7 +184,7 @@ export async function raiseAnomalies(
           if (await recordFlag(p.table, p.proxyId, start, flag, counter)) {
             flagged++;
             logger.info('anomaly flagged', {
-              ...embeddedMetricFields([PRODUCT_METRICS.anomalyFlags], deps.now().getTime()),
+              ...loggerMetricFields([PRODUCT_METRICS.anomalyFlags], deps.now().getTime()),
               clientId: p.clientId,
               proxyId: p.proxyId,
               interval: 'minute',

@@ -60,3 +60,13 @@ export function embeddedMetricFields(names: string[], timestamp: number): Record
     ...Object.fromEntries(names.map((n) => [n, 1])),
   };
 }
+
+/**
+ * The same fields for a line written through the Powertools logger (shared/logger.ts): its own
+ * `service` key — the logger's serviceName, `keygate`, the dimension's value — already carries the
+ * dimension, and a `service` passed in is dropped with a "reserved key" warning.
+ */
+export function loggerMetricFields(names: string[], timestamp: number): Record<string, unknown> {
+  const { service: _service, ...fields } = embeddedMetricFields(names, timestamp);
+  return fields;
+}

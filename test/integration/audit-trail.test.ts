@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,13 +6,19 @@ import { PutRecordCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { telemetryHooks } from '../../lambdas/data-plane/telemetry-hook.ts';
 import { createLogTelemetrySink } from '../../lambdas/telemetry/log-sink.ts';
+import { api, type GatewayProcess, provisionProxy, startGatewayProcess } from '../helpers/gateway-process.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   type RecordingUpstream,
   send,
   startProxyFront,
   startRecordingUpstream,
 } from '../helpers/proxy-fixtures.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * The audit trail (docs/audit-trail.md): every call that reached the vendor has exactly one
@@ -29,115 +34,18 @@ const PROXY_KEY = 'kg_test_audit_Q7vN2xLp9RtW4mZs8KdY3hFj6Bc';
 const HELD = 20;
 type Json = any;
 
-interface Child {
-  proc: ChildProcess;
-  apiUrl: string;
-  proxyUrl: string;
-  output: () => string;
+/** `npm start` with the vendor allowed, a short `unknown` grace and a drain that outlasts the test. */
+function startChild(dataDir: string, vendorPort: number): Promise<GatewayProcess> {
+  return startGatewayProcess(dataDir, {
+    KEYGATE_TARGET_ALLOWLIST: `127.0.0.1:${vendorPort}`,
+    KEYGATE_UNKNOWN_AFTER_SECONDS: '2',
+    KEYGATE_DRAIN_SECONDS: '30',
+  });
 }
 
-async function startChild(dataDir: string, vendorPort: number): Promise<Child> {
-  const proc = spawn(process.execPath, ['local/start.ts'], {
-    env: {
-      ...process.env,
-      NODE_OPTIONS: '',
-      KEYGATE_DATA_DIR: dataDir,
-      KEYGATE_API_PORT: '0',
-      KEYGATE_PROXY_PORT: '0',
-      KEYGATE_TARGET_ALLOWLIST: `127.0.0.1:${vendorPort}`,
-      KEYGATE_UNKNOWN_AFTER_SECONDS: '2',
-      KEYGATE_DRAIN_SECONDS: '30',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  proc.stdout!.on('data', (d) => {
-    out += d;
-  });
-  proc.stderr!.on('data', (d) => {
-    out += d;
-  });
-  const deadline = Date.now() + 30_000;
-  while (!/Data dir/.test(out)) {
-    if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`keygate did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return {
-    proc,
-    apiUrl: /Core API\s+(\S+)/.exec(out)![1]!,
-    proxyUrl: /Proxy\s+(http:\/\/[\d.:]+)/.exec(out)![1]!,
-    output: () => out,
-  };
-}
-
-function exited(proc: ChildProcess): Promise<{ code: number | null; signal: string | null }> {
-  if (proc.exitCode !== null || proc.signalCode !== null)
-    return Promise.resolve({ code: proc.exitCode, signal: proc.signalCode });
-  return new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
-}
-
-async function api(base: string, token: string, method: string, path: string, body?: unknown) {
-  const res = await fetch(base + path, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Json) : undefined };
-}
-
-/** Target, vendor and consumer credentials, a GET rule under /v2/inventory/ and the proxy. */
-async function provision(
-  base: string,
-  token: string,
-  clientId: string,
-  vendorUrl: string,
-  proxyKey = PROXY_KEY,
-) {
-  const call = async (path: string, body: unknown) => {
-    const res = await api(base, token, 'POST', `/clients/${clientId}${path}`, body);
-    expect({ path, status: res.status, body: res.status === 201 ? undefined : res.body }).toEqual({
-      path,
-      status: 201,
-      body: undefined,
-    });
-    return res.body;
-  };
-  const target = await call('/targets', {
-    targetName: 'vendor',
-    targetBaseURL: vendorUrl,
-    targetRegion: 'us-east-1',
-  });
-  const vendor = await call('/credentials', {
-    credentialType: 'target',
-    credentialAuthType: 'apiKey',
-    credentialName: 'vendor-key',
-    credentialRegion: 'us-east-1',
-    credentialSecret: { key: 'sk_live_vendor_secret_0123456789' },
-  });
-  const consumer = await call('/credentials', {
-    credentialType: 'proxy',
-    credentialAuthType: 'key',
-    credentialName: 'consumer',
-    credentialRegion: 'us-east-1',
-    credentialSecret: { key: proxyKey },
-  });
-  await call(`/credentials/${consumer.credentialId}/rules`, {
-    effect: 'allow',
-    methods: ['GET'],
-    path: { path: { pattern: '^/v2/inventory/.*' }, presence: 'must_exist' },
-    priority: 10,
-  });
-  const proxy = await call('/proxies', {
-    proxyName: 'audited',
-    proxyRegion: 'us-east-1',
-    proxyProxyCredentialId: consumer.credentialId,
-    proxyTargetId: target.targetId,
-    proxyTargetCredentialId: vendor.credentialId,
-    proxyDefaultRuleEffect: 'deny',
-  });
-  return proxy.proxyId as string;
-}
+/** The shared provisioning (over the Core API) with this suite's proxy key by default. */
+const provision = (base: string, token: string, clientId: string, vendorUrl: string, proxyKey = PROXY_KEY) =>
+  provisionProxy(base, token, clientId, vendorUrl, proxyKey);
 
 /** The call number a vendor request or a log record is about (`/v2/inventory/<n>`). */
 const callOf = (path: string) => Number(/\/v2\/inventory\/(\d+)/.exec(path)?.[1] ?? Number.NaN);
@@ -289,8 +197,8 @@ describe('audit trail across a killed and a stopped local gateway', () => {
       const proxyId = await provision(child.apiUrl, token, clientId, vendor.url);
       const load = traffic(child.proxyUrl, proxyId);
       await held; // call HELD is at the vendor, unanswered: kill now
-      child.proc.kill('SIGKILL');
-      expect((await exited(child.proc)).signal).toBe('SIGKILL');
+      child.child.kill('SIGKILL');
+      expect((await child.exited()).signal).toBe('SIGKILL');
       await load.stop();
       release();
 
@@ -301,8 +209,7 @@ describe('audit trail across a killed and a stopped local gateway', () => {
       // The held call reached the vendor, and no answer was ever sent: it is on record as unknown.
       expect(records.find((r) => callOf(r.path) === HELD)).toMatchObject({ decision: 'unknown', status: 0 });
     } finally {
-      child.proc.kill('SIGKILL');
-      await exited(child.proc);
+      await child.stop('SIGKILL');
       await vendor.close();
     }
   }, 180_000);
@@ -317,11 +224,11 @@ describe('audit trail across a killed and a stopped local gateway', () => {
       const proxyId = await provision(child.apiUrl, token, clientId, vendor.url);
       const load = traffic(child.proxyUrl, proxyId);
       await held;
-      child.proc.kill('SIGTERM');
+      child.child.kill('SIGTERM');
       // The held call is still in flight; it is answered only now, after the signal.
       await new Promise((r) => setTimeout(r, 300));
       release();
-      expect(await exited(child.proc)).toEqual({ code: 0, signal: null });
+      expect(await child.exited()).toEqual({ code: 0, signal: null });
       await load.stop();
       expect(load.answered.get(HELD)).toBe(200);
       // Every call that reached the vendor was answered (the drain let it finish).
@@ -334,8 +241,7 @@ describe('audit trail across a killed and a stopped local gateway', () => {
       expect(records.filter((r) => r.decision === 'unknown')).toEqual([]);
       expect(records.filter((r) => r.status === 200)).toHaveLength(seen.size);
     } finally {
-      child.proc.kill('SIGKILL');
-      await exited(child.proc);
+      await child.stop('SIGKILL');
       await vendor.close();
     }
   }, 180_000);

@@ -5,6 +5,7 @@ import { checkRouteAccess } from '../../lambdas/control-plane/router.ts';
 import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import { keys } from '../../lambdas/storage/keys.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   REGION,
   type RecordingUpstream,
@@ -12,6 +13,10 @@ import {
   startProxyFront,
   startRecordingUpstream,
 } from '../helpers/proxy-fixtures.ts';
+
+// Failures are provoked on purpose here: their ERROR lines go to a capture, not the output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * Core API hygiene: who may call is checked before the body is read; predictable keys are refused;

@@ -5,7 +5,12 @@ import { keys } from '../../lambdas/storage/keys.ts';
 import { putItem } from '../../lambdas/storage/table.ts';
 import { createProxyFixture, failNthStoreCall, type ProxyFixture, probe } from '../helpers/integrity.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { type RecordingUpstream, startRecordingUpstream } from '../helpers/proxy-fixtures.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * SPEC "Consistency": at no instant — after any failed step — may what the data plane (or the

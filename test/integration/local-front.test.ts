@@ -77,6 +77,29 @@ describe('methods the front does not route', () => {
   });
 });
 
+describe('requests the HTTP parser refuses', () => {
+  it.each([
+    [
+      'a raw … in the URL (a pagination URL pasted from docs)',
+      'GET /x?nextToken=… HTTP/1.1\r\nHost: a\r\n\r\n',
+      400,
+    ],
+    ['a space in the URL', 'GET /a b HTTP/1.1\r\nHost: a\r\n\r\n', 400],
+    ['a header line without a colon', 'GET /x HTTP/1.1\r\nHost a\r\n\r\n', 400],
+    [
+      'headers over the size limit',
+      `GET /x HTTP/1.1\r\nHost: a\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+    ],
+  ])('answers %s with a JSON error body, never an empty one', async (_what, bytes, status) => {
+    const res = await raw(bytes);
+    expect(res.status).toBe(status);
+    expect(res.headers).toContain('content-type: application/json');
+    expect(JSON.parse(res.body)).toEqual({ message: expect.any(String) });
+    expect(calls).toHaveLength(0);
+  });
+});
+
 describe('bodies over the cap', () => {
   it('answers 413 on a declared Content-Length over the cap without waiting for the body', async () => {
     // Only the headers and 5 bytes are ever sent: an answer proves the front did not wait for more.

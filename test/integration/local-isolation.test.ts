@@ -15,7 +15,12 @@ import { createKinesisClient } from '../../lambdas/telemetry/kinesis-client.ts';
 import { CREDENTIALS_FILE, type LocalCredentials, loadLocalCredentials } from '../../local/caller-auth.ts';
 import { LOCAL_KEY_ID } from '../../local/kms-server.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { send, startProxyFront, writeSnapshot } from '../helpers/proxy-fixtures.ts';
+
+// Refused upstream calls are provoked on purpose here: their ERROR lines go to a capture.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 // Issue 10, item 4: a local stack nobody else can enter. The escalation it fixes: a non-admin user
 // with `KEYGATE_TARGET_ALLOWLIST=127.0.0.1` pointed targets at the embedded DynamoDB and KMS, and

@@ -1,46 +1,15 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
-
-/** Starts `npm start`'s entry point as a real child process and waits for its banner. */
-async function startKeygate(dataDir: string, apiPort: number, proxyPort: number) {
-  const child = spawn(process.execPath, ['local/start.ts'], {
-    env: {
-      ...process.env,
-      NODE_OPTIONS: '',
-      KEYGATE_DATA_DIR: dataDir,
-      KEYGATE_API_PORT: String(apiPort),
-      KEYGATE_PROXY_PORT: String(proxyPort),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  child.stderr.on('data', (d) => {
-    out += d;
-  });
-  const deadline = Date.now() + 20_000;
-  while (!/Data dir/.test(out) || !/admin-token/.test(out)) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`keygate did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const stop = async () => {
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
-    return exited;
-  };
-  return { output: () => out, stop };
-}
+import { startGatewayProcess } from '../helpers/gateway-process.ts';
 
 describe('npm start (local mode)', () => {
   it('bootstraps once, keeps everything across a restart and shuts down cleanly', async () => {
     const dataDir = join(mkdtempSync(join(tmpdir(), 'kg-local-')), 'data');
     const apiPort = 40000 + Math.floor(Math.random() * 10000);
-    const first = await startKeygate(dataDir, apiPort, apiPort + 1);
+    const ports = { KEYGATE_API_PORT: String(apiPort), KEYGATE_PROXY_PORT: String(apiPort + 1) };
+    const first = await startGatewayProcess(dataDir, ports);
     const banner = first.output();
     expect(banner).toContain(`Core API  http://127.0.0.1:${apiPort}`);
     expect(banner).toContain('First start');
@@ -58,15 +27,17 @@ describe('npm start (local mode)', () => {
     }).then((r) => r.json() as Promise<{ clientId: string }>);
     const proxied = await fetch(`http://127.0.0.1:${apiPort + 1}/api/anything/x`);
     expect(proxied.headers.get('keygate-proxy-code')).toBeTruthy();
-    expect(await first.stop()).toBe(0);
+    await first.stop('SIGTERM');
+    expect(first.child.exitCode).toBe(0);
 
-    const second = await startKeygate(dataDir, apiPort, apiPort + 1);
+    const second = await startGatewayProcess(dataDir, ports);
     expect(second.output()).not.toContain('First start');
     expect(second.output()).not.toContain(token);
     const got = await fetch(`${api}/clients/${created.clientId}`, { headers: { authorization: token } });
     expect(got.status).toBe(200);
     expect(((await got.json()) as { clientName: string }).clientName).toBe('survives-restart');
-    expect(await second.stop()).toBe(0);
+    await second.stop('SIGTERM');
+    expect(second.child.exitCode).toBe(0);
     expect(existsSync(join(dataDir, 'dynamodb'))).toBe(true);
   }, 60_000);
 });

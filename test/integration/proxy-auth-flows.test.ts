@@ -7,6 +7,7 @@ import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import type { ProxyHandlerOptions } from '../../lambdas/data-plane/proxy-api.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   INVENTORY_RULE,
   REGION,
@@ -17,6 +18,10 @@ import {
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
+
+// Upstream failures are provoked on purpose here: their ERROR lines go to a capture, not the output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 let stack: LocalStack;
 let upstream: RecordingUpstream;

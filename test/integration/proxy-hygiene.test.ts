@@ -4,6 +4,7 @@ import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import type { Cell, Deps } from '../../lambdas/shared/deps.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   INVENTORY_RULE,
   REGION,
@@ -15,6 +16,10 @@ import {
   type Written,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * The hygiene corpus (issues 10 and 20): what a consumer sends that the vendor must never see,

@@ -10,6 +10,7 @@ import { createDocumentClient } from '../../lambdas/storage/dynamodb-client.ts';
 import { keys } from '../../lambdas/storage/keys.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   buildSnapshot,
   deleteSnapshot,
@@ -22,6 +23,10 @@ import {
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 let stack: LocalStack;
 let upstream: RecordingUpstream;
@@ -259,10 +264,11 @@ describe('fail closed: store and KMS faults are a 503, never a forwarded call', 
       for (const s of spies) s.mockRestore();
       Object.assign(console, original);
     }
-    const logs = written.join('\n');
-    expect(logs).toContain('proxy request failed');
-    expect(logs).not.toContain('sk_live_vendor_secret');
-    expect(logs).not.toContain(other.proxyKey);
+    // What reached stdout/stderr, and what the logger was asked to print (captured for this file).
+    const output = written.join('\n') + JSON.stringify(logs.lines);
+    expect(output).toContain('proxy request failed');
+    expect(output).not.toContain('sk_live_vendor_secret');
+    expect(output).not.toContain(other.proxyKey);
     expect(upstream.received).toHaveLength(0);
   });
 });

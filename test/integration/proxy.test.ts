@@ -6,6 +6,7 @@ import type { Deps } from '../../lambdas/shared/deps.ts';
 import { REQUEST_ID_PATTERN } from '../../lambdas/telemetry/request-id.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import {
   INVENTORY_RULE,
   type RecordingUpstream,
@@ -15,6 +16,10 @@ import {
   startRecordingUpstream,
   writeSnapshot,
 } from '../helpers/proxy-fixtures.ts';
+
+// Upstream failures are provoked on purpose here: their ERROR lines go to a capture, not the output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 const VENDOR_SECRET = 'sk_live_vendor_secret_1';
 

@@ -26,6 +26,8 @@ beforeAll(async () => {
   gw = await startTestGateway({
     targetAllowlist: [`127.0.0.1:${vendor.port}`],
     proxyOptions: { onOutcome: (o) => outcomes.push(o) },
+    // KEYGATE_ALIAS_PORTS=stripe-port:<free port>: the form that needs no name resolution.
+    aliasPorts: [{ alias: 'stripe-port', port: 0 }],
   });
 });
 
@@ -299,6 +301,49 @@ describe('Stripe SDK (host name routing: host/port/protocol only)', () => {
       .list()
       .catch((e: unknown) => e);
     expect(unknown).toBeInstanceOf(Stripe.errors.StripeAuthenticationError);
+  });
+
+  it('through an alias port (KEYGATE_ALIAS_PORTS): host 127.0.0.1, no agent, no machine change', async () => {
+    const { key } = await proxy({ alias: 'stripe-port' });
+    const aliasPort = Number(new URL(gw.stack.aliasUrls['stripe-port']!).port);
+    const stripe = new Stripe(key, {
+      host: '127.0.0.1',
+      port: aliasPort,
+      protocol: 'http',
+      maxNetworkRetries: 0,
+    });
+    vendor.respond = (req, res) =>
+      req.url?.startsWith('/v1/customers?')
+        ? json(res, 200, {
+            object: 'list',
+            data: [{ id: req.url.includes('starting_after') ? 'cus_2' : 'cus_1', object: 'customer' }],
+            has_more: !req.url.includes('starting_after'),
+            url: '/v1/customers',
+          })
+        : json(res, 200, { id: 'cus_1', object: 'customer', email: 'a@example.com' });
+    expect((await stripe.customers.create({ email: 'a@example.com' })).id).toBe('cus_1');
+    // Auto-pagination: both pages through the alias port, the vendor secret swapped in each time.
+    const ids: string[] = [];
+    for await (const customer of stripe.customers.list({ limit: 1 })) ids.push(customer.id);
+    expect(ids).toEqual(['cus_1', 'cus_2']);
+    expect(vendor.received.map((r) => r.url.replace(/\?.*/, ''))).toEqual([
+      '/v1/customers',
+      '/v1/customers',
+      '/v1/customers',
+    ]);
+    for (const r of vendor.received) expect(r.headers.authorization).toBe(`Bearer ${VENDOR_TOKEN}`);
+    const denied = await stripe.customers.del('cus_1').catch((e: unknown) => e);
+    expect(denied).toBeInstanceOf(Stripe.errors.StripePermissionError);
+    // The port names the proxy, whatever the path: the path form's /api/{id} is just a target path.
+    const other = await new Stripe('sk_test_wrong', {
+      host: '127.0.0.1',
+      port: aliasPort,
+      protocol: 'http',
+      maxNetworkRetries: 0,
+    }).customers
+      .list()
+      .catch((e: unknown) => e);
+    expect(other).toBeInstanceOf(Stripe.errors.StripeAuthenticationError);
   });
 
   it('a Stripe-style target secret (key as user name, empty password) is accepted and sent as Basic', async () => {

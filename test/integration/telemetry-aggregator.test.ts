@@ -10,7 +10,12 @@ import { type AggregatorOptions, createAggregatorHandler } from '../../lambdas/t
 import { pendingKey } from '../../lambdas/telemetry/request-log.ts';
 import { bucketStart, bucketView, pathTemplate } from '../../lambdas/telemetry/rollup.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { type Delivered, eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
+
+// Faults are provoked on purpose here: their WARN/ERROR lines go to a capture, not the test output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 let stack: LocalStack;
 let deps: Deps;

@@ -211,6 +211,25 @@ describe('request log API over the local pipeline', () => {
     expect((await gw.api('GET', `${base}/requests/01KB0000000000000000000000`)).status).toBe(404);
   });
 
+  it('a bound against a default is no error: an empty page (processedAfter in the future, processedBefore before retention)', async () => {
+    const proxyId = await createProxy();
+    emitter.emit(makeRecord({ clientId, proxyId }));
+    await emitter.flush();
+    await gw.stack.telemetryPoller!.drain();
+    const base = `/clients/${clientId}/proxies/${proxyId}/requests`;
+    expect((await gw.api('GET', base)).body.count).toBe(1);
+    const future = new Date(Date.now() + 86_400_000).toISOString();
+    const past = new Date(Date.now() - 400 * 86_400_000).toISOString();
+    for (const qs of [`processedAfter=${future}`, `processedBefore=${past}`]) {
+      const res = await gw.api('GET', `${base}?${qs}`);
+      expect([qs, res.status, res.body]).toEqual([
+        qs,
+        200,
+        { requests: [], count: 0, summary: { byTargetCredentialId: {}, byProxyCredentialId: {} } },
+      ]);
+    }
+  });
+
   it('keeps tenants apart: another client, a stranger and an unknown proxy all get 404', async () => {
     const proxyId = await createProxy();
     emitter.emit(makeRecord({ clientId, proxyId }));

@@ -12,6 +12,7 @@ import { startKinesisPoller } from '../../local/kinesis-poller.ts';
 import { ensureStream } from '../../local/provision.ts';
 import { startLocalStack } from '../../local/stack.ts';
 import { startTestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
 
 describe('anomaly flags through the API', () => {
@@ -184,6 +185,34 @@ describe('local event source mapping (poller)', () => {
     } finally {
       await poller.close();
       await stack.close();
+    }
+  });
+});
+
+describe('stray hits on the proxy port', () => {
+  it('a request naming no proxy is answered 404 and is no record, so the pipeline logs no error', async () => {
+    const gw = await startTestGateway();
+    const logs = captureLogs();
+    try {
+      const before = gw.stack.telemetryPoller!.stats().delivered;
+      for (const [path, status, code] of [
+        ['/', 404, 'proxy-route-not-found'],
+        ['/favicon.ico', 404, 'proxy-route-not-found'],
+        ['/api/', 401, 'proxy-unauthorized'],
+      ] as const) {
+        const res = await fetch(`${gw.stack.proxyUrl}${path}`);
+        expect([path, res.status, res.headers.get('keygate-proxy-code')]).toEqual([path, status, code]);
+      }
+      // A call that does name a proxy (an unknown one) still is a record: the barrier that shows
+      // everything sent before it went through the pipeline.
+      await fetch(`${gw.stack.proxyUrl}/api/${randomUUID()}/x`);
+      await gw.stack.telemetry!.flush();
+      await gw.stack.telemetryPoller!.drain();
+      expect(gw.stack.telemetryPoller!.stats().delivered - before).toBe(1);
+      expect(logs.lines.filter((l) => l.message.includes('telemetry record skipped'))).toEqual([]);
+    } finally {
+      logs.restore();
+      await gw.close();
     }
   });
 });
