@@ -260,7 +260,7 @@ describe('meters', () => {
     expect(counted.filter((m) => m.blocked).length).toBe(2);
 
     // The telemetry API shows the meter per window (the pipeline is at-least-once, counts exact).
-    const day = await telemetryMeter(p, meterId, 'day', (m) => m.value === served);
+    const day = await telemetryMeter(p, meterId, 'day', (m) => m.value === served && m.blocked === 2);
     expect(day).toMatchObject({ meterId, value: served, blocked: 2 });
   });
 

@@ -54,6 +54,8 @@ interface Ports {
   api: number;
   proxy: number;
   vendor: number;
+  /** The README's alias port for Stripe (KEYGATE_ALIAS_PORTS=stripe:4011). */
+  alias?: number;
 }
 
 function withPorts(text: string, ports: Ports): string {
@@ -61,7 +63,8 @@ function withPorts(text: string, ports: Ports): string {
     .replaceAll('127.0.0.1:4000', `127.0.0.1:${ports.api}`)
     .replaceAll('127.0.0.1:4001', `127.0.0.1:${ports.proxy}`)
     .replaceAll('127.0.0.1:8080', `127.0.0.1:${ports.vendor}`)
-    .replaceAll('listen(8080,', `listen(${ports.vendor},`);
+    .replaceAll('listen(8080,', `listen(${ports.vendor},`)
+    .replaceAll('port: 4011', `port: ${ports.alias ?? 4011}`);
 }
 
 const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
@@ -241,7 +244,7 @@ describe('README: every block a reader is told to run is run by this file', () =
     // the development commands are what CI itself runs.
     expect(unmarked).toEqual([
       'npm install',
-      'npm run synth                                   # offline: the template, cdk-nag and cfn-guard checks',
+      'npm run synth                                   # offline: a summary of the stacks, cdk-nag and cfn-guard checks',
       'npm test         # every test: unit, integration through the local HTTP fronts, infrastructure, and this README',
     ]);
   });
@@ -275,6 +278,8 @@ async function startSdkVendor() {
       res.end('data: [DONE]\n\n');
     } else if (url.pathname === '/v1/models') {
       reply(res, 200, { object: 'list', data: [] });
+    } else if (url.pathname === '/stripe/v1/customers' && req.method === 'POST') {
+      reply(res, 200, { id: 'cus_1', object: 'customer', email: 'jenny@example.com' });
     } else if (url.pathname === '/v1/messages') {
       reply(res, 200, {
         id: 'msg_1',
@@ -322,7 +327,7 @@ describe('README: calling through keygate from your code (the real SDKs, through
   let mcp: FakeMcp;
   let snippetDir: string;
   const keys: string[] = [];
-  const ports = { api: 0, proxy: 0, vendor: 0 };
+  const ports: Ports = { api: 0, proxy: 0, vendor: 0 };
 
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(gateway.apiUrl + path, {
@@ -397,8 +402,10 @@ describe('README: calling through keygate from your code (the real SDKs, through
     mkdirSync(snippetDir, { recursive: true });
     vendor = await startSdkVendor();
     mcp = await startFakeMcp();
+    ports.alias = await freePort();
     gateway = await startGatewayProcess(join(home, '.keygate'), {
       KEYGATE_TARGET_ALLOWLIST: `127.0.0.1:${vendor.port},${new URL(mcp.url).host}`,
+      KEYGATE_ALIAS_PORTS: `stripe:${ports.alias}`,
     });
     ports.api = Number(new URL(gateway.apiUrl).port);
     ports.proxy = Number(new URL(gateway.proxyUrl).port);
@@ -449,6 +456,18 @@ describe('README: calling through keygate from your code (the real SDKs, through
     await runSnippet('github', key);
     expect(vendor.received).toHaveLength(3);
     for (const rec of vendor.received) expect(rec.headers.authorization).toBe(`Bearer ${VENDOR_SECRET}`);
+  });
+
+  it('Stripe: host and port only, through the alias port', async () => {
+    const key = await proxyFor('stripe', `http://127.0.0.1:${vendor.port}/stripe`, {
+      credentialAuthType: 'bearer',
+      credentialSecret: { token: VENDOR_SECRET },
+    });
+    vendor.received.length = 0;
+    await runSnippet('stripe', key);
+    expect(vendor.received.map((r) => [r.url, r.headers.authorization])).toEqual([
+      ['/stripe/v1/customers', `Bearer ${VENDOR_SECRET}`],
+    ]);
   });
 
   it('MCP: a tool call over Streamable HTTP', async () => {
