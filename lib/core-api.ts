@@ -3,7 +3,7 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { LAZY_DICTIONARY_PACKAGES } from '../lambdas/crypto/key-strength.ts';
+import { ZXCVBN_PACKAGES } from '../lambdas/crypto/key-strength.ts';
 import type { CellKey } from './cell-key.ts';
 import { grantSealSecrets } from './cell-key.ts';
 import { coreApiRoleName, installPrefix, stageOf } from './cell-names.ts';
@@ -16,7 +16,7 @@ import { KeygateFunction } from './keygate-function.ts';
 /** The Core API function's entry, relative to the project root. */
 export const CORE_API_ENTRY = 'lambdas/control-plane/handler.ts';
 /** Shipped beside the Core API's bundle, not in it (`bench/bundle-size.ts` bundles the same way). */
-export const CORE_API_LAZY_PACKAGES: readonly string[] = LAZY_DICTIONARY_PACKAGES;
+export const CORE_API_LAZY_PACKAGES: readonly string[] = ZXCVBN_PACKAGES;
 
 /**
  * The access-log line of the Core API's REST API, field by field: no header (so never
@@ -105,7 +105,7 @@ export class CoreApi extends Construct {
     this.fn = new KeygateFunction(this, 'Function', {
       entry: CORE_API_ENTRY,
       description: 'Core API (control plane)',
-      // zxcvbn's dictionaries: loaded on the first user-supplied key only, not at cold start.
+      // zxcvbn and its dictionaries: loaded on the first user-supplied key only, not at cold start.
       lazyPackages: CORE_API_LAZY_PACKAGES,
       logKey: props.key.key,
       logRetention: props.logRetention,

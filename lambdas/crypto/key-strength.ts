@@ -1,4 +1,4 @@
-import { ZxcvbnFactory } from '@zxcvbn-ts/core';
+import type { ZxcvbnFactory } from '@zxcvbn-ts/core';
 
 /**
  * How many bits a user-supplied proxy secret (key, bearer token, basicAuth password) carries, judged
@@ -48,13 +48,13 @@ export const MIN_UNPREDICTABLE_SHARE = 0.75;
 const JUDGED_CHARS = 64;
 
 /**
- * zxcvbn's dictionaries (1.6 MB of word lists), loaded on the first check only: just a credential
- * created with a user-supplied proxy secret needs them, so they stay out of the Core API's bundle
- * and its cold start. The construct marks these packages external and ships them beside the bundle
- * in `node_modules` (lib/core-api.ts); without a bundle (`npm start`, tests) the same imports load
- * them from the checkout.
+ * zxcvbn (its matchers and 1.6 MB of word lists), loaded on the first check only: just a credential
+ * created with a user-supplied proxy secret needs it, so it stays out of the Core API's bundle and
+ * its cold start (docs/core-api-bundle.md). The construct marks these packages external and ships
+ * them, with what they depend on, beside the bundle in `node_modules` (lib/core-api.ts); without a
+ * bundle (`npm start`, tests) the same imports load them from the checkout.
  */
-export const LAZY_DICTIONARY_PACKAGES = ['@zxcvbn-ts/language-common', '@zxcvbn-ts/language-en'];
+export const ZXCVBN_PACKAGES = ['@zxcvbn-ts/core', '@zxcvbn-ts/language-common', '@zxcvbn-ts/language-en'];
 
 let estimator: Promise<ZxcvbnFactory> | undefined;
 function zxcvbn(): Promise<ZxcvbnFactory> {
@@ -66,7 +66,8 @@ function zxcvbn(): Promise<ZxcvbnFactory> {
 }
 
 async function loadEstimator(): Promise<ZxcvbnFactory> {
-  const [common, en] = await Promise.all([
+  const [{ ZxcvbnFactory }, common, en] = await Promise.all([
+    import('@zxcvbn-ts/core'),
     import('@zxcvbn-ts/language-common'),
     import('@zxcvbn-ts/language-en'),
   ]);
@@ -83,8 +84,8 @@ async function loadEstimator(): Promise<ZxcvbnFactory> {
 
 /**
  * Why a user-supplied secret is predictable despite its length, in words; undefined when it is
- * not. The readable prefix is not judged (it is meant to be predictable). The first call loads the
- * dictionaries (see `LAZY_DICTIONARY_PACKAGES`).
+ * not. The readable prefix is not judged (it is meant to be predictable). The first call loads
+ * zxcvbn (see `ZXCVBN_PACKAGES`).
  */
 export async function predictability(secret: string): Promise<string | undefined> {
   const prefix = readablePrefix(secret) ?? '';
