@@ -11,7 +11,7 @@ const benches = [
   ['proxy', 'data-plane latency and throughput vs the upstream alone (and nginx when installed)'],
   ['stream', 'streamed answers: time to first byte and throughput vs the vendor alone'],
   ['telemetry', 'telemetry emission cost on the request path; aggregator throughput'],
-  ['bundle-size', 'the proxy Lambda bundle against its size budget'],
+  ['bundle-size', 'the proxy and Core API bundles against their size budget, and their cold imports'],
 ] as const;
 
 const only = process.argv.slice(2);

@@ -3,6 +3,7 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { ZXCVBN_PACKAGES } from '../lambdas/crypto/key-strength.ts';
 import type { CellKey } from './cell-key.ts';
 import { grantSealSecrets } from './cell-key.ts';
 import { coreApiRoleName, installPrefix, stageOf } from './cell-names.ts';
@@ -11,6 +12,11 @@ import { grantCoreApiTableAccess } from './cell-table.ts';
 import { EdgeProtection, type EdgeRateLimits } from './edge-protection.ts';
 import { API_PERMISSION_ACK, type CustomDomain } from './http-gateway.ts';
 import { KeygateFunction } from './keygate-function.ts';
+
+/** The Core API function's entry, relative to the project root. */
+export const CORE_API_ENTRY = 'lambdas/control-plane/handler.ts';
+/** Shipped beside the Core API's bundle, not in it (`bench/bundle-size.ts` bundles the same way). */
+export const CORE_API_LAZY_PACKAGES: readonly string[] = ZXCVBN_PACKAGES;
 
 /**
  * The access-log line of the Core API's REST API, field by field: no header (so never
@@ -97,8 +103,10 @@ export class CoreApi extends Construct {
     const homeRegion = Stack.of(this).region;
     const name = `${installPrefix(stageOf(this))}-${homeRegion}-core-api`;
     this.fn = new KeygateFunction(this, 'Function', {
-      entry: 'lambdas/control-plane/handler.ts',
+      entry: CORE_API_ENTRY,
       description: 'Core API (control plane)',
+      // zxcvbn and its dictionaries: loaded on the first user-supplied key only, not at cold start.
+      lazyPackages: CORE_API_LAZY_PACKAGES,
       logKey: props.key.key,
       logRetention: props.logRetention,
       memorySize: 512,

@@ -4,10 +4,11 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { NodejsFunction, type NodejsFunctionProps, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { cellsEnvironment, stageOf } from './cell-names.ts';
+import { copyCommands, shippedPackages } from './shipped-packages.ts';
 
 /** The project root (where package-lock.json is): entries are resolved from here, whatever the cwd. */
 export const projectRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -48,6 +49,11 @@ export interface KeygateFunctionProps {
    * unreserved pool.
    */
   reservedConcurrency?: number;
+  /**
+   * Packages left out of the bundle and shipped beside it in `node_modules/`, for code that imports
+   * them dynamically on first use (lib/shipped-packages.ts). Their dependencies come along.
+   */
+  lazyPackages?: readonly string[];
   /** Runs the function in these subnets of a VPC (the proxy's optional egress mode). */
   vpc?: { vpc: ec2.IVpc; subnets: ec2.SubnetSelection; securityGroups: ec2.ISecurityGroup[] };
 }
@@ -98,7 +104,7 @@ export class KeygateFunction extends NodejsFunction {
       applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
       // Platform REPORT lines carry max memory used: what sizing the proxy needs.
       systemLogLevelV2: lambda.SystemLogLevel.INFO,
-      bundling: { ...bundlingDefaults, mainFields: [...bundlingDefaults.mainFields] },
+      bundling: bundlingOf(props.lazyPackages ?? []),
       environment: {
         POWERTOOLS_SERVICE_NAME: 'keygate',
         POWERTOOLS_LOG_LEVEL: 'INFO',
@@ -132,6 +138,22 @@ export class KeygateFunction extends NodejsFunction {
     if (!this.homeTable) throw new Error(`${this.node.path}: no table was granted (KEYGATE_TABLE_NAME)`);
     return this.homeTable;
   }
+}
+
+/** The construct's bundling options: the defaults, plus any lazily loaded packages shipped beside. */
+function bundlingOf(lazyPackages: readonly string[]): NodejsFunctionProps['bundling'] {
+  const base = { ...bundlingDefaults, mainFields: [...bundlingDefaults.mainFields] };
+  if (lazyPackages.length === 0) return base;
+  const shipped = shippedPackages(projectRoot, lazyPackages);
+  return {
+    ...base,
+    externalModules: [...bundlingDefaults.externalModules, ...lazyPackages],
+    commandHooks: {
+      beforeBundling: () => [],
+      beforeInstall: () => [],
+      afterBundling: (inputDir, outputDir) => copyCommands(shipped, inputDir, outputDir),
+    },
+  };
 }
 
 /**

@@ -104,7 +104,7 @@ function hintOf(type: string, secret?: string): CredentialItem['credentialSecret
  * A user-supplied proxy secret must carry ≥128 bits by length and alphabet, and must not be
  * predictable by structure (zxcvbn: words, repeats, keyboard rows, sequences).
  */
-function checkStrength(field: string, secret: string) {
+async function checkStrength(field: string, secret: string): Promise<void> {
   if (!KEY_CHARSET.test(secret)) throw fieldError(field, 'only printable ASCII without spaces', 'weak_key');
   const bits = estimateKeyBits(secret);
   if (bits < MIN_KEY_BITS)
@@ -113,7 +113,7 @@ function checkStrength(field: string, secret: string) {
       `carries about ${bits} bits; at least ${MIN_KEY_BITS} are needed (e.g. 32 hex or 22 base64url characters after any prefix), or omit it to have one generated`,
       'weak_key',
     );
-  const predictable = predictability(secret);
+  const predictable = await predictability(secret);
   if (predictable)
     throw fieldError(field, `${predictable}; use a random key, or omit it to have one generated`, 'weak_key');
 }
@@ -168,7 +168,7 @@ async function prepareSecret(
         if (!checked.ok) throw fieldError(`${base}.jwksUrl`, checked.reason, 'unsafe_url');
         normalizedJwks = checked.url.href;
       }
-      if (shared) checkStrength(`${base}.secret`, shared);
+      if (shared) await checkStrength(`${base}.secret`, shared);
       return {
         settings: { jwksUrl: normalizedJwks, issuer: str('issuer'), audience: str('audience') },
         hint: { type },
@@ -185,7 +185,7 @@ async function prepareSecret(
     if (value) {
       if (secret.keyEnvironment !== undefined)
         throw fieldError(`${base}.keyEnvironment`, `only applies when keygate generates the ${field}`);
-      checkStrength(`${base}.${field}`, value);
+      await checkStrength(`${base}.${field}`, value);
     } else {
       value = generateSecret(secret.keyEnvironment === 'test' ? 'kg_test_' : 'kg_live_');
       generated = { [field]: value };

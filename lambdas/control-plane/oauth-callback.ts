@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { DeleteCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { credentialContext, openSecret } from '../crypto/envelope.ts';
 import { DEFAULT_TOKEN_LIFETIME_S } from '../data-plane/token-cache.ts';
 import { requestToken, revokeToken, TokenEndpointError } from '../data-plane/token-endpoint.ts';
@@ -23,6 +23,7 @@ import { isConditionFailure } from '../storage/table.ts';
 import { retryOnConflict } from '../storage/transact.ts';
 import { proxiesUsing } from './cells.ts';
 import { loadCredential, sealWithKms } from './credentials.ts';
+import { upTo } from './schema-parts.ts';
 
 /**
  * oauth2 `authorization_code` consent (docs/target-auth-tokens.md), RFC 6749 §4.1 with PKCE
@@ -121,13 +122,13 @@ interface PendingConsent {
 }
 
 export const callbackQuerySchema = z.object({
-  state: z.string().max(512).optional(),
-  code: z.string().max(4096).optional(),
-  error: z.string().max(256).optional(),
-  error_description: z.string().max(2048).optional(),
-  error_uri: z.string().max(2048).optional(),
-  scope: z.string().max(4096).optional(),
-  iss: z.string().max(2048).optional(),
+  state: z.optional(upTo(512)),
+  code: z.optional(upTo(4096)),
+  error: z.optional(upTo(256)),
+  error_description: z.optional(upTo(2048)),
+  error_uri: z.optional(upTo(2048)),
+  scope: z.optional(upTo(4096)),
+  iss: z.optional(upTo(2048)),
 });
 export type CallbackQuery = z.infer<typeof callbackQuerySchema>;
 

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import { toJSONSchema } from 'zod/mini';
 import type { Route } from './router.ts';
 
 /** The OpenAPI 3.1 document, generated from the route table and its zod schemas. */
@@ -12,7 +12,7 @@ export function buildOpenApi(routes: Route[]) {
       schema: { type: 'string' },
     }));
     if (r.query) {
-      const schema = z.toJSONSchema(r.query, { target: 'draft-2020-12', io: 'input' }) as {
+      const schema = toJSONSchema(r.query, { target: 'draft-2020-12', io: 'input' }) as {
         properties?: Record<string, unknown>;
         required?: string[];
       };
@@ -44,7 +44,7 @@ export function buildOpenApi(routes: Route[]) {
       operation.requestBody = {
         required: true,
         content: {
-          'application/json': { schema: z.toJSONSchema(r.body, { target: 'draft-2020-12', io: 'input' }) },
+          'application/json': { schema: toJSONSchema(r.body, { target: 'draft-2020-12', io: 'input' }) },
         },
       };
     }

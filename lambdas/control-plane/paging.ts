@@ -1,5 +1,6 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import { BadRequestError } from '../shared/errors.ts';
+import { wholeNumber } from './schema-parts.ts';
 
 /**
  * Pages of a list: `?limit=` (1–1000, default 100) and `?nextToken=` (from the previous answer).
@@ -13,15 +14,14 @@ export const MAX_PAGE = 1000;
 
 /** A whole-number query parameter between 1 and `max`. */
 export const limitParam = (max: number) =>
-  z
-    .string()
-    .regex(/^\d{1,7}$/, 'must be a whole number')
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(max));
+  z.pipe(
+    z.pipe(z.string().check(z.regex(/^\d{1,7}$/, 'must be a whole number')), z.transform(Number)),
+    wholeNumber(1, max),
+  );
 
 export const pageQuerySchema = z.strictObject({
-  limit: limitParam(MAX_PAGE).optional(),
-  nextToken: z.string().max(600).optional(),
+  limit: z.optional(limitParam(MAX_PAGE)),
+  nextToken: z.optional(z.string().check(z.maxLength(600))),
 });
 
 export type PageQuery = z.infer<typeof pageQuerySchema>;
@@ -30,8 +30,8 @@ export type PageQuery = z.infer<typeof pageQuerySchema>;
  * The credential list also takes RequestRocket's `includeTemporary`: `true` also lists credentials
  * waiting for a user's consent (oauth2 authorization_code, docs/target-auth-tokens.md).
  */
-export const credentialListQuerySchema = pageQuerySchema.extend({
-  includeTemporary: z.enum(['true', 'false']).optional(),
+export const credentialListQuerySchema = z.extend(pageQuerySchema, {
+  includeTemporary: z.optional(z.enum(['true', 'false'])),
 });
 
 export interface PageRequest {

@@ -1,5 +1,5 @@
 import httpRouterHandler from '@middy/http-router';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import type { Deps } from '../shared/deps.ts';
 import { ForbiddenError, NotFoundError } from '../shared/errors.ts';
 import { type HttpEvent, type HttpResult, json, parseJsonBody, validate } from '../shared/http.ts';
@@ -30,8 +30,8 @@ export interface RouteContext<B, Q = Record<string, string | undefined>> {
 export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 export interface Route<
-  S extends z.ZodType | undefined = z.ZodType | undefined,
-  Q extends z.ZodType | undefined = z.ZodType | undefined,
+  S extends z.ZodMiniType | undefined = z.ZodMiniType | undefined,
+  Q extends z.ZodMiniType | undefined = z.ZodMiniType | undefined,
 > {
   method: Method;
   path: string;
@@ -52,16 +52,16 @@ export interface Route<
   query?: Q;
   handle: (
     ctx: RouteContext<
-      S extends z.ZodType ? z.infer<S> : undefined,
-      Q extends z.ZodType ? z.infer<Q> : Record<string, string | undefined>
+      S extends z.ZodMiniType ? z.infer<S> : undefined,
+      Q extends z.ZodMiniType ? z.infer<Q> : Record<string, string | undefined>
     >,
   ) => Promise<unknown>;
 }
 
 /** Keeps the body and query types of each route while collecting them into one list. */
 export function route<
-  S extends z.ZodType | undefined = undefined,
-  Q extends z.ZodType | undefined = undefined,
+  S extends z.ZodMiniType | undefined = undefined,
+  Q extends z.ZodMiniType | undefined = undefined,
 >(r: Route<S, Q>): Route {
   return r as unknown as Route;
 }

@@ -1,53 +1,59 @@
-import { z } from 'zod';
+import * as z from 'zod/mini';
+import { anyString, preprocess, text, upTo, wholeNumber } from './schema-parts.ts';
 import { awsSigV4SecretSchema, jwtSecretSchema } from './signed-target-schemas.ts';
 
 /**
  * Request bodies of the Core API, defined once: they validate, they type the handlers, and they
  * are the OpenAPI document's schemas. Bodies are strict: an unknown field is a 400, so a typo can
  * never silently widen what a request means.
+ *
+ * Written with `zod/mini` (functions instead of methods, so the bundle keeps only what is used:
+ * docs/core-api-bundle.md); the messages are the full build's English ones (schema-parts.ts).
  */
-const isoTimestamp = z.iso.datetime({ offset: true }).describe('ISO 8601 timestamp');
-const name = z.string().trim().min(1).max(128);
+const isoTimestamp = z.iso.datetime({ offset: true }).check(z.describe('ISO 8601 timestamp'));
+const name = z.string().check(z.trim(), z.minLength(1), z.maxLength(128));
 
 export const userCreateSchema = z.strictObject({
   userName: name,
-  userEmail: z.email().max(254).optional(),
-  platformAdmin: z.boolean().optional(),
+  userEmail: z.optional(z.email().check(z.maxLength(254))),
+  platformAdmin: z.optional(z.boolean()),
 });
 
 export const tokenCreateSchema = z.strictObject({
-  tokenName: name.optional(),
-  expiresAt: isoTimestamp.optional(),
+  tokenName: z.optional(name),
+  expiresAt: z.optional(isoTimestamp),
 });
 
 /** RequestRocket spells roles `Owner`/`Admin`/`User`: any case is accepted, stored lower case. */
-export const roleSchema = z.preprocess(
+export const roleSchema = preprocess(
   (v) => (typeof v === 'string' ? v.toLowerCase() : v),
-  z.enum(['owner', 'admin', 'user']).meta({ description: 'owner | admin | user (any case accepted)' }),
+  z
+    .enum(['owner', 'admin', 'user'])
+    .check(z.meta({ description: 'owner | admin | user (any case accepted)' })),
 );
 export const clientMemberSchema = z.strictObject({
-  userId: z.string().min(1).max(64),
-  roles: z.array(roleSchema).min(1).max(3),
+  userId: text(1, 64),
+  roles: z.array(roleSchema).check(z.minLength(1), z.maxLength(3)),
 });
 
 export const clientCreateSchema = z.strictObject({
   clientName: name,
-  clientMembers: z.array(clientMemberSchema).max(100).optional(),
+  clientMembers: z.optional(z.array(clientMemberSchema).check(z.maxLength(100))),
 });
 
 /** PUT accepts what GET answered: read-only fields may be sent back and are ignored. */
 export const clientUpdateSchema = z.strictObject({
-  clientName: name.optional(),
-  clientMembers: z.array(clientMemberSchema).min(1).max(100).optional(),
-  clientId: z.string().optional(),
-  configuration: z.unknown().optional(),
-  createdAt: z.string().optional(),
-  updatedAt: z.string().optional(),
+  clientName: z.optional(name),
+  clientMembers: z.optional(z.array(clientMemberSchema).check(z.minLength(1), z.maxLength(100))),
+  clientId: anyString,
+  configuration: z.optional(z.unknown()),
+  createdAt: anyString,
+  updatedAt: anyString,
 });
 
-const limit = z.number().int().min(1).max(1_000_000_000);
+const limit = wholeNumber(1, 1_000_000_000);
 /** `{limits}`, or RequestRocket's `{configuration: {limits}}` (unwrapped). */
-export const clientConfigurationSchema = z.preprocess(
+export const clientConfigurationSchema = preprocess(
   (v) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
     const o = v as Record<string, unknown>;
@@ -57,37 +63,41 @@ export const clientConfigurationSchema = z.preprocess(
   z
     .strictObject({
       limits: z.strictObject({
-        requestsPerMinute: limit.optional(),
-        requestsPerDay: limit.optional(),
+        requestsPerMinute: z.optional(limit),
+        requestsPerDay: z.optional(limit),
       }),
     })
-    .meta({ description: "`{limits}`; RequestRocket's `{configuration: {limits}}` is accepted too" }),
+    .check(
+      z.meta({ description: "`{limits}`; RequestRocket's `{configuration: {limits}}` is accepted too" }),
+    ),
 );
 
 /* ---------------------------------------------------------------------------------------------
  * Credentials, targets, proxies and rules.
  * ------------------------------------------------------------------------------------------- */
 
-const id = z.string().min(1).max(64);
-const region = z.string().min(1).max(32);
+const id = text(1, 64);
+const region = text(1, 32);
 const effect = z.enum(['allow', 'deny']);
-const nullableTimestamp = isoTimestamp.nullable();
+const nullableTimestamp = z.nullable(isoTimestamp);
 /** RFC 9110 token: what a header name may be. */
 export const headerName = z
   .string()
-  .min(1)
-  .max(128)
-  .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name');
-const headerValue = z
-  .string()
-  .max(8192)
+  .check(
+    z.minLength(1),
+    z.maxLength(128),
+    z.regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'not a valid header name'),
+  );
+const headerValue = z.string().check(
+  z.maxLength(8192),
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
-  .regex(/^[^\u0000-\u0008\u000a-\u001f\u007f]*$/, 'header values must not contain control characters');
-const secretString = z.string().min(1).max(1024);
+  z.regex(/^[^\u0000-\u0008\u000a-\u001f\u007f]*$/, 'header values must not contain control characters'),
+);
+const secretString = text(1, 1024);
 /** Which prefix a generated proxy key gets: `kg_live_` (default) or `kg_test_`. */
 const keyEnvironment = z.enum(['live', 'test']);
 
-const url = z.string().min(1).max(2048);
+const url = text(1, 2048);
 
 /**
  * oauth2 with `grantType: authorization_code` (docs/target-auth-tokens.md): a user consents once
@@ -98,20 +108,23 @@ export const authorizationCodeSecret = z.strictObject({
   grantType: z.literal('authorization_code'),
   authorizationUrl: url,
   tokenUrl: url,
-  clientId: z.string().min(1).max(512),
-  clientSecret: secretString.optional(),
-  scope: z.string().max(1024).optional(),
-  usePkce: z.boolean().default(true),
+  clientId: text(1, 512),
+  clientSecret: z.optional(secretString),
+  scope: z.optional(upTo(1024)),
+  usePkce: z._default(z.boolean(), true),
   /** RFC 7009 endpoint: the refresh token is revoked there when the credential is deleted. */
-  revocationUrl: url.optional(),
+  revocationUrl: z.optional(url),
   /** Extra authorization-request parameters, e.g. Google's `access_type: offline`, `prompt: consent`. */
-  authorizationParams: z
-    .record(z.string().regex(/^[A-Za-z0-9._~-]{1,64}$/, 'a plain parameter name'), z.string().max(1024))
-    .refine(
-      (p) => !Object.keys(p).some((k) => RESERVED_AUTHORIZATION_PARAMS.has(k)),
-      'keygate sets response_type, client_id, redirect_uri, scope, state and code_challenge itself',
-    )
-    .optional(),
+  authorizationParams: z.optional(
+    z
+      .record(z.string().check(z.regex(/^[A-Za-z0-9._~-]{1,64}$/, 'a plain parameter name')), upTo(1024))
+      .check(
+        z.refine(
+          (p) => !Object.keys(p).some((k) => RESERVED_AUTHORIZATION_PARAMS.has(k)),
+          'keygate sets response_type, client_id, redirect_uri, scope, state and code_challenge itself',
+        ),
+      ),
+  ),
 });
 const RESERVED_AUTHORIZATION_PARAMS = new Set([
   'response_type',
@@ -131,27 +144,31 @@ const RESERVED_AUTHORIZATION_PARAMS = new Set([
  */
 const jsonPath = z
   .string()
-  .min(1)
-  .max(256)
-  .regex(/^(\$\.)?[^.[\]]+(\.[^.[\]]+|\[\d{1,4}\])*$/, 'a dotted path such as access_token or data.token');
+  .check(
+    z.minLength(1),
+    z.maxLength(256),
+    z.regex(/^(\$\.)?[^.[\]]+(\.[^.[\]]+|\[\d{1,4}\])*$/, 'a dotted path such as access_token or data.token'),
+  );
 export const customTokenSecret = z.strictObject({
   tokenRequest: z.strictObject({
     method: z.enum(['GET', 'POST', 'PUT']),
     url,
-    headers: z.record(headerName, headerValue).optional(),
+    headers: z.optional(z.record(headerName, headerValue)),
     /** A string is sent as is; an object as JSON (or form-urlencoded when headers say so). */
-    body: z.union([z.string().max(16_384), z.record(z.string().max(256), z.unknown())]).optional(),
+    body: z.optional(z.union([upTo(16_384), z.record(upTo(256), z.unknown())])),
   }),
   tokenPath: jsonPath,
-  expiresInPath: jsonPath.optional(),
-  injectAs: z
-    .strictObject({
-      headerName: headerName.optional(),
-      queryParam: z.string().min(1).max(128).optional(),
-      prefix: z.string().max(64).optional(),
-    })
-    .refine((i) => !(i.headerName && i.queryParam), 'give headerName or queryParam, not both')
-    .default({}),
+  expiresInPath: z.optional(jsonPath),
+  injectAs: z._default(
+    z
+      .strictObject({
+        headerName: z.optional(headerName),
+        queryParam: z.optional(text(1, 128)),
+        prefix: z.optional(upTo(64)),
+      })
+      .check(z.refine((i) => !(i.headerName && i.queryParam), 'give headerName or queryParam, not both')),
+    {},
+  ),
 });
 
 /**
@@ -161,49 +178,47 @@ export const customTokenSecret = z.strictObject({
  */
 export const credentialSecretSchemas = {
   apiKey: z.strictObject({
-    key: secretString.optional(),
-    headerName: headerName.optional(),
-    queryParam: z.string().min(1).max(128).optional(),
-    keyEnvironment: keyEnvironment.optional(),
+    key: z.optional(secretString),
+    headerName: z.optional(headerName),
+    queryParam: z.optional(text(1, 128)),
+    keyEnvironment: z.optional(keyEnvironment),
   }),
   bearer: z.strictObject({
-    token: secretString.optional(),
-    prefix: z.string().max(64).optional(),
-    keyEnvironment: keyEnvironment.optional(),
+    token: z.optional(secretString),
+    prefix: z.optional(upTo(64)),
+    keyEnvironment: z.optional(keyEnvironment),
   }),
   basicAuth: z.strictObject({
     username: z
       .string()
-      .min(1)
-      .max(256)
-      .regex(/^[^:]*$/, 'a username must not contain ":"'),
+      .check(z.minLength(1), z.maxLength(256), z.regex(/^[^:]*$/, 'a username must not contain ":"')),
     // May be empty on a target credential: Stripe-style basic auth sends the key as user name.
-    password: z.string().max(1024).optional(),
-    keyEnvironment: keyEnvironment.optional(),
+    password: z.optional(upTo(1024)),
+    keyEnvironment: z.optional(keyEnvironment),
   }),
   custom: z.strictObject({
-    headers: z.record(headerName, headerValue).refine((h) => Object.keys(h).length > 0, {
-      message: 'at least one header',
-    }),
+    headers: z
+      .record(headerName, headerValue)
+      .check(z.refine((h) => Object.keys(h).length > 0, { message: 'at least one header' })),
   }),
   oauth2: z.discriminatedUnion('grantType', [
     z.strictObject({
-      grantType: z.literal('client_credentials').optional(),
+      grantType: z.optional(z.literal('client_credentials')),
       tokenUrl: url,
-      clientId: z.string().min(1).max(512),
+      clientId: text(1, 512),
       clientSecret: secretString,
-      scope: z.string().max(1024).optional(),
-      audience: z.string().max(1024).optional(),
+      scope: z.optional(upTo(1024)),
+      audience: z.optional(upTo(1024)),
     }),
     authorizationCodeSecret,
   ]),
   customToken: customTokenSecret,
   none: z.strictObject({}),
   jwtVerify: z.strictObject({
-    jwksUrl: z.string().min(1).max(2048).optional(),
-    secret: secretString.optional(),
-    issuer: z.string().min(1).max(1024).optional(),
-    audience: z.string().min(1).max(1024).optional(),
+    jwksUrl: z.optional(text(1, 2048)),
+    secret: z.optional(secretString),
+    issuer: z.optional(text(1, 1024)),
+    audience: z.optional(text(1, 1024)),
   }),
   awsSigV4: awsSigV4SecretSchema,
   jwt: jwtSecretSchema,
@@ -236,10 +251,9 @@ const TRANSPORT_HEADERS = new Set([
   'te',
   'upgrade',
 ]);
-const keyLocation = z
-  .string()
-  .max(140)
-  .refine(
+const keyLocation = z.string().check(
+  z.maxLength(140),
+  z.refine(
     (l) =>
       l === 'authorization' ||
       l === 'basic-user' ||
@@ -247,39 +261,40 @@ const keyLocation = z
         !TRANSPORT_HEADERS.has(l.slice(7).toLowerCase())) ||
       /^query:[A-Za-z0-9._~-]{1,128}$/.test(l),
     'one of "authorization", "basic-user", "header:<name>" (not a transport header), "query:<name>"',
-  );
+  ),
+);
 /**
  * Where a proxy credential (apiKey/key or bearer) accepts its key: default `["authorization"]`
  * (raw, `Bearer`, `token`). See lambdas/data-plane/key-locations.ts and docs/sdks.md.
  */
-export const credentialKeyLocationsSchema = z
-  .array(keyLocation)
-  .min(1)
-  .max(8)
-  .refine((l) => new Set(l.map((x) => x.toLowerCase())).size === l.length, 'locations must be unique')
-  .meta({
+export const credentialKeyLocationsSchema = z.array(keyLocation).check(
+  z.minLength(1),
+  z.maxLength(8),
+  z.refine((l) => new Set(l.map((x) => x.toLowerCase())).size === l.length, 'locations must be unique'),
+  z.meta({
     description:
       'Proxy credentials: where the key may be presented — "authorization" (default: raw, Bearer, token), "basic-user", "header:<name>", "query:<name>" (a key in a URL ends up in logs)',
-  });
+  }),
+);
 
 const credentialCommon = {
   credentialType: z.enum(['proxy', 'target']),
   credentialName: name,
   credentialRegion: region,
-  expiresAt: isoTimestamp.optional(),
-  credentialKeyLocations: credentialKeyLocationsSchema.optional(),
+  expiresAt: z.optional(isoTimestamp),
+  credentialKeyLocations: z.optional(credentialKeyLocationsSchema),
 };
 
 export const credentialCreateSchema = z.discriminatedUnion('credentialAuthType', [
   z.strictObject({
     ...credentialCommon,
     credentialAuthType: z.literal(['apiKey', 'key']),
-    credentialSecret: credentialSecretSchemas.apiKey.optional(),
+    credentialSecret: z.optional(credentialSecretSchemas.apiKey),
   }),
   z.strictObject({
     ...credentialCommon,
     credentialAuthType: z.literal('bearer'),
-    credentialSecret: credentialSecretSchemas.bearer.optional(),
+    credentialSecret: z.optional(credentialSecretSchemas.bearer),
   }),
   z.strictObject({
     ...credentialCommon,
@@ -304,7 +319,7 @@ export const credentialCreateSchema = z.discriminatedUnion('credentialAuthType',
   z.strictObject({
     ...credentialCommon,
     credentialAuthType: z.literal('none'),
-    credentialSecret: credentialSecretSchemas.none.optional(),
+    credentialSecret: z.optional(credentialSecretSchemas.none),
   }),
   z.strictObject({
     ...credentialCommon,
@@ -330,131 +345,136 @@ export type CredentialCreate = z.infer<typeof credentialCreateSchema>;
  * GET answer may be sent back (a different value for an immutable one is a 400).
  */
 export const credentialUpdateSchema = z.strictObject({
-  credentialName: name.optional(),
-  expiresAt: nullableTimestamp.optional(),
-  credentialKeyLocations: credentialKeyLocationsSchema.nullable().optional(),
-  credentialSecret: z.record(z.string(), z.unknown()).optional(),
-  credentialId: z.string().optional(),
-  clientId: z.string().optional(),
-  credentialType: z.string().optional(),
-  credentialAuthType: z.string().optional(),
-  credentialRegion: z.string().optional(),
-  credentialSettings: z.unknown().optional(),
-  credentialSecretHint: z.unknown().optional(),
-  secretUpdatedAt: z.string().optional(),
-  createdAt: z.string().optional(),
-  updatedAt: z.string().optional(),
+  credentialName: z.optional(name),
+  expiresAt: z.optional(nullableTimestamp),
+  credentialKeyLocations: z.optional(z.nullable(credentialKeyLocationsSchema)),
+  credentialSecret: z.optional(z.record(z.string(), z.unknown())),
+  credentialId: anyString,
+  clientId: anyString,
+  credentialType: anyString,
+  credentialAuthType: anyString,
+  credentialRegion: anyString,
+  credentialSettings: z.optional(z.unknown()),
+  credentialSecretHint: z.optional(z.unknown()),
+  secretUpdatedAt: anyString,
+  createdAt: anyString,
+  updatedAt: anyString,
 });
 export type CredentialUpdate = z.infer<typeof credentialUpdateSchema>;
 
 export const targetCreateSchema = z.strictObject({
   targetName: name,
-  targetBaseURL: z.string().min(1).max(2048),
-  targetTestPath: z.string().min(1).max(2048).optional(),
+  targetBaseURL: text(1, 2048),
+  targetTestPath: z.optional(text(1, 2048)),
   targetRegion: region,
-  targetDefaultRuleEffect: effect.optional(),
+  targetDefaultRuleEffect: z.optional(effect),
 });
 export type TargetCreate = z.infer<typeof targetCreateSchema>;
 
 export const targetUpdateSchema = z.strictObject({
-  targetName: name.optional(),
-  targetBaseURL: z.string().min(1).max(2048).optional(),
-  targetTestPath: z.string().min(1).max(2048).nullable().optional(),
-  targetRegion: region.optional(),
-  targetDefaultRuleEffect: effect.optional(),
-  targetId: z.string().optional(),
-  clientId: z.string().optional(),
-  createdAt: z.string().optional(),
-  updatedAt: z.string().optional(),
+  targetName: z.optional(name),
+  targetBaseURL: z.optional(text(1, 2048)),
+  targetTestPath: z.optional(z.nullable(text(1, 2048))),
+  targetRegion: z.optional(region),
+  targetDefaultRuleEffect: z.optional(effect),
+  targetId: anyString,
+  clientId: anyString,
+  createdAt: anyString,
+  updatedAt: anyString,
 });
 export type TargetUpdate = z.infer<typeof targetUpdateSchema>;
 
-const perMinute = z.number().int().min(1).max(1_000_000_000);
-const proxyAlias = z
-  .string()
-  .min(1)
-  .max(64)
-  .regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens')
+const perMinute = wholeNumber(1, 1_000_000_000);
+const proxyAlias = z.string().check(
+  z.minLength(1),
+  z.maxLength(64),
+  z.regex(/^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/, 'lower-case letters, digits and inner hyphens'),
   // It routes in place of the id (path and host name): it must never read as one.
-  .refine(
+  z.refine(
     (a) => !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(a),
     'must not look like a proxy id',
-  );
+  ),
+);
 
 /** Deadlines of forwarded calls (docs/streaming.md): 1 s to 15 min each, every one optional. */
-const deadlineMs = z.number().int().min(1000).max(900_000);
+const deadlineMs = z.optional(wholeNumber(1000, 900_000));
 const proxyTimeouts = z.strictObject({
-  firstByteMs: deadlineMs.optional(),
-  idleMs: deadlineMs.optional(),
-  totalMs: deadlineMs.optional(),
+  firstByteMs: deadlineMs,
+  idleMs: deadlineMs,
+  totalMs: deadlineMs,
 });
 
 export const proxyCreateSchema = z.strictObject({
   proxyName: name,
-  proxyAlias: proxyAlias.optional(),
+  proxyAlias: z.optional(proxyAlias),
   proxyRegion: region,
   proxyProxyCredentialId: id,
   proxyTargetId: id,
   proxyTargetCredentialId: id,
-  proxyDefaultRuleEffect: effect.optional(),
-  proxyActive: z.boolean().optional(),
-  proxyMaxRequestsPerMinute: perMinute.optional(),
-  proxyMaxRequestsPerDay: perMinute.optional(),
-  proxyTimeouts: proxyTimeouts.optional(),
+  proxyDefaultRuleEffect: z.optional(effect),
+  proxyActive: z.optional(z.boolean()),
+  proxyMaxRequestsPerMinute: z.optional(perMinute),
+  proxyMaxRequestsPerDay: z.optional(perMinute),
+  proxyTimeouts: z.optional(proxyTimeouts),
 });
 export type ProxyCreate = z.infer<typeof proxyCreateSchema>;
 
 export const proxyUpdateSchema = z.strictObject({
-  proxyName: name.optional(),
-  proxyAlias: proxyAlias.nullable().optional(),
-  proxyRegion: region.optional(),
-  proxyProxyCredentialId: id.optional(),
-  proxyTargetId: id.optional(),
-  proxyTargetCredentialId: id.optional(),
-  proxyDefaultRuleEffect: effect.optional(),
-  proxyActive: z.boolean().optional(),
-  proxyMaxRequestsPerMinute: perMinute.optional(),
-  proxyMaxRequestsPerDay: perMinute.optional(),
+  proxyName: z.optional(name),
+  proxyAlias: z.optional(z.nullable(proxyAlias)),
+  proxyRegion: z.optional(region),
+  proxyProxyCredentialId: z.optional(id),
+  proxyTargetId: z.optional(id),
+  proxyTargetCredentialId: z.optional(id),
+  proxyDefaultRuleEffect: z.optional(effect),
+  proxyActive: z.optional(z.boolean()),
+  proxyMaxRequestsPerMinute: z.optional(perMinute),
+  proxyMaxRequestsPerDay: z.optional(perMinute),
   /** null removes the proxy's own deadlines (back to the defaults). */
-  proxyTimeouts: proxyTimeouts.nullable().optional(),
-  proxyId: z.string().optional(),
-  clientId: z.string().optional(),
-  createdAt: z.string().optional(),
-  updatedAt: z.string().optional(),
+  proxyTimeouts: z.optional(z.nullable(proxyTimeouts)),
+  proxyId: anyString,
+  clientId: anyString,
+  createdAt: anyString,
+  updatedAt: anyString,
 });
 export type ProxyUpdate = z.infer<typeof proxyUpdateSchema>;
 
 /** `present`/`absent` are aliases, stored as `must_exist`/`must_not_exist`. */
-const presence = z
-  .enum(['must_exist', 'must_not_exist', 'present', 'absent'])
-  .transform((p) => (p === 'present' ? 'must_exist' : p === 'absent' ? 'must_not_exist' : p));
-const pattern = z.strictObject({ pattern: z.string().min(1) });
+const presence = z._default(
+  z.pipe(
+    z.enum(['must_exist', 'must_not_exist', 'present', 'absent']),
+    z.transform((p) => (p === 'present' ? 'must_exist' : p === 'absent' ? 'must_not_exist' : p)),
+  ),
+  'must_exist',
+);
+const pattern = z.strictObject({ pattern: z.string().check(z.minLength(1)) });
 const namedCheck = z.strictObject({
   name: pattern,
-  value: pattern.optional(),
-  presence: presence.default('must_exist'),
+  value: z.optional(pattern),
+  presence,
 });
 export const ruleMethods = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 const ruleFields = {
   effect,
-  priority: z.number().int().min(0).max(1000),
-  methods: z.array(ruleMethods).max(7).optional(),
-  path: z.strictObject({ path: pattern, presence: presence.default('must_exist') }).optional(),
-  headerChecks: z.array(namedCheck).max(20).optional(),
-  queryChecks: z.array(namedCheck).max(20).optional(),
-  body: z
-    .array(
-      z.strictObject({
-        jsonPath: z.string().min(1).max(256),
-        matchValue: pattern.optional(),
-        presence: presence.default('must_exist'),
-      }),
-    )
-    .max(20)
-    .optional(),
-  regexFlags: z.string().max(3).optional(),
-  notes: z.string().max(1000).optional(),
+  priority: wholeNumber(0, 1000),
+  methods: z.optional(z.array(ruleMethods).check(z.maxLength(7))),
+  path: z.optional(z.strictObject({ path: pattern, presence })),
+  headerChecks: z.optional(z.array(namedCheck).check(z.maxLength(20))),
+  queryChecks: z.optional(z.array(namedCheck).check(z.maxLength(20))),
+  body: z.optional(
+    z
+      .array(
+        z.strictObject({
+          jsonPath: text(1, 256),
+          matchValue: z.optional(pattern),
+          presence,
+        }),
+      )
+      .check(z.maxLength(20)),
+  ),
+  regexFlags: z.optional(upTo(3)),
+  notes: z.optional(upTo(1000)),
 };
 
 /**
@@ -503,20 +523,20 @@ function ruleAliases(v: unknown): unknown {
   return rule;
 }
 
-export const ruleCreateSchema = z.preprocess(ruleAliases, z.strictObject(ruleFields));
+export const ruleCreateSchema = preprocess(ruleAliases, z.strictObject(ruleFields));
 export type RuleInput = z.infer<typeof ruleCreateSchema>;
 
 /** PUT replaces the rule's conditions whole; read-only fields of a GET answer may be sent back. */
-export const ruleUpdateSchema = z.preprocess(
+export const ruleUpdateSchema = preprocess(
   ruleAliases,
   z.strictObject({
     ...ruleFields,
-    ruleId: z.string().optional(),
-    clientId: z.string().optional(),
-    parentType: z.string().optional(),
-    parentId: z.string().optional(),
-    createdAt: z.string().optional(),
-    updatedAt: z.string().optional(),
+    ruleId: anyString,
+    clientId: anyString,
+    parentType: anyString,
+    parentId: anyString,
+    createdAt: anyString,
+    updatedAt: anyString,
   }),
 );
 
@@ -526,13 +546,11 @@ export const ruleUpdateSchema = z.preprocess(
  * An object or array `body` is sent as JSON.
  */
 export const simulateSchema = z.strictObject({
-  method: z.string().min(1).max(16),
-  path: z.string().min(1).max(8192),
-  headers: z.record(z.string().min(1).max(256), z.string().max(8192)).optional(),
-  query: z
-    .union([z.string().max(8192), z.record(z.string(), z.union([z.string(), z.array(z.string())]))])
-    .optional(),
-  body: z.unknown().optional(),
+  method: text(1, 16),
+  path: text(1, 8192),
+  headers: z.optional(z.record(text(1, 256), upTo(8192))),
+  query: z.optional(z.union([upTo(8192), z.record(z.string(), z.union([z.string(), z.array(z.string())]))])),
+  body: z.optional(z.unknown()),
 });
 export type SimulateInput = z.infer<typeof simulateSchema>;
 
@@ -545,20 +563,23 @@ export const METER_VALUE_PATH = /^\$(?:\.[A-Za-z_][A-Za-z0-9_-]{0,63}|\[\d{1,4}\
 const meterFields = {
   meterName: name,
   meterType: z.enum(['request_count', 'response_value']),
-  valuePath: z
-    .string()
-    .max(256)
-    .regex(METER_VALUE_PATH, 'a JSON path of .name and [n] steps, e.g. $.usage.total_tokens')
-    .optional(),
-  methods: z.array(ruleMethods).min(1).max(7).optional(),
-  pathPattern: z.string().min(1).max(512).optional(),
+  valuePath: z.optional(
+    z
+      .string()
+      .check(
+        z.maxLength(256),
+        z.regex(METER_VALUE_PATH, 'a JSON path of .name and [n] steps, e.g. $.usage.total_tokens'),
+      ),
+  ),
+  methods: z.optional(z.array(ruleMethods).check(z.minLength(1), z.maxLength(7))),
+  pathPattern: z.optional(text(1, 512)),
   window: z.enum(['minute', 'hour', 'day', 'month']),
-  limit: z.number().int().min(1).max(1_000_000_000_000),
-  action: z.enum(['block', 'flag']).default('block'),
+  limit: wholeNumber(1, 1_000_000_000_000),
+  action: z._default(z.enum(['block', 'flag']), 'block'),
 };
 type MeterFieldsIn = { meterType: string; valuePath?: string };
 /** A response_value meter needs the path to its value; a request_count meter has none. */
-function meterPathRule(m: MeterFieldsIn, ctx: z.RefinementCtx) {
+function meterPathRule(m: MeterFieldsIn, ctx: z.core.$RefinementCtx<MeterFieldsIn>) {
   if (m.meterType === 'response_value' && m.valuePath === undefined)
     ctx.addIssue({
       code: 'custom',
@@ -568,18 +589,18 @@ function meterPathRule(m: MeterFieldsIn, ctx: z.RefinementCtx) {
   if (m.meterType === 'request_count' && m.valuePath !== undefined)
     ctx.addIssue({ code: 'custom', path: ['valuePath'], message: 'only for meterType response_value' });
 }
-export const meterCreateSchema = z.strictObject(meterFields).superRefine(meterPathRule);
+export const meterCreateSchema = z.strictObject(meterFields).check(z.superRefine(meterPathRule));
 export type MeterInput = z.infer<typeof meterCreateSchema>;
 
 /** PUT replaces a meter's definition whole; read-only fields of a GET answer may be sent back. */
 export const meterUpdateSchema = z
   .strictObject({
     ...meterFields,
-    meterId: z.string().optional(),
-    clientId: z.string().optional(),
-    parentType: z.string().optional(),
-    parentId: z.string().optional(),
-    createdAt: z.string().optional(),
-    updatedAt: z.string().optional(),
+    meterId: anyString,
+    clientId: anyString,
+    parentType: anyString,
+    parentId: anyString,
+    createdAt: anyString,
+    updatedAt: anyString,
   })
-  .superRefine(meterPathRule);
+  .check(z.superRefine(meterPathRule));

@@ -1,5 +1,5 @@
 import { QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod/mini';
 import type { Deps, TableRef } from '../shared/deps.ts';
 import { BadRequestError, NotFoundError } from '../shared/errors.ts';
 import { type Interval, keys } from '../storage/keys.ts';
@@ -15,6 +15,7 @@ import { bucketView } from '../telemetry/rollup.ts';
 import { authorizeClient } from './clients.ts';
 import type { Caller } from './identity.ts';
 import { decodeCursor, encodeCursor, limitParam } from './paging.ts';
+import { upTo } from './schema-parts.ts';
 
 /**
  * The read side of telemetry: the request log of a proxy and the telemetry buckets of a client or
@@ -52,10 +53,10 @@ async function proxyTable(deps: Deps, clientId: string, proxyId: string): Promis
 const isoTime = z.iso.datetime({ offset: true });
 
 export const requestsQuerySchema = z.strictObject({
-  processedAfter: isoTime.optional(),
-  processedBefore: isoTime.optional(),
-  limit: limitParam(1000).optional(),
-  nextToken: z.string().max(200).optional(),
+  processedAfter: z.optional(isoTime),
+  processedBefore: z.optional(isoTime),
+  limit: z.optional(limitParam(1000)),
+  nextToken: z.optional(upTo(200)),
 });
 
 const REQUESTS_DEFAULT_LIMIT = 100;
@@ -195,8 +196,8 @@ const DEFAULT_BUCKETS: Record<Interval, number> = { minute: 60, hour: 24, day: 3
 const MAX_BUCKETS: Record<Interval, number> = { minute: 1440, hour: 840, day: 400 };
 
 export const telemetryQuerySchema = z.strictObject({
-  interval: z.enum(['minute', 'hour', 'day']).optional(),
-  limit: limitParam(1440).optional(),
+  interval: z.optional(z.enum(['minute', 'hour', 'day'])),
+  limit: z.optional(limitParam(1440)),
 });
 
 type TelemetryQuery = z.infer<typeof telemetryQuerySchema>;

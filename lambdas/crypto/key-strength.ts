@@ -1,6 +1,4 @@
-import { ZxcvbnFactory } from '@zxcvbn-ts/core';
-import * as zxcvbnCommon from '@zxcvbn-ts/language-common';
-import * as zxcvbnEn from '@zxcvbn-ts/language-en';
+import type { ZxcvbnFactory } from '@zxcvbn-ts/core';
 
 /**
  * How many bits a user-supplied proxy secret (key, bearer token, basicAuth password) carries, judged
@@ -49,31 +47,53 @@ export const MIN_UNPREDICTABLE_SHARE = 0.75;
 /** zxcvbn's cost grows fast with length; the first 64 characters after the prefix are judged. */
 const JUDGED_CHARS = 64;
 
-let estimator: ZxcvbnFactory | undefined;
-function zxcvbn(): ZxcvbnFactory {
-  estimator ??= new ZxcvbnFactory({
-    maxLength: JUDGED_CHARS,
-    // No l33t table: it multiplies the cost ~5x (≈100 ms → 20 ms a check) and the common-password
-    // list already holds the usual l33t spellings (`p@ssw0rd`).
-    l33tTable: {},
-    dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
-    graphs: zxcvbnCommon.adjacencyGraphs,
-    translations: zxcvbnEn.translations,
+/**
+ * zxcvbn (its matchers and 1.6 MB of word lists), loaded on the first check only: just a credential
+ * created with a user-supplied proxy secret needs it, so it stays out of the Core API's bundle and
+ * its cold start (docs/core-api-bundle.md). The construct marks these packages external and ships
+ * them, with what they depend on, beside the bundle in `node_modules` (lib/core-api.ts); without a
+ * bundle (`npm start`, tests) the same imports load them from the checkout.
+ */
+export const ZXCVBN_PACKAGES = ['@zxcvbn-ts/core', '@zxcvbn-ts/language-common', '@zxcvbn-ts/language-en'];
+
+let estimator: Promise<ZxcvbnFactory> | undefined;
+function zxcvbn(): Promise<ZxcvbnFactory> {
+  estimator ??= loadEstimator().catch((error: unknown) => {
+    estimator = undefined; // the next check tries again
+    throw error;
   });
   return estimator;
 }
 
+async function loadEstimator(): Promise<ZxcvbnFactory> {
+  const [{ ZxcvbnFactory }, common, en] = await Promise.all([
+    import('@zxcvbn-ts/core'),
+    import('@zxcvbn-ts/language-common'),
+    import('@zxcvbn-ts/language-en'),
+  ]);
+  return new ZxcvbnFactory({
+    maxLength: JUDGED_CHARS,
+    // No l33t table: it multiplies the cost ~5x (≈100 ms → 20 ms a check) and the common-password
+    // list already holds the usual l33t spellings (`p@ssw0rd`).
+    l33tTable: {},
+    dictionary: { ...common.dictionary, ...en.dictionary },
+    graphs: common.adjacencyGraphs,
+    translations: en.translations,
+  });
+}
+
 /**
  * Why a user-supplied secret is predictable despite its length, in words; undefined when it is
- * not. The readable prefix is not judged (it is meant to be predictable).
+ * not. The readable prefix is not judged (it is meant to be predictable). The first call loads
+ * zxcvbn (see `ZXCVBN_PACKAGES`).
  */
-export function predictability(secret: string): string | undefined {
+export async function predictability(secret: string): Promise<string | undefined> {
   const prefix = readablePrefix(secret) ?? '';
   const body = (secret.length - prefix.length >= 16 ? secret.slice(prefix.length) : secret).slice(
     0,
     JUDGED_CHARS,
   );
-  const result = zxcvbn().check(body);
+  const result = (await zxcvbn()).check(body);
   if (result.guessesLog10 >= MIN_UNPREDICTABLE_SHARE * body.length) return undefined;
   const patterns = [...new Set(result.sequence.map((m) => m.pattern))].filter((p) => p !== 'bruteforce');
   return `it is predictable (${patterns.join(', ') || 'structure'} found: about ${Math.floor(result.guessesLog10 * Math.log2(10))} bits)`;

@@ -1,11 +1,9 @@
 // zod's tree-shakable build: this module is in every function's bundle, the proxy's included,
 // which otherwise needs no zod; the full build would add ~440 KiB to its cold start.
 import * as z from 'zod/mini';
-import en from 'zod/v4/locales/en.js';
 import { parseTargetAllowlist } from '../net/target-allowlist.ts';
-
 // The mini build carries no messages; English ones name what is wrong ("Too small: expected …").
-z.config(en());
+import './zod-messages.ts';
 
 /**
  * Settings are read once, at init, and checked: a missing or malformed value fails the cold start,

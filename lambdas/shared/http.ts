@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import type { z } from 'zod';
+import type * as z from 'zod/mini';
 import {
   DependencyUnavailableError,
   isAwsDependencyError,
@@ -29,7 +29,7 @@ export function bodyText(event: HttpEvent): string {
 }
 
 /** Parses and validates a JSON body: malformed JSON, a wrong shape or an oversized body is a 400/413. */
-export function parseJsonBody<S extends z.ZodType>(
+export function parseJsonBody<S extends z.ZodMiniType>(
   event: HttpEvent,
   schema: S,
   maxBytes: number,
@@ -51,7 +51,7 @@ export function parseJsonBody<S extends z.ZodType>(
 }
 
 /** Validates a value against a schema, turning failures into a 400 that names each field. */
-export function validate<S extends z.ZodType>(schema: S, value: unknown, where: string): z.infer<S> {
+export function validate<S extends z.ZodMiniType>(schema: S, value: unknown, where: string): z.infer<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
   const issues = result.error.issues.map((i) => ({
