@@ -2,7 +2,7 @@ import { patternFinds } from '../rules/patterns.ts';
 import { logger } from '../shared/logger.ts';
 import { keys } from '../storage/keys.ts';
 import type { MeterView, ProxySnapshot } from '../storage/snapshot-types.ts';
-import { embeddedMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
+import { loggerMetricFields, PRODUCT_METRICS } from '../telemetry/metrics.ts';
 import type { MeterRecord } from '../telemetry/record.ts';
 import type { ReadValues } from './meter-values.ts';
 import { type CounterRef, type RateLimiter, retryAfterSeconds, type Token } from './rate-limit.ts';
@@ -146,7 +146,7 @@ export class MeterBook {
     const metric =
       message === 'meter exhausted' ? PRODUCT_METRICS.meterExhausted : PRODUCT_METRICS.meterOverLimit;
     logger.warn(message, {
-      ...embeddedMetricFields([metric], now.getTime()),
+      ...loggerMetricFields([metric], now.getTime()),
       meter: { meterId: meter.meterId, scope: meter.scope, window: meter.window, limit: meter.limit },
       ...(proxyId ? { proxyId } : {}),
     });

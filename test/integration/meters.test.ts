@@ -6,7 +6,12 @@ import { telemetryHook } from '../../lambdas/data-plane/telemetry-hook.ts';
 import type { HttpFront } from '../../local/http-front.ts';
 import { deferred, type FakeVendor, startFakeVendor, startSse } from '../helpers/fake-vendors.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { REGION, startProxyFront } from '../helpers/proxy-fixtures.ts';
+
+// Exhausted and over-limit meters log their metric lines on purpose: their WARN/ERROR lines go to a capture, not the output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * Meters (docs/meters.md) end to end: meters made through the Core API, a fake OpenAI-style vendor

@@ -12,8 +12,13 @@ import type { ProxyOutcome } from '../../lambdas/data-plane/outcome.ts';
 import type { StsStandIn } from '../../local/sts-standin.ts';
 import { deferred } from '../helpers/fake-vendors.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { captureLogs } from '../helpers/logs.ts';
 import { type RecordingUpstream, send, startRecordingUpstream } from '../helpers/proxy-fixtures.ts';
 import { sigV4Failure } from '../helpers/sigv4-verifier.ts';
+
+// Refused roles and unreachable endpoints are provoked on purpose: their WARN/ERROR lines go to a capture, not the output.
+const logs = captureLogs();
+afterAll(() => logs.restore());
 
 /**
  * awsSigV4 and jwt target credentials, end to end through the local stack: Core API → snapshot →
