@@ -2,7 +2,8 @@ import { createHash, createPrivateKey, type KeyObject, randomUUID } from 'node:c
 import { SignJWT } from 'jose';
 import { ExpiringCache, refreshTime } from './expiring-cache.ts';
 import { TargetAuthError } from './target-auth-errors.ts';
-import { callUpstream, type UpstreamPolicy } from './upstream.ts';
+import { requestToken } from './token-endpoint.ts';
+import type { UpstreamPolicy } from './upstream.ts';
 
 /**
  * `jwt` target credentials `{ algorithm, key, claims, ttlSeconds?, tokenUrl?, header? }`: a JWT
@@ -107,40 +108,9 @@ export class JwtTokenCache {
     });
   }
 
+  /** The JWT bearer grant (RFC 7523) at the credential's token endpoint (token-endpoint.ts). */
   private async exchange(tokenUrl: string, assertion: string): Promise<{ token: string; lifetimeS: number }> {
-    let url: URL;
-    try {
-      url = new URL(tokenUrl);
-    } catch {
-      throw new TargetAuthError('the token URL is not a URL');
-    }
-    const form = new URLSearchParams({ grant_type: JWT_BEARER_GRANT, assertion });
-    let res: Awaited<ReturnType<typeof callUpstream>>;
-    try {
-      res = await callUpstream(
-        {
-          url,
-          pathAndQuery: url.pathname + url.search,
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: Buffer.from(form.toString()),
-        },
-        this.policy,
-      );
-    } catch (error) {
-      throw new TargetAuthError('the token endpoint could not be reached', { cause: error });
-    }
-    if (res.status !== 200) throw new TargetAuthError(`the token endpoint answered ${res.status}`);
-    let body: { access_token?: unknown; expires_in?: unknown };
-    try {
-      body = JSON.parse(res.body.toString('utf8'));
-    } catch {
-      throw new TargetAuthError('the token endpoint answered no JSON');
-    }
-    if (typeof body.access_token !== 'string' || body.access_token === '')
-      throw new TargetAuthError('the token endpoint answered no access_token');
-    const lifetimeS =
-      typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_LIFETIME_S;
-    return { token: body.access_token, lifetimeS };
+    const answer = await requestToken(tokenUrl, { grant_type: JWT_BEARER_GRANT, assertion }, this.policy);
+    return { token: answer.accessToken, lifetimeS: answer.expiresInS ?? DEFAULT_TOKEN_LIFETIME_S };
   }
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { callUpstream, type UpstreamPolicy } from './upstream.ts';
+import { requestToken } from './token-endpoint.ts';
+import type { UpstreamPolicy } from './upstream.ts';
 
 /**
  * OAuth 2.0 client-credentials tokens for `oauth2` target credentials. A token is kept in memory
@@ -17,12 +18,7 @@ export interface OAuth2Secret {
   audience?: string;
 }
 
-export class OAuth2Error extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'OAuth2Error';
-  }
-}
+export { OAuth2Error } from './token-endpoint.ts';
 
 interface Entry {
   token: string;
@@ -68,50 +64,23 @@ export class OAuth2TokenCache {
   }
 
   private async fetch(key: string, secret: OAuth2Secret): Promise<string> {
-    let url: URL;
-    try {
-      url = new URL(secret.tokenUrl);
-    } catch {
-      throw new OAuth2Error('the token URL is not a URL');
-    }
-    const form = new URLSearchParams({
-      grant_type: 'client_credentials',
-      client_id: secret.clientId,
-      client_secret: secret.clientSecret,
-    });
-    if (secret.scope) form.set('scope', secret.scope);
-    if (secret.audience) form.set('audience', secret.audience);
     this.fetches++;
     const started = this.now();
-    let res: Awaited<ReturnType<typeof callUpstream>>;
-    try {
-      res = await callUpstream(
-        {
-          url,
-          pathAndQuery: url.pathname + url.search,
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: Buffer.from(form.toString()),
-        },
-        this.policy,
-      );
-    } catch (error) {
-      throw new OAuth2Error('the token endpoint could not be reached', { cause: error });
-    }
-    if (res.status !== 200) throw new OAuth2Error(`the token endpoint answered ${res.status}`);
-    let body: { access_token?: unknown; expires_in?: unknown };
-    try {
-      body = JSON.parse(res.body.toString('utf8'));
-    } catch {
-      throw new OAuth2Error('the token endpoint answered no JSON');
-    }
-    if (typeof body.access_token !== 'string' || body.access_token === '')
-      throw new OAuth2Error('the token endpoint answered no access_token');
-    const lifetimeS =
-      typeof body.expires_in === 'number' && body.expires_in > 0 ? body.expires_in : DEFAULT_LIFETIME_S;
+    const answer = await requestToken(
+      secret.tokenUrl,
+      {
+        grant_type: 'client_credentials',
+        client_id: secret.clientId,
+        client_secret: secret.clientSecret,
+        scope: secret.scope || undefined,
+        audience: secret.audience || undefined,
+      },
+      this.policy,
+    );
+    const lifetimeS = answer.expiresInS ?? DEFAULT_LIFETIME_S;
     const marginMs = Math.min(60_000, lifetimeS * 100);
-    this.tokens.set(key, { token: body.access_token, refreshAt: started + lifetimeS * 1000 - marginMs });
+    this.tokens.set(key, { token: answer.accessToken, refreshAt: started + lifetimeS * 1000 - marginMs });
     while (this.tokens.size > MAX_ENTRIES) this.tokens.delete(this.tokens.keys().next().value as string);
-    return body.access_token;
+    return answer.accessToken;
   }
 }

@@ -1,4 +1,3 @@
-import { OAuth2Error } from './oauth2-tokens.ts';
 import { callUpstream, type UpstreamPolicy } from './upstream.ts';
 
 /**
@@ -13,6 +12,14 @@ export interface TokenAnswer {
   expiresInS?: number;
   /** A new refresh token (rotation), when the endpoint sent one. */
   refreshToken?: string;
+}
+
+/** A token could not be had from a vendor's token endpoint (any grant keygate makes). */
+export class OAuth2Error extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OAuth2Error';
+  }
 }
 
 export class TokenEndpointError extends OAuth2Error {
