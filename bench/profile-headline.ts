@@ -85,7 +85,19 @@ const tree = () => {
   for (const [pid, ms] of cpu) {
     let p = pid;
     while (p && p !== process.pid) p = parent.get(p) ?? 0;
-    if (p === process.pid) out.set(`${pid === process.pid ? 'proxy' : name.get(pid)}#${pid}`, ms);
+    if (p !== process.pid) continue;
+    const label = `${pid === process.pid ? 'proxy' : name.get(pid)}#${pid}`;
+    out.set(label, ms);
+    // Its threads: the main one, and the others (a worker thread, libuv's pool, LevelDB's) by name.
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+        const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
+        const key = `${label} thread ${Number(t) === pid ? 'main' : `${comm} nice ${f[16]}`}`;
+        out.set(key, (out.get(key) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+      } catch {}
+    }
   }
   return out;
 };

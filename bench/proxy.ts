@@ -18,7 +18,7 @@
  * Counted, for keygate: snapshot reads, rate-limit claims (store writes) and KMS calls per request,
  * and the store round trips a request waits for (snapshot read + claims made inline).
  *
- * Usage: node bench/proxy.ts [--requests 2000] [--seconds 3] [--max-c1-seconds 6]
+ * Usage: node bench/proxy.ts [--requests 2000] [--seconds 3] [--max-c1-seconds 6] [--headline-only]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,6 +45,8 @@ const REQUESTS = arg('requests', 2000);
 const SECONDS = arg('seconds', 3);
 /** A c=1 run stops after this long even if it has not sent --requests (slow paths keep the run short). */
 const MAX_C1_SECONDS = arg('max-c1-seconds', 6);
+/** Only the headline row and the floor (for quick iterations; the full run is what docs quote). */
+const HEADLINE_ONLY = process.argv.includes('--headline-only');
 const REGION = 'us-east-1';
 const PATH = '/v2/inventory/items?sku=A1';
 /** The limits every new proxy gets (control-plane DEFAULT_LIMITS, copied in from the client). */
@@ -357,52 +359,60 @@ async function main() {
       upstreamUrl,
       true,
     );
-    const oneProcess = await measure(
-      {
-        name: 'keygate, the same with the services in the proxy process (npm start before)',
-        disk: true,
-        telemetry: true,
-        limits: true,
-        servicesProcess: false,
-      },
-      upstreamUrl,
-      false,
-    );
-    const noConsumer = await measure(
-      {
-        name: 'keygate, the headline with records shipped to the stream but not consumed (no poller, no aggregator)',
-        disk: true,
-        telemetry: true,
-        limits: true,
-        servicesProcess: true,
-        noConsumer: true,
-      },
-      upstreamUrl,
-      false,
-    );
-    const noTelemetry = await measure(
-      {
-        name: 'keygate, disk, default limits, telemetry pipeline OFF, one process',
-        disk: true,
-        telemetry: false,
-        limits: true,
-        servicesProcess: false,
-      },
-      upstreamUrl,
-      false,
-    );
-    const memory = await measure(
-      {
-        name: 'keygate, in memory, no limits, telemetry OFF, one process (the old headline)',
-        disk: false,
-        telemetry: false,
-        limits: false,
-        servicesProcess: false,
-      },
-      upstreamUrl,
-      false,
-    );
-    const all = [headline, oneProcess, noConsumer, noTelemetry, memory];
+    const oneProcess = HEADLINE_ONLY
+      ? undefined
+      : await measure(
+          {
+            name: 'keygate, the same with the services in the proxy process (npm start before)',
+            disk: true,
+            telemetry: true,
+            limits: true,
+            servicesProcess: false,
+          },
+          upstreamUrl,
+          false,
+        );
+    const noConsumer = HEADLINE_ONLY
+      ? undefined
+      : await measure(
+          {
+            name: 'keygate, the headline with records shipped to the stream but not consumed (no poller, no aggregator)',
+            disk: true,
+            telemetry: true,
+            limits: true,
+            servicesProcess: true,
+            noConsumer: true,
+          },
+          upstreamUrl,
+          false,
+        );
+    const noTelemetry = HEADLINE_ONLY
+      ? undefined
+      : await measure(
+          {
+            name: 'keygate, disk, default limits, telemetry pipeline OFF, one process',
+            disk: true,
+            telemetry: false,
+            limits: true,
+            servicesProcess: false,
+          },
+          upstreamUrl,
+          false,
+        );
+    const memory = HEADLINE_ONLY
+      ? undefined
+      : await measure(
+          {
+            name: 'keygate, in memory, no limits, telemetry OFF, one process (the old headline)',
+            disk: false,
+            telemetry: false,
+            limits: false,
+            servicesProcess: false,
+          },
+          upstreamUrl,
+          false,
+        );
+    const all = [headline, oneProcess, noConsumer, noTelemetry, memory].filter((m) => m !== undefined);
     const floor = headline.floor!;
 
     const row = (name: string, l: Latency, t: Throughput | undefined) =>
@@ -469,7 +479,7 @@ async function main() {
     const added50 = headline.l.p50 - base1.p50;
     const added99 = headline.l.p99 - base1.p99;
     const vsFloor = headline.t.rps / floor.c16;
-    const telemetryCost = noTelemetry.t.rps > 0 ? headline.t.rps / noTelemetry.t.rps : Number.NaN;
+    const telemetryCost = noTelemetry?.t.rps ? headline.t.rps / noTelemetry.t.rps : Number.NaN;
     const ok = (b: boolean) => (b ? 'OK' : 'MISSED');
     console.log('\nTargets (headline row, ratios from this run):');
     console.log(`  added p50 ≤ 2 ms: ${f(added50)} ms ${ok(added50 <= 2)}`);
@@ -482,15 +492,17 @@ async function main() {
     console.log(
       `  store writes per request ≤ 0.05: ${f(headline.limitWrites, 4)} ${ok(headline.limitWrites <= 0.05)}`,
     );
-    console.log(
-      `\nTelemetry pipeline on (headline) vs off (one process; same run): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
-    );
-    console.log(
-      `Telemetry consumer (poller + aggregator) on vs off, records still written and shipped (same run): c=16 throughput ×${f(headline.t.rps / noConsumer.t.rps, 2)}, added p50 ${f(headline.l.p50 - noConsumer.l.p50)} ms`,
-    );
-    console.log(
-      `Services process vs one process (same run): c=16 throughput ×${f(headline.t.rps / oneProcess.t.rps, 2)}, added p50 ${f(headline.l.p50 - oneProcess.l.p50)} ms, added p99 ${f(headline.l.p99 - oneProcess.l.p99)} ms`,
-    );
+    if (oneProcess && noConsumer && noTelemetry) {
+      console.log(
+        `\nTelemetry pipeline on (headline) vs off (one process; same run): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
+      );
+      console.log(
+        `Telemetry consumer (poller + aggregator) on vs off, records still written and shipped (same run): c=16 throughput ×${f(headline.t.rps / noConsumer.t.rps, 2)}, added p50 ${f(headline.l.p50 - noConsumer.l.p50)} ms`,
+      );
+      console.log(
+        `Services process vs one process (same run): c=16 throughput ×${f(headline.t.rps / oneProcess.t.rps, 2)}, added p50 ${f(headline.l.p50 - oneProcess.l.p50)} ms, added p99 ${f(headline.l.p99 - oneProcess.l.p99)} ms`,
+      );
+    }
     const failures = all.filter((m) => m.l.failures > 0 || m.t.non2xx + m.t.errors > 0);
     for (const m of failures)
       console.log(

@@ -550,6 +550,16 @@ function transactionOperation(target: string | string[] | undefined) {
  * Starts dynalite (same options) with TransactWriteItems and TransactGetItems added. Returns
  * dynalite's own server (its `close` also closes the store); listen on it as on dynalite's.
  */
+const openedStores = new WeakMap<Server, Promise<void>>();
+
+/**
+ * Resolves once the LevelDB of a server made by `startDynalite` is open; rejects with the reason it
+ * cannot be (another process holds its lock: the cause says `IO error: lock …/LOCK`).
+ */
+export function dynaliteOpened(server: Server): Promise<void> {
+  return openedStores.get(server) ?? Promise.resolve();
+}
+
 export function startDynalite(options: Record<string, unknown>): Server {
   let store: Store | undefined;
   const create = dynaliteDb.create;
@@ -566,6 +576,12 @@ export function startDynalite(options: Record<string, unknown>): Server {
   const [dynaliteListener] = server.listeners('request') as RequestListener[];
   if (!store || !dynaliteListener) throw new Error('dynalite did not create its store as expected');
   const captured = store;
+  const db = (captured as unknown as { db?: { open?: () => Promise<void> } }).db;
+  if (typeof db?.open === 'function') {
+    const opened = db.open();
+    opened.catch(() => undefined); // observed by whoever awaits dynaliteOpened
+    openedStores.set(server, opened);
+  }
   const tokens = new IdempotencyTokens();
   server.removeAllListeners('request');
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {

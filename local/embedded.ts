@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import kinesalite from 'kinesalite';
 import { guardServer, type LocalCredentials, loadLocalCredentials } from './caller-auth.ts';
-import { startDynalite } from './dynamodb-transactions.ts';
+import { dynaliteOpened, startDynalite } from './dynamodb-transactions.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
 
 /** What the gateway needs of the KMS stand-in, wherever it runs (this process or ./services-process.ts). */
@@ -134,7 +134,8 @@ export async function startEmbeddedServices(
   guardServer(kinesis, credentials);
   const ddbBackground = backgroundDoor(ddb);
   const started = await Promise.allSettled([
-    listen(ddb, options.ports?.dynamodb),
+    // Listening only once its LevelDB is open (or reporting why it cannot be: a held lock).
+    dynaliteOpened(ddb).then(() => listen(ddb, options.ports?.dynamodb)),
     listen(ddbBackground, options.ports?.dynamodbBackground),
     listen(kinesis, options.ports?.kinesis),
     startKmsStandIn({

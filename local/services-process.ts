@@ -83,7 +83,7 @@ process.on('SIGTERM', () => undefined);
 process.on('disconnect', () => void shutdown(0));
 process.on('message', (message: FromParent) => {
   if (message.type === 'start') {
-    startServicesSide(message.options).then((started) => {
+    startServicesSide({ ...message.options, telemetryWorker: true }).then((started) => {
       side = started;
       if (closing) return void started.close();
       const { dynamodbEndpoint, dynamodbBackgroundEndpoint, kinesisEndpoint, kms } = started.services;

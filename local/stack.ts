@@ -3,7 +3,7 @@ import { createCoreApiHandler } from '../lambdas/control-plane/core-api.ts';
 import { createProxyHandler, type ProxyHandlerOptions } from '../lambdas/data-plane/proxy-api.ts';
 import { streamingProxyLambda } from '../lambdas/data-plane/streaming-lambda.ts';
 import { telemetryHooks } from '../lambdas/data-plane/telemetry-hook.ts';
-import { createDeps, type Deps } from '../lambdas/shared/deps.ts';
+import { createDeps, type Deps, destroyDeps } from '../lambdas/shared/deps.ts';
 import { createTelemetryEmitter, type TelemetryEmitter } from '../lambdas/telemetry/emitter.ts';
 import { loadLocalCredentials } from './caller-auth.ts';
 import { type LocalConfigOptions, localConfig } from './config.ts';
@@ -215,13 +215,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         // A handler whose client went away may still be talking to the store: let it finish.
         await Promise.all(handlers.map((h) => h.settled(SETTLE_MS)));
         await (wal ? wal.close() : telemetry?.flush());
-        for (const cell of Object.values(deps.cells)) {
-          cell.ddb.destroy();
-          cell.kms.destroy();
-          cell.sts.destroy();
-          cell.kinesis.destroy();
-        }
-        deps.home.ddb.destroy();
+        destroyDeps(deps);
         await side.close();
       },
     };

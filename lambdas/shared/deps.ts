@@ -75,3 +75,14 @@ export function createDeps(config: Config, endpoints: Endpoints = {}): Deps {
     now: () => new Date(),
   };
 }
+
+/** Closes every client `createDeps` made (their sockets), when a local stack or a test is done. */
+export function destroyDeps(deps: Deps): void {
+  for (const cell of Object.values(deps.cells)) {
+    cell.ddb.destroy();
+    cell.kms.destroy();
+    cell.sts.destroy();
+    cell.kinesis.destroy();
+  }
+  deps.home.ddb.destroy();
+}

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
@@ -12,7 +12,9 @@ import { INVENTORY_RULE, send, startRecordingUpstream, writeSnapshot } from '../
  * `npm start` runs the embedded stand-ins and the telemetry consumer in a services process of its
  * own (local/services-process.ts): it must never outlive its parent (a kill -9 of `npm start` leaves
  * no process holding the data dir's LevelDB locks), it is restarted when it dies on its own, and it
- * ignores the Ctrl-C that reaches the whole process group so that the parent can drain first.
+ * ignores the Ctrl-C that reaches the whole process group so that the parent can drain first. Inside
+ * it, the telemetry side (embedded Kinesis, poller, aggregator) runs on a worker thread at a lower
+ * priority than the thread serving the store.
  */
 const dirs: string[] = [];
 const started: GatewayProcess[] = [];
@@ -60,6 +62,16 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
     if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/** The nice value of each thread of a process (Linux: the nice value is per thread). */
+function niceByThread(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    out.set(Number(tid), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]));
+  }
+  return out;
 }
 
 function servicesPid(gw: GatewayProcess): number {
@@ -120,6 +132,10 @@ describe('the services process of npm start', () => {
   it('ignores the Ctrl-C sent to the process group; the parent shuts it down after draining', async () => {
     const gw = await start(dataDir());
     const services = servicesPid(gw);
+    // The telemetry side runs on a worker thread below the store's priority (local/telemetry-side.ts).
+    const nice = niceByThread(services);
+    expect(nice.get(services)).toBe(0);
+    expect([...nice.values()]).toContain(10);
     // What a terminal does on Ctrl-C: SIGINT to every process of the group, the child first.
     process.kill(services, 'SIGINT');
     process.kill(gw.child.pid!, 'SIGINT');
