@@ -404,6 +404,15 @@ function checkToken(token: unknown): string | undefined {
   return token;
 }
 
+/**
+ * Actions validated or staged between two turns of the event loop. A transaction of 100 actions is
+ * tens of milliseconds of synchronous validation (dynalite parses every expression); handing the
+ * loop back every few actions lets a snapshot read that arrived meanwhile be answered in between,
+ * instead of waiting for the whole transaction (docs/hot-path.md).
+ */
+const ACTIONS_PER_TURN = 8;
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 async function transactWriteItems(store: Store, tokens: IdempotencyTokens, body: Record<string, unknown>) {
   const items = body.TransactItems;
   checkActionCount(items);
@@ -418,6 +427,7 @@ async function transactWriteItems(store: Store, tokens: IdempotencyTokens, body:
     }
     const name = present[0]!;
     prepared.push(await prepare(store, name, request[name] as Record<string, unknown>, ACTIONS[name]));
+    if (prepared.length % ACTIONS_PER_TURN === 0) await nextTurn();
   }
   checkNoItemTwice(prepared);
   if (tokens.begin(token, original)) return {};
@@ -428,8 +438,10 @@ async function transactWriteItems(store: Store, tokens: IdempotencyTokens, body:
       const existing = await readItems(store, prepared);
       const ops: BatchOp[] = [];
       const reasons: CancellationReason[] = [];
-      for (const [i, action] of prepared.entries())
+      for (const [i, action] of prepared.entries()) {
         reasons.push(await stageAction(store, action, existing[i], ops));
+        if ((i + 1) % ACTIONS_PER_TURN === 0) await nextTurn();
+      }
       if (reasons.some((reason) => reason.Code !== 'None')) {
         const codes = reasons.map((reason) => reason.Code).join(', ');
         const message = `Transaction cancelled, please refer cancellation reasons for specific reasons [${codes}]`;

@@ -24,23 +24,42 @@ export interface EmbeddedServicesOptions {
  * anyway (one at a time), so that background work is slowed under load, never starved.
  */
 const BACKGROUND_MAX_WAIT_MS = 20;
+/**
+ * While the main door is busy, a background call also waits this many times as long as the last
+ * one took: background work gets at most 1/(1 + BACKGROUND_SHARE_FACTOR) of the store's time under
+ * load (a quarter), all of it when the proxy is idle.
+ */
+const BACKGROUND_SHARE_FACTOR = 3;
 
 /**
  * A second door into the same DynamoDB, for background work (the telemetry consumer): its calls go
  * in one at a time, and only while no call through the main door (the proxy's snapshot reads, the
- * Core API) is in flight, or once one has waited BACKGROUND_MAX_WAIT_MS. A proxied call therefore
- * waits behind at most one background call inside dynalite, not behind a whole aggregator batch.
+ * Core API) is in flight, or once one has waited long enough (BACKGROUND_MAX_WAIT_MS, and
+ * BACKGROUND_SHARE_FACTOR times the last background call's duration). A proxied call therefore
+ * waits behind at most one background call inside dynalite, not behind a whole aggregator batch,
+ * and a saturated proxy keeps three quarters of the store; telemetry catches up when it is idle.
  */
 function backgroundDoor(main: Server): Server {
   const listener = main.listeners('request')[0] as RequestListener;
   main.removeAllListeners('request');
   let mainInFlight = 0;
   let backgroundBusy = false;
+  let lastBackgroundMs = 0;
+  let lastBackgroundEnd = 0;
+  let timer: NodeJS.Timeout | undefined;
   const waiting: Array<{ since: number; go(): void }> = [];
   const admit = () => {
     const head = waiting[0];
     if (!head || backgroundBusy) return;
-    if (mainInFlight > 0 && performance.now() - head.since < BACKGROUND_MAX_WAIT_MS) return;
+    const waitMs = Math.max(BACKGROUND_MAX_WAIT_MS, BACKGROUND_SHARE_FACTOR * lastBackgroundMs);
+    // Counted from its arrival, or from the end of the previous background call if that is later.
+    const waited = performance.now() - Math.max(head.since, lastBackgroundEnd);
+    if (mainInFlight > 0 && waited < waitMs) {
+      // Look again when the wait is over (or earlier, when the main door falls quiet).
+      clearTimeout(timer);
+      timer = setTimeout(admit, waitMs - waited + 1).unref();
+      return;
+    }
     waiting.shift();
     backgroundBusy = true;
     head.go();
@@ -55,14 +74,16 @@ function backgroundDoor(main: Server): Server {
   });
   return createServer((req, res) => {
     const go = () => {
+      const began = performance.now();
       res.once('close', () => {
+        lastBackgroundEnd = performance.now();
+        lastBackgroundMs = lastBackgroundEnd - began;
         backgroundBusy = false;
         admit();
       });
       listener(req, res);
     };
     waiting.push({ since: performance.now(), go });
-    setTimeout(admit, BACKGROUND_MAX_WAIT_MS).unref();
     admit();
   });
 }
