@@ -21,7 +21,7 @@
  * Usage: node bench/proxy.ts [--requests 2000] [--seconds 3] [--max-c1-seconds 6] [--headline-only]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -176,6 +176,33 @@ interface Measured {
   consumer: Record<string, number>;
   outcomes: ProxyOutcome[];
   floor?: { c1: Latency; c16: number };
+  /** CPU ms per request during the c=16 run, by process (Linux only; undefined elsewhere). */
+  cpu?: Record<string, number>;
+}
+
+/** CPU ms used so far by this process and, on Linux, by its services process (split by thread priority). */
+function cpuNow(): Record<string, number> {
+  const own = process.cpuUsage();
+  const out: Record<string, number> = { 'proxy process': (own.user + own.system) / 1000 };
+  if (process.platform !== 'linux') return out;
+  const ticks = (stat: string) => {
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { ms: (Number(f[11]) + Number(f[12])) * 10, nice: Number(f[16]), ppid: Number(f[1]) };
+  };
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (ticks(readFileSync(`/proc/${pid}/stat`, 'utf8')).ppid !== process.pid) continue;
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('services-process')) continue;
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        const t = ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
+        const key = t.nice > 0 ? 'services process, telemetry worker' : 'services process, the rest';
+        out[key] = (out[key] ?? 0) + t.ms;
+      }
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
 }
 
 const WRITES = new Set([
@@ -315,7 +342,13 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
         Object.entries(consumerAfter).map(([k, v]) => [k, (v - (consumerBefore[k] ?? 0)) / perReq]),
       ),
     };
+    const cpuBefore = cpuNow();
     const t = await throughput(c16Targets);
+    const cpuAfter = cpuNow();
+    const handled = Math.max(1, t.rps * SECONDS);
+    const cpu = Object.fromEntries(
+      Object.entries(cpuAfter).map(([k, v]) => [k, (v - (cpuBefore[k] ?? 0)) / handled]),
+    );
     // Let requests autocannon left in flight finish before the store closes under them.
     let seen = -1;
     while (seen !== counts.snapshotReads) {
@@ -325,7 +358,7 @@ async function measure(setup: Setup, upstreamUrl: string, withFloor: boolean): P
     const floor = withFloor
       ? await getItemFloor(stack, realSend as never, new URL(c1Targets[0]!.url).pathname.split('/')[2]!)
       : undefined;
-    return { setup, l, t, ...measured, outcomes, floor };
+    return { setup, l, t, ...measured, outcomes, floor, cpu };
   } finally {
     await stack.close();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
@@ -450,6 +483,16 @@ async function main() {
       const total = Object.values(m.consumer).reduce((a, b) => a + b, 0);
       console.log(`  ${m.setup.name}: ${f(total, 3)} (${parts.join(', ')})`);
     }
+
+    console.log(
+      '\nCPU per request during the c=16 run (ms; the machine has 2 cores for everything, load client included):',
+    );
+    for (const m of all)
+      console.log(
+        `  ${m.setup.name}: ${Object.entries(m.cpu ?? {})
+          .map(([k, v]) => `${k} ${f(v, 2)}`)
+          .join(', ')}`,
+      );
 
     const timed = headline.outcomes;
     const store = timed.map((o) => o.durations.storeMs ?? 0);
