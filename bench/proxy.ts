@@ -499,6 +499,8 @@ async function main() {
     const rules = timed.map((o) => o.durations.rulesMs ?? 0);
     const crypto = timed.map((o) => o.durations.cryptoMs ?? 0);
     const up = timed.map((o) => o.durations.upstreamMs ?? 0);
+    const ttfb = timed.map((o) => o.durations.ttfbMs ?? 0);
+    const after = timed.map((o) => (o.durations.upstreamMs ?? 0) - (o.durations.ttfbMs ?? 0));
     const handler = timed.map((o) => o.durations.gatewayMs + (o.durations.upstreamMs ?? 0));
     const own = timed.map((o) => o.durations.gatewayMs - (o.durations.storeMs ?? 0));
     console.log('\nWhere the added time goes (headline, c=1, per-request timings, ms):');
@@ -515,6 +517,10 @@ async function main() {
     );
     console.log(`| rules | ${f(median(rules))} | ${f(pct(rules, 0.99))} |`);
     console.log(`| upstream call (inside the handler) | ${f(median(up))} | ${f(pct(up, 0.99))} |`);
+    console.log(`|  of which: to the upstream's first byte | ${f(median(ttfb))} | ${f(pct(ttfb, 0.99))} |`);
+    console.log(
+      `|  of which: the answer streamed on to the client | ${f(median(after))} | ${f(pct(after, 0.99))} |`,
+    );
     console.log(
       `| gateway's own work (handler − store − upstream; limits included) | ${f(median(own))} | ${f(pct(own, 0.99))} |`,
     );
