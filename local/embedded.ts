@@ -1,11 +1,11 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import kinesalite from 'kinesalite';
 import { guardServer, type LocalCredentials, loadLocalCredentials } from './caller-auth.ts';
 import { dynaliteOpened, startDynalite } from './dynamodb-transactions.ts';
+import { closeServer, type KinesisStandIn, listen, startKinesisStandIn } from './kinesis-standin.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
+import { startWorkerThread } from './worker-thread.ts';
 
 /** What the gateway needs of the KMS stand-in, wherever it runs (this process or ./services-process.ts). */
 /** The KMS (and STS) stand-in; `sts` (its recorded calls) only when it runs in this process. */
@@ -17,6 +17,11 @@ export interface EmbeddedServicesOptions {
   credentials?: LocalCredentials;
   /** Fixed ports (a restarted services process takes its predecessor's); default: free ones. */
   ports?: { dynamodb: number; dynamodbBackground: number; kinesis: number; kms: number };
+  /**
+   * Run the embedded Kinesis on a worker thread (./kinesis-worker.ts), off the store's event loop
+   * (the services process of `npm start` does); default: on this thread.
+   */
+  kinesisThread?: boolean;
 }
 
 /**
@@ -113,19 +118,20 @@ export interface EmbeddedServices {
   close(): Promise<void>;
 }
 
-async function listen(server: Server, port = 0): Promise<string> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections?.();
-  });
+/** The embedded Kinesis on a worker thread (./kinesis-worker.ts); a crash of it fails the process. */
+async function kinesisOnThread(
+  dataDir: string | undefined,
+  credentials: LocalCredentials,
+  port?: number,
+): Promise<KinesisStandIn> {
+  const worker = await startWorkerThread<string>(
+    new URL('./kinesis-worker.ts', import.meta.url),
+    { dataDir, credentials, port },
+    (error) => {
+      throw error;
+    },
+  );
+  return { endpoint: worker.ready, close: () => worker.close() };
 }
 
 export async function startEmbeddedServices(
@@ -144,21 +150,15 @@ export async function startEmbeddedServices(
     deleteTableMs: 0,
     updateTableMs: 0,
   });
-  const kinesis: Server = kinesalite({
-    path: dataDir ? join(dataDir, 'kinesis') : undefined,
-    createStreamMs: 0,
-    deleteStreamMs: 0,
-    updateStreamMs: 0,
-    shardLimit: 50,
-  });
   guardServer(ddb, credentials);
-  guardServer(kinesis, credentials);
   const ddbBackground = backgroundDoor(ddb);
   const started = await Promise.allSettled([
     // Listening only once its LevelDB is open (or reporting why it cannot be: a held lock).
     dynaliteOpened(ddb).then(() => listen(ddb, options.ports?.dynamodb)),
     listen(ddbBackground, options.ports?.dynamodbBackground),
-    listen(kinesis, options.ports?.kinesis),
+    options.kinesisThread
+      ? kinesisOnThread(dataDir, credentials, options.ports?.kinesis)
+      : startKinesisStandIn(dataDir, credentials, options.ports?.kinesis),
     startKmsStandIn({
       keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined,
       credentials,
@@ -173,13 +173,15 @@ export async function startEmbeddedServices(
     kmsUp.status === 'rejected'
   ) {
     // One could not listen (a port taken): release the others (and their LevelDB locks).
-    await Promise.all([closeServer(ddb), closeServer(ddbBackground), closeServer(kinesis)]);
+    await Promise.all([closeServer(ddb), closeServer(ddbBackground)]);
+    if (kinesisUp.status === 'fulfilled') await kinesisUp.value.close();
     if (kmsUp.status === 'fulfilled') await kmsUp.value.close();
     throw started.map((s) => (s.status === 'rejected' ? s.reason : undefined)).find(Boolean);
   }
   const dynamodbEndpoint = ddbUp.value;
   const dynamodbBackgroundEndpoint = backgroundUp.value;
-  const kinesisEndpoint = kinesisUp.value;
+  const kinesis = kinesisUp.value;
+  const kinesisEndpoint = kinesis.endpoint;
   const kms = kmsUp.value;
   return {
     dynamodbEndpoint,
@@ -191,7 +193,7 @@ export async function startEmbeddedServices(
       Number(new URL(url).port),
     ),
     close: async () => {
-      await Promise.all([closeServer(ddb), closeServer(ddbBackground), closeServer(kinesis), kms.close()]);
+      await Promise.all([closeServer(ddb), closeServer(ddbBackground), kinesis.close(), kms.close()]);
     },
   };
 }

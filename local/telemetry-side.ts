@@ -1,11 +1,12 @@
-import { setPriority } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { createDeps, destroyDeps } from '../lambdas/shared/deps.ts';
 import { createAggregatorHandler } from '../lambdas/telemetry/aggregator.ts';
 import { sweepUnknownCalls } from '../lambdas/telemetry/unknown-calls.ts';
 import type { LocalCredentials } from './caller-auth.ts';
 import { type LocalConfigOptions, localConfig } from './config.ts';
 import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
+import { startWorkerThread } from './worker-thread.ts';
+
+type PollerStats = ReturnType<KinesisPoller['stats']>;
 
 /**
  * The telemetry consumer of local mode: the poller standing in for the event source mapping, the
@@ -16,8 +17,8 @@ import { type KinesisPoller, startKinesisPoller } from './kinesis-poller.ts';
  * (`startTelemetryWorker`): its own event loop, so a batch being decoded and aggregated never holds
  * up a snapshot read the store has to answer, and on a busy machine the proxy and the store get the
  * cores first — the consumer catches up when they are idle (records wait in the stream, never
- * lost). The stream itself stays on the store's thread, at full priority: a completion must be in
- * the stream before the sweep could take its call for `unknown` (lambdas/telemetry/unknown-calls.ts).
+ * lost). The stream itself (./kinesis-worker.ts) keeps full priority: a completion must be in the
+ * stream before the sweep could take its call for `unknown` (lambdas/telemetry/unknown-calls.ts).
  * Tests may run the consumer on the calling thread (`startTelemetrySide`).
  */
 export interface TelemetrySideOptions extends LocalConfigOptions {
@@ -41,8 +42,7 @@ const POLLER_BATCH_SIZE = 1000;
 /** How long records may wait to be batched (Lambda's MaximumBatchingWindowInSeconds). */
 const POLLER_BATCH_WINDOW_MS = 1000;
 /** The telemetry worker's nice value (Linux: per thread). The proxy and the store keep 0. */
-const WORKER_NICE = 10;
-const WORKER_READY_TIMEOUT_MS = 60_000;
+export const TELEMETRY_WORKER_NICE = 10;
 
 /** The telemetry consumer on the calling thread. */
 export function startTelemetrySide(options: TelemetrySideOptions): TelemetrySide {
@@ -110,96 +110,26 @@ export function startTelemetrySide(options: TelemetrySideOptions): TelemetrySide
   };
 }
 
-/** Messages between ./telemetry-worker.ts and `startTelemetryWorker`. */
-export type ToWorker = {
-  type: 'call';
-  id: number;
-  op: 'drain' | 'poller-close' | 'close';
-  timeoutMs?: number;
-};
-export type FromWorker =
-  | { type: 'ready' }
-  | { type: 'failed'; message: string }
-  | { type: 'reply'; id: number; error?: string; stats?: PollerStats }
-  | { type: 'stats'; stats: PollerStats };
-type PollerStats = ReturnType<KinesisPoller['stats']>;
-
-/** Lowers the calling thread's priority where that is per thread (Linux); elsewhere leaves it. */
-export function lowerThreadPriority(): void {
-  if (process.platform !== 'linux') return; // elsewhere it would lower the whole process
-  try {
-    setPriority(0, WORKER_NICE);
-  } catch {
-    // Not allowed here (a locked-down container): same priority, still its own event loop.
-  }
-}
-
 /**
- * The telemetry consumer on a worker thread (./telemetry-worker.ts) at a lower priority. `onCrash` is
- * called if the worker dies while running (the services process then fails and is restarted by
+ * The telemetry consumer on a worker thread (./telemetry-worker.ts) at a lower priority. `onCrash`
+ * is called if the worker dies while running (the services process then fails and is restarted by
  * its supervisor, local/services-client.ts).
  */
 export async function startTelemetryWorker(
   options: TelemetrySideOptions,
   onCrash: (error: Error) => void,
 ): Promise<TelemetrySide> {
-  const worker = new Worker(new URL('./telemetry-worker.ts', import.meta.url), { workerData: options });
-  let closing = false;
-  let nextId = 0;
-  const pending = new Map<number, { resolve(): void; reject(e: Error): void }>();
-  let stats: PollerStats = { delivered: 0, batches: 0, failedBatches: 0 };
-  const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      void worker.terminate();
-      reject(new Error('the telemetry worker did not start in time'));
-    }, WORKER_READY_TIMEOUT_MS);
-    worker.once('error', (error) => reject(error));
-    worker.once('exit', (code) => reject(new Error(`the telemetry worker exited during start (${code})`)));
-    worker.on('message', (message: FromWorker) => {
-      if (message.type === 'ready') {
-        clearTimeout(timer);
-        resolve();
-      } else if (message.type === 'failed') {
-        clearTimeout(timer);
-        reject(new Error(message.message));
-      } else if (message.type === 'stats') {
-        stats = message.stats;
-      } else if (message.type === 'reply') {
-        if (message.stats) stats = message.stats;
-        const waiter = pending.get(message.id);
-        pending.delete(message.id);
-        if (message.error) waiter?.reject(new Error(message.error));
-        else waiter?.resolve();
-      }
-    });
-  });
-  await ready;
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
-  worker.on('error', (error) => {
-    if (!closing) onCrash(error);
-  });
-  worker.on('exit', (code) => {
-    for (const waiter of pending.values()) waiter.reject(new Error('the telemetry worker exited'));
-    pending.clear();
-    if (!closing) onCrash(new Error(`the telemetry worker exited unexpectedly (code ${code})`));
-  });
-  const call = (op: ToWorker['op'], timeoutMs?: number) =>
-    new Promise<void>((resolve, reject) => {
-      const id = ++nextId;
-      pending.set(id, { resolve, reject });
-      worker.postMessage({ type: 'call', id, op, timeoutMs } satisfies ToWorker);
-    });
+  const worker = await startWorkerThread<null, PollerStats>(
+    new URL('./telemetry-worker.ts', import.meta.url),
+    options,
+    onCrash,
+  );
   return {
     poller: {
-      stats: () => ({ ...stats }),
-      drain: (timeoutMs) => call('drain', timeoutMs),
-      close: () => call('poller-close'),
+      stats: () => ({ delivered: 0, batches: 0, failedBatches: 0, ...worker.stats() }),
+      drain: (timeoutMs) => worker.call('drain', timeoutMs),
+      close: () => worker.call('poller-close'),
     },
-    close: async () => {
-      if (closing) return exited;
-      closing = true;
-      await call('close').catch(() => undefined);
-      await exited;
-    },
+    close: () => worker.close(),
   };
 }
