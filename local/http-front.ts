@@ -264,6 +264,8 @@ class LocalResponseStream extends Writable {
   private contentType = 'application/octet-stream';
   private pending: Buffer = Buffer.alloc(0);
   private started = false;
+  /** A body byte (or the end) went to the response: the headers went with it. */
+  private bodyWritten = false;
   private readonly res: ServerResponse;
   private readonly requestId: string;
 
@@ -304,7 +306,12 @@ class LocalResponseStream extends Writable {
         this.writeHead({ statusCode: 200, headers: { 'content-type': this.contentType } });
       }
     }
-    if (body.length === 0 || this.res.write(body)) callback();
+    if (body.length === 0) {
+      callback();
+      return;
+    }
+    this.bodyWritten = true;
+    if (this.res.write(body)) callback();
     else this.res.once('drain', () => callback());
   }
 
@@ -329,8 +336,12 @@ class LocalResponseStream extends Writable {
       headers[k.toLowerCase()] = v.map(String);
     if (prelude.cookies?.length) headers['set-cookie'] = prelude.cookies;
     this.res.writeHead(prelude.statusCode ?? 200, headers);
-    // Headers go out now, not with the first body byte: the client sees the status at once.
-    this.res.flushHeaders();
+    // Headers go out within this turn of the event loop, not later with the first body byte: the
+    // client sees the status at once. A small answer whose body is written in the same turn takes
+    // the headers with its first chunk (one write(2) instead of two).
+    setImmediate(() => {
+      if (!this.bodyWritten && !this.res.writableEnded && !this.res.destroyed) this.res.flushHeaders();
+    });
   }
 }
 

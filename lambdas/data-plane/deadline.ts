@@ -22,11 +22,26 @@ export function dependencyOf(error: unknown): Dependency | undefined {
   return typeof error === 'object' && error !== null ? failedDependency.get(error) : undefined;
 }
 
-export function withDeadline<T>(promise: Promise<T>, ms: number, what: Dependency): Promise<T> {
+/**
+ * The work, or a 503-mapped DeadlineError once `ms` pass. Given a function, the work gets an
+ * AbortSignal that fires at the same deadline (an SDK call then aborts itself and frees its socket
+ * and retries). One timer per call, cleared when the call ends: unlike `AbortSignal.timeout`, a call
+ * that answers in time leaves no timer behind and never builds the abort's DOMException.
+ */
+export function withDeadline<T>(
+  work: Promise<T> | ((signal: AbortSignal) => Promise<T>),
+  ms: number,
+  what: Dependency,
+): Promise<T> {
+  const controller = typeof work === 'function' ? new AbortController() : undefined;
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineError(what, ms)), ms);
+    timer = setTimeout(() => {
+      reject(new DeadlineError(what, ms));
+      controller?.abort();
+    }, ms);
   });
+  const promise = typeof work === 'function' ? work(controller!.signal) : work;
   return Promise.race([promise, expired])
     .catch((error: unknown) => {
       if (typeof error === 'object' && error !== null && !failedDependency.has(error))

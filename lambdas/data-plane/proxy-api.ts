@@ -296,7 +296,11 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     // 2. One store round trip: the snapshot.
     const storeStart = performance.now();
     const snapshot = PROXY_ID.test(ref)
-      ? await withDeadline(readSnapshot(cell!, ref, route.byAlias, dependencyMs), dependencyMs, 'the store')
+      ? await withDeadline(
+          (signal) => readSnapshot(cell!, ref, route.byAlias, signal),
+          dependencyMs,
+          'the store',
+        )
       : undefined;
     o.durations.storeMs = performance.now() - storeStart;
     const proxyId = snapshot?.proxyId ?? ref;
@@ -675,13 +679,13 @@ async function readSnapshot(
   cell: Cell,
   ref: string,
   byAlias: boolean,
-  timeoutMs: number,
+  abortSignal: AbortSignal,
 ): Promise<ProxySnapshot | undefined> {
   const key = byAlias ? keys.aliasSnapshot(ref) : keys.proxySnapshot(ref);
   const out = await cell.ddb.send(
     new GetCommand({ TableName: cell.tableName, Key: key, ConsistentRead: true }),
     // Aborts the call itself (and frees its socket) when the store hangs; withDeadline answers.
-    { abortSignal: AbortSignal.timeout(timeoutMs) },
+    { abortSignal },
   );
   if (out.Item === undefined) return undefined;
   if (!isSnapshot(out.Item, ref, byAlias)) throw new MalformedSnapshotError();

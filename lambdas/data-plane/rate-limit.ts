@@ -1,6 +1,7 @@
 import { UpdateCommand } from '@aws-sdk/lib-dynamodb';
 import type { TableRef } from '../shared/deps.ts';
 import { type Key, keys } from '../storage/keys.ts';
+import { withDeadline } from './deadline.ts';
 
 /**
  * proxyMaxRequestsPerMinute / proxyMaxRequestsPerDay, enforced with token leases (docs/hot-path.md).
@@ -332,16 +333,19 @@ export class RateLimiter {
 
   private async add(counter: CounterRef, start: string, delta: number, now: Date) {
     const ttl = Math.ceil(windowEndMs(counter.window, now) / 1000) + TTL_AFTER_SECONDS[counter.window];
-    const out = await this.table.ddb.send(
-      new UpdateCommand({
-        TableName: this.table.tableName,
-        Key: counter.key(start),
-        UpdateExpression: 'ADD #n :d SET #ttl = if_not_exists(#ttl, :ttl), #type = :type',
-        ExpressionAttributeNames: { '#n': 'n', '#ttl': 'ttl', '#type': 'type' },
-        ExpressionAttributeValues: { ':d': delta, ':ttl': ttl, ':type': 'RATE_COUNTER' },
-        ReturnValues: 'UPDATED_NEW',
-      }),
-      { abortSignal: AbortSignal.timeout(this.timeoutMs) },
+    const update = new UpdateCommand({
+      TableName: this.table.tableName,
+      Key: counter.key(start),
+      UpdateExpression: 'ADD #n :d SET #ttl = if_not_exists(#ttl, :ttl), #type = :type',
+      ExpressionAttributeNames: { '#n': 'n', '#ttl': 'ttl', '#type': 'type' },
+      ExpressionAttributeValues: { ':d': delta, ':ttl': ttl, ':type': 'RATE_COUNTER' },
+      ReturnValues: 'UPDATED_NEW',
+    });
+    // A hung store fails the claim at the deadline, and the call itself is aborted (socket freed).
+    const out = await withDeadline(
+      (abortSignal) => this.table.ddb.send(update, { abortSignal }),
+      this.timeoutMs,
+      'the store',
     );
     return Number(out.Attributes?.n ?? 0);
   }

@@ -194,6 +194,38 @@ describe('OpenAI chat completions with stream: true', () => {
     expect(got).toEqual(['first', 'second']);
     expect(released).toBe('by the client');
   }, 60_000);
+
+  it('the status and headers reach the client while the vendor still holds every body byte', async () => {
+    // Same invariant for the head: the vendor sends its first body byte only once the client has
+    // the status. A front that held the headers back for the first body chunk deadlocks here.
+    const p = await proxyTo(vendor.url);
+    const statusSeen = deferred();
+    let released = '';
+    vendor.handle = async (_req, res) => {
+      startSse(res);
+      released = await Promise.race([
+        statusSeen.promise.then(() => 'by the client'),
+        new Promise<string>((r) => setTimeout(() => r('by the safety timeout'), 20_000)),
+      ]);
+      res.end('data: [DONE]\n\n');
+    };
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        `${p.base}/v1/chat/completions`,
+        { headers: { authorization: p.proxyKey } },
+        (r) => {
+          statusSeen.resolve();
+          let body = '';
+          r.on('data', (c: Buffer) => (body += c));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(res).toEqual({ status: 200, body: 'data: [DONE]\n\n' });
+    expect(released).toBe('by the client');
+  }, 60_000);
 });
 
 describe('large and long answers', () => {

@@ -192,6 +192,34 @@ describe('withDeadline', () => {
     expect(dependencyOf(error)).toBe('KMS');
     expect(dependencyOf(new Error('elsewhere'))).toBeUndefined();
   });
+
+  it('aborts the work it started at the deadline, and only then', async () => {
+    let hung: AbortSignal | undefined;
+    const error = await withDeadline(
+      (signal) => {
+        hung = signal;
+        return new Promise(() => undefined);
+      },
+      20,
+      'the store',
+    ).catch((e) => e);
+    expect(isAwsDependencyError(error)).toBe(true);
+    expect(dependencyOf(error)).toBe('the store');
+    expect(hung?.aborted).toBe(true);
+    let answered: AbortSignal | undefined;
+    const value = await withDeadline(
+      async (signal) => {
+        answered = signal;
+        return 2;
+      },
+      20,
+      'KMS',
+    );
+    expect(value).toBe(2);
+    // Past the deadline: the timer was cleared with the answer, the signal never fires.
+    await new Promise((r) => setTimeout(r, 40));
+    expect(answered?.aborted).toBe(false);
+  });
 });
 
 describe('JwtVerifier key rotation', () => {
