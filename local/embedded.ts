@@ -3,9 +3,8 @@ import { createServer, type RequestListener, type Server } from 'node:http';
 import { join } from 'node:path';
 import { guardServer, type LocalCredentials, loadLocalCredentials } from './caller-auth.ts';
 import { dynaliteOpened, startDynalite } from './dynamodb-transactions.ts';
-import { closeServer, type KinesisStandIn, listen, startKinesisStandIn } from './kinesis-standin.ts';
+import { closeServer, listen, startKinesisStandIn } from './kinesis-standin.ts';
 import { type KmsStandIn, startKmsStandIn } from './kms-server.ts';
-import { startWorkerThread } from './worker-thread.ts';
 
 /** What the gateway needs of the KMS stand-in, wherever it runs (this process or ./services-process.ts). */
 /** The KMS (and STS) stand-in; `sts` (its recorded calls) only when it runs in this process. */
@@ -17,11 +16,6 @@ export interface EmbeddedServicesOptions {
   credentials?: LocalCredentials;
   /** Fixed ports (a restarted services process takes its predecessor's); default: free ones. */
   ports?: { dynamodb: number; dynamodbBackground: number; kinesis: number; kms: number };
-  /**
-   * Run the embedded Kinesis on a worker thread (./kinesis-worker.ts), off the store's event loop
-   * (the services process of `npm start` does); default: on this thread.
-   */
-  kinesisThread?: boolean;
 }
 
 /**
@@ -118,22 +112,6 @@ export interface EmbeddedServices {
   close(): Promise<void>;
 }
 
-/** The embedded Kinesis on a worker thread (./kinesis-worker.ts); a crash of it fails the process. */
-async function kinesisOnThread(
-  dataDir: string | undefined,
-  credentials: LocalCredentials,
-  port?: number,
-): Promise<KinesisStandIn> {
-  const worker = await startWorkerThread<string>(
-    new URL('./kinesis-worker.ts', import.meta.url),
-    { dataDir, credentials, port },
-    (error) => {
-      throw error;
-    },
-  );
-  return { endpoint: worker.ready, close: () => worker.close() };
-}
-
 export async function startEmbeddedServices(
   dataDir?: string,
   options: EmbeddedServicesOptions = {},
@@ -156,9 +134,7 @@ export async function startEmbeddedServices(
     // Listening only once its LevelDB is open (or reporting why it cannot be: a held lock).
     dynaliteOpened(ddb).then(() => listen(ddb, options.ports?.dynamodb)),
     listen(ddbBackground, options.ports?.dynamodbBackground),
-    options.kinesisThread
-      ? kinesisOnThread(dataDir, credentials, options.ports?.kinesis)
-      : startKinesisStandIn(dataDir, credentials, options.ports?.kinesis),
+    startKinesisStandIn(dataDir, credentials, options.ports?.kinesis),
     startKmsStandIn({
       keyFile: dataDir ? join(dataDir, 'kms-master-key') : undefined,
       credentials,

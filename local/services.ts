@@ -26,8 +26,8 @@ export interface ServicesSideOptions extends LocalConfigOptions, EmbeddedService
   /** When a call with no completion on record becomes `unknown` (LocalStackOptions.unknownAfterMs). */
   unknownAfterMs?: number;
   /**
-   * Run the embedded Kinesis on a worker thread and the telemetry consumer on another one at a lower
-   * priority (what the services process of `npm start` does); default: both on this thread.
+   * Run the telemetry consumer on a worker thread at a lower priority (what the services process of
+   * `npm start` does); default: on this thread.
    */
   telemetryWorker?: boolean;
   /** The telemetry worker died while running (default: thrown, which fails the services process). */
@@ -43,11 +43,7 @@ export interface ServicesSide {
 
 export async function startServicesSide(options: ServicesSideOptions): Promise<ServicesSide> {
   const { onTelemetryCrash, ...serializable } = options;
-  // In the services process the stream and the telemetry consumer get threads of their own.
-  const services = await startEmbeddedServices(options.dataDir, {
-    ...options,
-    kinesisThread: options.telemetryWorker,
-  });
+  const services = await startEmbeddedServices(options.dataDir, options);
   let telemetry: TelemetrySide | undefined;
   const close = async () => {
     await telemetry?.close();

@@ -17,8 +17,8 @@ type PollerStats = ReturnType<KinesisPoller['stats']>;
  * (`startTelemetryWorker`): its own event loop, so a batch being decoded and aggregated never holds
  * up a snapshot read the store has to answer, and on a busy machine the proxy and the store get the
  * cores first — the consumer catches up when they are idle (records wait in the stream, never
- * lost). The stream itself (./kinesis-worker.ts) keeps full priority: a completion must be in the
- * stream before the sweep could take its call for `unknown` (lambdas/telemetry/unknown-calls.ts).
+ * lost). The stream itself stays on the store's thread at full priority: a completion must be in
+ * the stream before the sweep could take its call for `unknown` (lambdas/telemetry/unknown-calls.ts).
  * Tests may run the consumer on the calling thread (`startTelemetrySide`).
  */
 export interface TelemetrySideOptions extends LocalConfigOptions {

@@ -3,10 +3,10 @@ import { parentPort, Worker } from 'node:worker_threads';
 import { errorChain } from './start-errors.ts';
 
 /**
- * The worker threads of the services process (./services.ts): the embedded Kinesis
- * (./kinesis-worker.ts) and the telemetry consumer (./telemetry-worker.ts), each on an event loop
- * of its own so that neither holds up the store's. This module is both sides of their small
- * protocol: `startWorkerThread` (the services process) and `serveWorkerThread` (the worker).
+ * A worker thread of the services process (./services.ts) — the telemetry consumer
+ * (./telemetry-worker.ts), on an event loop of its own so that it never holds up the store's. This
+ * module is both sides of their small protocol: `startWorkerThread` (the services process) and
+ * `serveWorkerThread` (the worker).
  *
  * Messages: the worker sends `ready` (with what the parent needs, e.g. an endpoint) or `failed`
  * once, `stats` whenever they change (at most every STATS_EVERY_MS) and a `reply` to every `call`
