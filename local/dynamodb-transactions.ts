@@ -194,8 +194,25 @@ interface Prepared {
   returnOldOnFailure: boolean;
 }
 
+/**
+ * The table definitions one request names, each read once (a transaction of 100 actions on one
+ * table read it 100 times: a LevelDB read and a JSON decode each).
+ */
+function tableReader(store: Store): (name: string) => Promise<Table> {
+  const tables = new Map<string, Promise<Table>>();
+  return (name) => {
+    let table = tables.get(name);
+    if (!table) {
+      table = promise<Table>((cb) => store.getTable(name, cb));
+      tables.set(name, table);
+    }
+    return table;
+  };
+}
+
 async function prepare(
   store: Store,
+  tableOf: (name: string) => Promise<Table>,
   name: ActionName | 'Get',
   request: Record<string, unknown>,
   spec: { fields: readonly string[]; validation: Validation },
@@ -218,7 +235,7 @@ async function prepare(
   for (const field of spec.fields) if (request[field] != null) picked[field] = request[field];
   const data = dynaliteValidations.checkTypes(picked, spec.validation.types);
   dynaliteValidations.checkValidations(data, spec.validation.types, spec.validation.custom, store);
-  const table = await promise<Table>((cb) => store.getTable(data.TableName, cb));
+  const table = await tableOf(data.TableName);
   const invalid =
     name === 'Put'
       ? dynaliteDb.validateItem(data.Item!, table)
@@ -418,6 +435,7 @@ async function transactWriteItems(store: Store, tokens: IdempotencyTokens, body:
   checkActionCount(items);
   const token = checkToken(body.ClientRequestToken);
   const original = structuredClone(items);
+  const tableOf = tableReader(store);
   const prepared: Prepared[] = [];
   for (const item of items) {
     const request = (item ?? {}) as Record<string, unknown>;
@@ -426,7 +444,9 @@ async function transactWriteItems(store: Store, tokens: IdempotencyTokens, body:
       throw validationError('TransactItems can only contain one of Check, Put, Update or Delete');
     }
     const name = present[0]!;
-    prepared.push(await prepare(store, name, request[name] as Record<string, unknown>, ACTIONS[name]));
+    prepared.push(
+      await prepare(store, tableOf, name, request[name] as Record<string, unknown>, ACTIONS[name]),
+    );
     if (prepared.length % ACTIONS_PER_TURN === 0) await nextTurn();
   }
   checkNoItemTwice(prepared);
@@ -465,13 +485,14 @@ async function transactWriteItems(store: Store, tokens: IdempotencyTokens, body:
 async function transactGetItems(store: Store, body: Record<string, unknown>) {
   const items = body.TransactItems;
   checkActionCount(items);
+  const tableOf = tableReader(store);
   const prepared: Prepared[] = [];
   for (const item of items) {
     const request = (item ?? {}) as Record<string, unknown>;
     if (request.Get == null || Object.keys(request).length !== 1) {
       throw validationError('TransactItems can only contain Get');
     }
-    prepared.push(await prepare(store, 'Get', request.Get as Record<string, unknown>, GET));
+    prepared.push(await prepare(store, tableOf, 'Get', request.Get as Record<string, unknown>, GET));
   }
   checkNoItemTwice(prepared);
   const unlock = await lockItems(store, prepared);
@@ -558,10 +579,6 @@ function transactionOperation(target: string | string[] | undefined) {
     : undefined;
 }
 
-/**
- * Starts dynalite (same options) with TransactWriteItems and TransactGetItems added. Returns
- * dynalite's own server (its `close` also closes the store); listen on it as on dynalite's.
- */
 const openedStores = new WeakMap<Server, Promise<void>>();
 
 /**
@@ -572,6 +589,54 @@ export function dynaliteOpened(server: Server): Promise<void> {
   return openedStores.get(server) ?? Promise.resolve();
 }
 
+type TableDb = Record<'put' | 'del' | 'batch', (...args: unknown[]) => unknown>;
+
+/**
+ * Keeps the ACTIVE table definitions in memory. dynalite reads a table's definition from LevelDB
+ * (a read on libuv's thread pool and a JSON decode) on every request, a GetItem included; this
+ * answers from memory, with a copy (the table actions mutate what they get before writing it back),
+ * and forgets everything as soon as anything writes a table definition (create, update, delete).
+ */
+function cacheTables(store: Store & { tableDb: TableDb; recreate?: (...args: unknown[]) => unknown }) {
+  const cached = new Map<string, Table>();
+  // A read that was in flight while a definition was written must not be cached.
+  let generation = 0;
+  const forget = () => {
+    generation++;
+    cached.clear();
+  };
+  for (const op of ['put', 'del', 'batch'] as const) {
+    const original = store.tableDb[op].bind(store.tableDb);
+    store.tableDb[op] = (...args: unknown[]) => {
+      forget();
+      return original(...args);
+    };
+  }
+  if (store.recreate) {
+    const recreate = store.recreate.bind(store);
+    store.recreate = (...args: unknown[]) => {
+      forget();
+      return recreate(...args);
+    };
+  }
+  const getTable = store.getTable.bind(store) as (name: string, ...rest: unknown[]) => void;
+  store.getTable = ((name: string, checkStatus: unknown, cb?: Callback<Table>) => {
+    const callback = (typeof checkStatus === 'function' ? checkStatus : cb) as Callback<Table>;
+    const hit = cached.get(name);
+    if (hit) return queueMicrotask(() => callback(null, structuredClone(hit)));
+    const readAt = generation;
+    getTable(name, checkStatus, (error: Error | null, table?: Table) => {
+      const active = !error && (table as { TableStatus?: string } | undefined)?.TableStatus === 'ACTIVE';
+      if (active && readAt === generation) cached.set(name, structuredClone(table!));
+      callback(error, table);
+    });
+  }) as Store['getTable'];
+}
+
+/**
+ * Starts dynalite (same options) with TransactWriteItems and TransactGetItems added. Returns
+ * dynalite's own server (its `close` also closes the store); listen on it as on dynalite's.
+ */
 export function startDynalite(options: Record<string, unknown>): Server {
   let store: Store | undefined;
   const create = dynaliteDb.create;
@@ -588,6 +653,7 @@ export function startDynalite(options: Record<string, unknown>): Server {
   const [dynaliteListener] = server.listeners('request') as RequestListener[];
   if (!store || !dynaliteListener) throw new Error('dynalite did not create its store as expected');
   const captured = store;
+  cacheTables(captured as Parameters<typeof cacheTables>[0]);
   const db = (captured as unknown as { db?: { open?: () => Promise<void> } }).db;
   if (typeof db?.open === 'function') {
     const opened = db.open();

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CreateTableCommand, DeleteTableCommand } from '@aws-sdk/client-dynamodb';
 import {
   type DynamoDBDocumentClient,
   GetCommand,
@@ -656,4 +657,56 @@ describe('durability on disk', () => {
       await reopened.close();
     }
   }, 120_000);
+});
+
+describe('table definitions kept in memory (local/dynamodb-transactions.ts, cacheTables)', () => {
+  it('a table deleted, re-created with another key schema, is seen as it is now on the very next call', async () => {
+    const name = `keygate-table-cache-${Date.now()}`;
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: name,
+        AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+        KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+    await ddb.send(new PutCommand({ TableName: name, Item: { pk: 'a', v: 1 } }));
+    // Read twice: the second answer comes from the cached definition.
+    for (let i = 0; i < 2; i++)
+      expect((await ddb.send(new GetCommand({ TableName: name, Key: { pk: 'a' } }))).Item).toEqual({
+        pk: 'a',
+        v: 1,
+      });
+
+    await ddb.send(new DeleteTableCommand({ TableName: name }));
+    await expect(ddb.send(new GetCommand({ TableName: name, Key: { pk: 'a' } }))).rejects.toMatchObject({
+      name: 'ResourceNotFoundException',
+    });
+
+    await ddb.send(
+      new CreateTableCommand({
+        TableName: name,
+        AttributeDefinitions: [
+          { AttributeName: 'id', AttributeType: 'S' },
+          { AttributeName: 'n', AttributeType: 'N' },
+        ],
+        KeySchema: [
+          { AttributeName: 'id', KeyType: 'HASH' },
+          { AttributeName: 'n', KeyType: 'RANGE' },
+        ],
+        BillingMode: 'PAY_PER_REQUEST',
+      }),
+    );
+    // The old key schema is refused, the new one is used, in transactions too.
+    await expect(ddb.send(new GetCommand({ TableName: name, Key: { pk: 'a' } }))).rejects.toMatchObject({
+      name: 'ValidationException',
+    });
+    await ddb.send(
+      new TransactWriteCommand({ TransactItems: [{ Put: { TableName: name, Item: { id: 'x', n: 1 } } }] }),
+    );
+    expect((await ddb.send(new GetCommand({ TableName: name, Key: { id: 'x', n: 1 } }))).Item).toEqual({
+      id: 'x',
+      n: 1,
+    });
+  });
 });
