@@ -129,6 +129,32 @@ async function readCapped(req: IncomingMessage): Promise<Buffer | undefined> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * One signer per credentials, region and service: a signer keeps the signing keys it derived (four
+ * HMACs per day and scope), so verifying a request costs the canonical request and one HMAC.
+ */
+const signers = new WeakMap<LocalCredentials, Map<string, SignatureV4>>();
+const MAX_CACHED_SCOPES = 16;
+function signerFor(credentials: LocalCredentials, scope: SignedScope): SignatureV4 {
+  let byScope = signers.get(credentials);
+  if (!byScope) signers.set(credentials, (byScope = new Map()));
+  const key = `${scope.region}/${scope.service}`;
+  let signer = byScope.get(key);
+  if (!signer) {
+    signer = new SignatureV4({
+      credentials,
+      region: scope.region,
+      service: scope.service,
+      sha256: NodeSha256,
+      applyChecksum: false,
+    });
+    // keygate's own clients use a handful of scopes; the scope is not verified yet, so a caller
+    // inventing new ones gets a signer of its own, not a place in the map.
+    if (byScope.size < MAX_CACHED_SCOPES) byScope.set(key, signer);
+  }
+  return signer;
+}
+
 /** True when `body` and the request's headers carry a valid SigV4 signature by `credentials`. */
 async function hasValidSignature(
   req: IncomingMessage,
@@ -156,14 +182,7 @@ async function hasValidSignature(
     const prev = query[k];
     query[k] = prev === undefined ? v : [...(Array.isArray(prev) ? prev : [prev]), v];
   }
-  const signer = new SignatureV4({
-    credentials,
-    region: scope.region,
-    service: scope.service,
-    sha256: NodeSha256,
-    applyChecksum: false,
-  });
-  const signed = await signer.sign(
+  const signed = await signerFor(credentials, scope).sign(
     {
       method: req.method ?? 'GET',
       protocol: 'http:',
