@@ -137,7 +137,10 @@ const signers = new WeakMap<LocalCredentials, Map<string, SignatureV4>>();
 const MAX_CACHED_SCOPES = 16;
 function signerFor(credentials: LocalCredentials, scope: SignedScope): SignatureV4 {
   let byScope = signers.get(credentials);
-  if (!byScope) signers.set(credentials, (byScope = new Map()));
+  if (!byScope) {
+    byScope = new Map();
+    signers.set(credentials, byScope);
+  }
   const key = `${scope.region}/${scope.service}`;
   let signer = byScope.get(key);
   if (!signer) {

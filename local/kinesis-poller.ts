@@ -1,6 +1,7 @@
 import {
   type _Record,
   GetRecordsCommand,
+  type GetRecordsCommandOutput,
   GetShardIteratorCommand,
   type KinesisClient,
   ListShardsCommand,
@@ -30,6 +31,8 @@ export interface KinesisPollerOptions {
   idleMs?: number;
   /** Most records handed to the handler at once. Default 100 (the mapping's default). */
   batchSize?: number;
+  /** Most records read per GetRecords call while a batch is gathered. Default: the batch size. */
+  pageSize?: number;
   /**
    * The mapping's batching window: after a batch smaller than `batchSize`, wait this long before
    * reading the shard again, so that records arriving meanwhile are handled together (one rollup
@@ -79,6 +82,7 @@ export function toKinesisEvent(
 export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller {
   const idleMs = options.idleMs ?? 200;
   const batchSize = options.batchSize ?? 100;
+  const pageSize = options.pageSize ?? batchSize;
   const batchWindowMs = options.batchWindowMs ?? 0;
   const stats = { delivered: 0, batches: 0, failedBatches: 0 };
   let stopped = false;
@@ -124,13 +128,22 @@ export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller
     let failures = 0;
     while (!stopped && iterator) {
       const sentAt = performance.now();
-      const out = await options.kinesis.send(
-        new GetRecordsCommand({ ShardIterator: iterator, Limit: batchSize }),
-      );
-      const records = out.Records ?? [];
+      // A batch may be read in pages (pageSize): the embedded Kinesis builds each answer in one go,
+      // on the thread that also answers the proxy's snapshot reads.
+      const records: _Record[] = [];
+      let next: string | undefined = iterator;
+      for (;;) {
+        const limit = Math.min(pageSize, batchSize - records.length);
+        const out: GetRecordsCommandOutput = await options.kinesis.send(
+          new GetRecordsCommand({ ShardIterator: next, Limit: limit }),
+        );
+        records.push(...(out.Records ?? []));
+        next = out.NextShardIterator;
+        if ((out.Records?.length ?? 0) < limit || records.length >= batchSize || !next || stopped) break;
+      }
       if (records.length === 0) {
         emptySince.set(shardId, sentAt);
-        iterator = out.NextShardIterator;
+        iterator = next;
         await sleep(idleMs);
         continue;
       }
@@ -153,7 +166,7 @@ export function startKinesisPoller(options: KinesisPollerOptions): KinesisPoller
           type: 'StreamCheckpoint',
           sequenceNumber: last,
         });
-        iterator = out.NextShardIterator;
+        iterator = next;
         if (records.length < batchSize && batchWindowMs > 0) await sleep(batchWindowMs);
       } else {
         stats.failedBatches++;

@@ -39,6 +39,8 @@ export interface TelemetrySide {
 
 /** Records per aggregator batch at most (Lambda's mapping allows up to 10,000). */
 const POLLER_BATCH_SIZE = 1000;
+/** Records per GetRecords while a batch is gathered. */
+const POLLER_PAGE_SIZE = 250;
 /** How long records may wait to be batched (Lambda's MaximumBatchingWindowInSeconds). */
 const POLLER_BATCH_WINDOW_MS = 1000;
 /** The telemetry worker's nice value (Linux: per thread). The proxy and the store keep 0. */
@@ -80,6 +82,9 @@ export function startTelemetrySide(options: TelemetrySideOptions): TelemetrySide
     // store they load is the one the proxy reads its snapshots from.
     batchSize: POLLER_BATCH_SIZE,
     batchWindowMs: POLLER_BATCH_WINDOW_MS,
+    // kinesalite answers a GetRecords of 1,000 records with one ~20 ms stall of the store's thread
+    // (250: ~8 ms); a batch gathered from pages costs ~20 % more reading, off the proxy's path.
+    pageSize: POLLER_PAGE_SIZE,
   });
   const poller: KinesisPoller = {
     ...started,

@@ -187,6 +187,52 @@ describe('local event source mapping (poller)', () => {
       await stack.close();
     }
   });
+  it('gathers a batch from several smaller reads (pageSize), in order, each record once', async () => {
+    const stack = await startLocalStack({ telemetryPoller: false });
+    const cell = Object.values(stack.deps.cells)[0]!;
+    const streamName = `poller-pages-${Date.now()}`;
+    await ensureStream(cell.kinesis, streamName);
+    const emitter = createTelemetryEmitter({ kinesis: cell.kinesis, streamName });
+    const sent = Array.from({ length: 12 }, () => makeRecord());
+    for (const r of sent) {
+      emitter.emit(r);
+      await emitter.flush();
+    }
+    const seen: string[][] = [];
+    const limits: number[] = [];
+    cell.kinesis.middlewareStack.add(
+      (next, context) => (args) => {
+        if (context.commandName === 'GetRecordsCommand') limits.push((args.input as { Limit: number }).Limit);
+        return next(args);
+      },
+      { step: 'initialize', name: 'recordLimits' },
+    );
+    const poller = startKinesisPoller({
+      kinesis: cell.kinesis,
+      streamName,
+      region: cell.region,
+      table: cell,
+      idleMs: 20,
+      batchSize: 5,
+      pageSize: 2,
+      handler: async (event) => {
+        seen.push(
+          event.Records.map((r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()).requestId),
+        );
+        return { batchItemFailures: [] };
+      },
+    });
+    try {
+      await poller.drain(10_000);
+      expect(seen.flat()).toEqual(sent.map((r) => r.requestId));
+      // Everything was in the stream before the first read: full batches from pages of two.
+      expect(seen.map((b) => b.length)).toEqual([5, 5, 2]);
+      expect(Math.max(...limits)).toBe(2);
+    } finally {
+      await poller.close();
+      await stack.close();
+    }
+  });
 });
 
 describe('stray hits on the proxy port', () => {
