@@ -88,7 +88,7 @@ function cellFor(deps: Deps, region: string | undefined): Cell | undefined {
  * records of one Kinesis record share its sequence number; they always travel together, so the
  * watermarks stay exact.
  */
-function payloadRecords(data: Buffer): unknown[] | string {
+export function payloadRecords(data: Buffer): unknown[] | string {
   if (data[0] === 0x1f && data[1] === 0x8b) {
     try {
       return recordsFromLogPayload(JSON.parse(gunzipSync(data).toString('utf8')));

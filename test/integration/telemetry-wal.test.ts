@@ -8,6 +8,7 @@ import {
   ListShardsCommand,
 } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { payloadRecords } from '../../lambdas/telemetry/decode.ts';
 import { bounded } from '../../lambdas/telemetry/emitter.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { openTelemetryWal } from '../../local/telemetry-wal.ts';
@@ -64,8 +65,11 @@ async function streamCounts(): Promise<Map<string, number>> {
     while (it) {
       const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: it, Limit: 1000 }));
       for (const r of page.Records ?? []) {
-        const id = (JSON.parse(Buffer.from(r.Data!).toString('utf8')) as { requestId: string }).requestId;
-        counts.set(id, (counts.get(id) ?? 0) + 1);
+        // The write-ahead file packs lines into one Kinesis record (the log route's format).
+        const records = payloadRecords(Buffer.from(r.Data!));
+        if (typeof records === 'string') throw new Error(`not a telemetry payload: ${records}`);
+        for (const { requestId } of records as { requestId: string }[])
+          counts.set(requestId, (counts.get(requestId) ?? 0) + 1);
       }
       if ((page.Records ?? []).length === 0) break;
       it = page.NextShardIterator;
