@@ -76,6 +76,8 @@ interface Line {
  */
 const MAX_LINES_PER_AGGREGATE = 200;
 const MAX_AGGREGATE_BYTES = 512 * 1024;
+/** Lines per PutRecords call, before compression: under Kinesis's 5 MiB per call even uncompressed. */
+const MAX_CALL_BYTES = 4 * 1024 * 1024;
 /** The local stream has one shard: every aggregate goes to it, in file order. */
 const AGGREGATE_PARTITION_KEY = 'keygate-telemetry-wal';
 const gzipAsync = promisify(gzip);
@@ -179,7 +181,12 @@ export function openTelemetryWal(options: TelemetryWalOptions): TelemetryWal {
       // Consecutive lines packed into Kinesis records (aggregates), up to MAX_RECORDS_PER_CALL.
       const groups: Line[][] = [];
       let taken = 0;
-      while (taken < pending.length && groups.length < MAX_RECORDS_PER_CALL) {
+      let callBytes = 0;
+      while (
+        taken < pending.length &&
+        groups.length < MAX_RECORDS_PER_CALL &&
+        (groups.length === 0 || callBytes + MAX_AGGREGATE_BYTES <= MAX_CALL_BYTES)
+      ) {
         const group: Line[] = [];
         let bytes = 0;
         while (
@@ -190,6 +197,7 @@ export function openTelemetryWal(options: TelemetryWalOptions): TelemetryWal {
           bytes += pending[taken]!.data.length;
           group.push(pending[taken++]!);
         }
+        callBytes += bytes;
         groups.push(group);
       }
       const batch = pending.slice(0, taken);
