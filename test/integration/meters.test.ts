@@ -427,9 +427,6 @@ describe('meters', () => {
       clock.ms += 100;
     }
     const perCall = (meterWrites - writesAfterWarmUp) / (CALLS - WARM_UP);
-    console.log(
-      `meter claims: ${meterWrites} in ${CALLS} calls; ${perCall.toFixed(3)} per call after warm-up`,
-    );
     expect(perCall).toBeLessThanOrEqual(0.05);
     expect(seen.flatMap((o) => o.meters ?? []).reduce((s, m) => s + m.value, 0)).toBe(CALLS * 150);
   });
