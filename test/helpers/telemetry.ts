@@ -1,5 +1,12 @@
-import type { _Record } from '@aws-sdk/client-kinesis';
+import {
+  type _Record,
+  GetRecordsCommand,
+  GetShardIteratorCommand,
+  type KinesisClient,
+  ListShardsCommand,
+} from '@aws-sdk/client-kinesis';
 import type { KinesisStreamEvent } from 'aws-lambda';
+import { payloadRecords } from '../../lambdas/telemetry/decode.ts';
 import type { TelemetryRecord } from '../../lambdas/telemetry/record.ts';
 import { newRequestId } from '../../lambdas/telemetry/request-id.ts';
 import { toKinesisEvent } from '../../local/kinesis-poller.ts';
@@ -66,4 +73,36 @@ export function eventOf(delivered: Delivered[], region = 'us-east-1'): KinesisSt
     ([shardId, rs]) => toKinesisEvent(rs, shardId, { streamName: 'keygate-telemetry', region }).Records,
   );
   return { Records: records };
+}
+
+/**
+ * Every telemetry record in a stream, from the start of each shard: single JSON records (the
+ * Kinesis emitter) and packed ones (the write-ahead file, the log route), decoded as the aggregator
+ * decodes them.
+ */
+export async function streamRecords(kinesis: KinesisClient, streamName: string): Promise<TelemetryRecord[]> {
+  const out: TelemetryRecord[] = [];
+  const shards = await kinesis.send(new ListShardsCommand({ StreamName: streamName }));
+  for (const s of shards.Shards ?? []) {
+    let it = (
+      await kinesis.send(
+        new GetShardIteratorCommand({
+          StreamName: streamName,
+          ShardId: s.ShardId!,
+          ShardIteratorType: 'TRIM_HORIZON',
+        }),
+      )
+    ).ShardIterator;
+    while (it) {
+      const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: it, Limit: 1000 }));
+      for (const r of page.Records ?? []) {
+        const records = payloadRecords(Buffer.from(r.Data!));
+        if (typeof records === 'string') throw new Error(`not a telemetry payload: ${records}`);
+        out.push(...(records as TelemetryRecord[]));
+      }
+      if ((page.Records ?? []).length === 0) break;
+      it = page.NextShardIterator;
+    }
+  }
+  return out;
 }

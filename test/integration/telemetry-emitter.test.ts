@@ -1,15 +1,9 @@
-import {
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type KinesisClient,
-  ListShardsCommand,
-  PutRecordsCommand,
-} from '@aws-sdk/client-kinesis';
+import { type KinesisClient, PutRecordsCommand } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createTelemetryEmitter } from '../../lambdas/telemetry/emitter.ts';
 import type { TelemetryRecord } from '../../lambdas/telemetry/record.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
-import { makeRecord } from '../helpers/telemetry.ts';
+import { makeRecord, streamRecords } from '../helpers/telemetry.ts';
 
 let stack: LocalStack;
 let kinesis: KinesisClient;
@@ -23,28 +17,7 @@ afterAll(async () => {
   await stack.close();
 });
 
-async function readStream(): Promise<TelemetryRecord[]> {
-  const out: TelemetryRecord[] = [];
-  const shards = await kinesis.send(new ListShardsCommand({ StreamName: STREAM }));
-  for (const s of shards.Shards ?? []) {
-    let it = (
-      await kinesis.send(
-        new GetShardIteratorCommand({
-          StreamName: STREAM,
-          ShardId: s.ShardId!,
-          ShardIteratorType: 'TRIM_HORIZON',
-        }),
-      )
-    ).ShardIterator;
-    while (it) {
-      const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: it, Limit: 1000 }));
-      for (const r of page.Records ?? []) out.push(JSON.parse(Buffer.from(r.Data!).toString('utf8')));
-      if ((page.Records ?? []).length === 0) break;
-      it = page.NextShardIterator;
-    }
-  }
-  return out;
-}
+const readStream = () => streamRecords(kinesis, STREAM);
 
 function capturingLogger() {
   const lines: string[] = [];

@@ -1,18 +1,12 @@
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  GetRecordsCommand,
-  GetShardIteratorCommand,
-  type KinesisClient,
-  ListShardsCommand,
-} from '@aws-sdk/client-kinesis';
+import type { KinesisClient } from '@aws-sdk/client-kinesis';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { payloadRecords } from '../../lambdas/telemetry/decode.ts';
 import { bounded } from '../../lambdas/telemetry/emitter.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { openTelemetryWal } from '../../local/telemetry-wal.ts';
-import { makeRecord } from '../helpers/telemetry.ts';
+import { makeRecord, streamRecords } from '../helpers/telemetry.ts';
 
 /**
  * The write-ahead file's shipped offset (overwritten in place after every PutRecords): a restart
@@ -48,33 +42,11 @@ function crashCopy(dir: string): string {
 
 const offsetOf = (dir: string) => Number(readFileSync(join(dir, 'telemetry.wal.shipped'), 'utf8'));
 
-/** requestId → how many times it is in the stream. */
+/** requestId → how many times it is in the stream (the write-ahead file packs lines into records). */
 async function streamCounts(): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  const shards = await kinesis.send(new ListShardsCommand({ StreamName: STREAM }));
-  for (const s of shards.Shards ?? []) {
-    let it = (
-      await kinesis.send(
-        new GetShardIteratorCommand({
-          StreamName: STREAM,
-          ShardId: s.ShardId!,
-          ShardIteratorType: 'TRIM_HORIZON',
-        }),
-      )
-    ).ShardIterator;
-    while (it) {
-      const page = await kinesis.send(new GetRecordsCommand({ ShardIterator: it, Limit: 1000 }));
-      for (const r of page.Records ?? []) {
-        // The write-ahead file packs lines into one Kinesis record (the log route's format).
-        const records = payloadRecords(Buffer.from(r.Data!));
-        if (typeof records === 'string') throw new Error(`not a telemetry payload: ${records}`);
-        for (const { requestId } of records as { requestId: string }[])
-          counts.set(requestId, (counts.get(requestId) ?? 0) + 1);
-      }
-      if ((page.Records ?? []).length === 0) break;
-      it = page.NextShardIterator;
-    }
-  }
+  for (const { requestId } of await streamRecords(kinesis, STREAM))
+    counts.set(requestId, (counts.get(requestId) ?? 0) + 1);
   return counts;
 }
 
