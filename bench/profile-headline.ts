@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { telemetryHook } from '../lambdas/data-plane/telemetry-hook.ts';
 import { startLocalStack } from '../local/stack.ts';
 import { INVENTORY_RULE, writeSnapshot } from '../test/helpers/proxy-fixtures.ts';
+import { processTreeCpu } from './proc-cpu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const arg = (name: string, fallback: string) => {
@@ -63,40 +64,15 @@ const run = (seconds: string) =>
   });
 console.log('warm-up', await run('3'));
 // CPU time of this process tree (this process, the services process, the clients) per request.
-const { readFileSync, readdirSync } = await import('node:fs');
 const tree = () => {
   const out = new Map<string, number>();
-  const parent = new Map<number, number>();
-  const cpu = new Map<number, number>();
-  const name = new Map<number, string>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      parent.set(Number(d), Number(f[1]));
-      cpu.set(Number(d), (Number(f[11]) + Number(f[12])) * 10);
-      name.set(
-        Number(d),
-        readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').slice(1, 2).join(' ').replace(/.*\//, ''),
-      );
-    } catch {}
-  }
-  for (const [pid, ms] of cpu) {
-    let p = pid;
-    while (p && p !== process.pid) p = parent.get(p) ?? 0;
-    if (p !== process.pid) continue;
-    const label = `${pid === process.pid ? 'proxy' : name.get(pid)}#${pid}`;
-    out.set(label, ms);
+  for (const p of processTreeCpu()) {
+    const label = `${p.pid === process.pid ? 'proxy' : p.script.replace(/.*\//, '')}#${p.pid}`;
+    out.set(label, p.ms);
     // Its threads: the main one, and the others (a worker thread, libuv's pool, LevelDB's) by name.
-    for (const t of readdirSync(`/proc/${pid}/task`)) {
-      try {
-        const st = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
-        const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-        const comm = st.slice(st.indexOf('(') + 1, st.lastIndexOf(')'));
-        const key = `${label} thread ${Number(t) === pid ? 'main' : `${comm} nice ${f[16]}`}`;
-        out.set(key, (out.get(key) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
-      } catch {}
+    for (const t of p.threads) {
+      const key = `${label} thread ${t.tid === p.pid ? 'main' : `${t.name} nice ${t.nice}`}`;
+      out.set(key, (out.get(key) ?? 0) + t.ms);
     }
   }
   return out;

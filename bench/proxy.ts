@@ -21,7 +21,7 @@
  * Usage: node bench/proxy.ts [--requests 2000] [--seconds 3] [--max-c1-seconds 6] [--headline-only] [--repeat N]
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -35,6 +35,7 @@ import type { TableRef } from '../lambdas/shared/deps.ts';
 import { keys } from '../lambdas/storage/keys.ts';
 import { type LocalStack, startLocalStack } from '../local/stack.ts';
 import { INVENTORY_RULE, writeSnapshot } from '../test/helpers/proxy-fixtures.ts';
+import { processTreeCpu } from './proc-cpu.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const arg = (name: string, fallback: number) => {
@@ -186,22 +187,11 @@ interface Measured {
 function cpuNow(): Record<string, number> {
   const own = process.cpuUsage();
   const out: Record<string, number> = { 'proxy process': (own.user + own.system) / 1000 };
-  if (process.platform !== 'linux') return out;
-  const ticks = (stat: string) => {
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { ms: (Number(f[11]) + Number(f[12])) * 10, nice: Number(f[16]), ppid: Number(f[1]) };
-  };
-  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
-    try {
-      if (ticks(readFileSync(`/proc/${pid}/stat`, 'utf8')).ppid !== process.pid) continue;
-      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('services-process')) continue;
-      for (const tid of readdirSync(`/proc/${pid}/task`)) {
-        const t = ticks(readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8'));
-        const key = t.nice > 0 ? 'services process, telemetry worker' : 'services process, the rest';
-        out[key] = (out[key] ?? 0) + t.ms;
-      }
-    } catch {
-      // exited meanwhile
+  for (const p of processTreeCpu()) {
+    if (!p.script.includes('services-process')) continue;
+    for (const t of p.threads) {
+      const key = t.nice > 0 ? 'services process, telemetry worker' : 'services process, the rest';
+      out[key] = (out[key] ?? 0) + t.ms;
     }
   }
   return out;
