@@ -128,17 +128,23 @@ describe('local pipeline across restarts', () => {
 });
 
 describe('local event source mapping (poller)', () => {
-  it('delivers Lambda-shaped events and resumes from the lowest reported failure', async () => {
+  /** A stack without a poller, and a new stream holding `count` records, in emit order. */
+  async function streamOf(prefix: string, count: number) {
     const stack = await startLocalStack({ telemetryPoller: false });
     const cell = Object.values(stack.deps.cells)[0]!;
-    const streamName = `poller-test-${Date.now()}`;
+    const streamName = `${prefix}-${Date.now()}`;
     await ensureStream(cell.kinesis, streamName);
     const emitter = createTelemetryEmitter({ kinesis: cell.kinesis, streamName });
-    const sent = Array.from({ length: 5 }, () => makeRecord());
+    const sent = Array.from({ length: count }, () => makeRecord());
     for (const r of sent) {
       emitter.emit(r);
       await emitter.flush(); // one by one: one shard order = emit order
     }
+    return { stack, cell, streamName, sent };
+  }
+
+  it('delivers Lambda-shaped events and resumes from the lowest reported failure', async () => {
+    const { stack, cell, streamName, sent } = await streamOf('poller-test', 5);
     const seen: string[][] = [];
     let failOnce = true;
     const poller = startKinesisPoller({
@@ -188,16 +194,7 @@ describe('local event source mapping (poller)', () => {
     }
   });
   it('gathers a batch from several smaller reads (pageSize), in order, each record once', async () => {
-    const stack = await startLocalStack({ telemetryPoller: false });
-    const cell = Object.values(stack.deps.cells)[0]!;
-    const streamName = `poller-pages-${Date.now()}`;
-    await ensureStream(cell.kinesis, streamName);
-    const emitter = createTelemetryEmitter({ kinesis: cell.kinesis, streamName });
-    const sent = Array.from({ length: 12 }, () => makeRecord());
-    for (const r of sent) {
-      emitter.emit(r);
-      await emitter.flush();
-    }
+    const { stack, cell, streamName, sent } = await streamOf('poller-pages', 12);
     const seen: string[][] = [];
     const limits: number[] = [];
     cell.kinesis.middlewareStack.add(
