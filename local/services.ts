@@ -13,9 +13,10 @@ import {
 
 /**
  * The services side of local mode: the embedded stand-ins (./embedded.ts), the table and stream
- * the CDK app would create, and the telemetry consumer (./telemetry-side.ts). Everything here is reached by the proxy over loopback HTTP (or not at
- * all), so it can run in this process (tests) or in its own (./services-process.ts, what
- * `npm start` does), off the event loop that serves the proxy.
+ * the CDK app would create, and the telemetry consumer (./telemetry-side.ts). Everything here is
+ * reached by the proxy over loopback HTTP (or not at all), so it can run in this process (tests) or
+ * in its own (./services-process.ts, what `npm start` does), off the event loop that serves the
+ * proxy.
  */
 export interface ServicesSideOptions extends LocalConfigOptions, EmbeddedServicesOptions {
   /** Where data lives; absent: in memory. */
@@ -30,8 +31,6 @@ export interface ServicesSideOptions extends LocalConfigOptions, EmbeddedService
    * `npm start` does); default: on this thread.
    */
   telemetryWorker?: boolean;
-  /** The telemetry worker died while running (default: thrown, which fails the services process). */
-  onTelemetryCrash?: (error: Error) => void;
 }
 
 export interface ServicesSide {
@@ -42,7 +41,6 @@ export interface ServicesSide {
 }
 
 export async function startServicesSide(options: ServicesSideOptions): Promise<ServicesSide> {
-  const { onTelemetryCrash, ...serializable } = options;
   const services = await startEmbeddedServices(options.dataDir, options);
   let telemetry: TelemetrySide | undefined;
   const close = async () => {
@@ -67,7 +65,7 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
     }
     if (options.telemetryPoller === false) return { services, close };
     const telemetryOptions: TelemetrySideOptions = {
-      ...serializable,
+      ...options,
       // The telemetry consumer's store calls go behind the proxy's (embedded.ts, backgroundDoor).
       dynamodbEndpoint: services.dynamodbBackgroundEndpoint,
       kinesisEndpoint: services.kinesisEndpoint,
@@ -75,13 +73,10 @@ export async function startServicesSide(options: ServicesSideOptions): Promise<S
       credentials: services.credentials,
     };
     telemetry = options.telemetryWorker
-      ? await startTelemetryWorker(
-          telemetryOptions,
-          onTelemetryCrash ??
-            ((error) => {
-              throw error;
-            }),
-        )
+      ? // A worker that dies while running fails the services process; its supervisor restarts it.
+        await startTelemetryWorker(telemetryOptions, (error) => {
+          throw error;
+        })
       : startTelemetrySide(telemetryOptions);
     return { services, poller: telemetry.poller, close };
   } catch (error) {
