@@ -10,6 +10,7 @@ import { type HttpFront, type LambdaHttpHandler, startHttpFront } from '../../lo
 import { type FakeOAuth, startFakeOAuth } from '../helpers/fake-oauth.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
 import { captureLogs } from '../helpers/logs.ts';
+import { eventually } from '../helpers/poll.ts';
 import { send, startProxyFront } from '../helpers/proxy-fixtures.ts';
 
 // Failures are provoked on purpose (KMS faults, a provider that refuses a revocation): their WARN/ERROR
@@ -681,19 +682,20 @@ describe('secrets', () => {
     const proxies = (await api('GET', `/clients/${clientId}/proxies`)).body.proxies as Array<{
       proxyId: string;
     }>;
-    let records = '';
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      records = '';
-      let count = 0;
-      for (const p of proxies) {
-        const log = await api('GET', `/clients/${clientId}/proxies/${p.proxyId}/requests?limit=1000`);
-        records += log.text;
-        count += log.body.requests.length;
-      }
-      if (count > 10 || Date.now() > deadline) break;
-      await sleep(200);
-    }
+    const { records } = await eventually(
+      async () => {
+        let records = '';
+        let count = 0;
+        for (const p of proxies) {
+          const log = await api('GET', `/clients/${clientId}/proxies/${p.proxyId}/requests?limit=1000`);
+          records += log.text;
+          count += log.body.requests.length;
+        }
+        return { records, count };
+      },
+      ({ count }) => count > 10,
+      { everyMs: 200 },
+    );
     expect(records.length).toBeGreaterThan(100);
     const stored: string[] = [];
     for (const table of [gw.stack.deps.home, ...Object.values(gw.stack.deps.cells)]) {

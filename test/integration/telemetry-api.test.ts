@@ -8,6 +8,7 @@ import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter, type TelemetryEmitter } from '../../lambdas/telemetry/emitter.ts';
 import { maskHeaders, maskQuery } from '../../lambdas/telemetry/masking.ts';
 import { startTestGateway, type TestGateway } from '../helpers/local.ts';
+import { eventually } from '../helpers/poll.ts';
 import { eventOf, makeRecord, onShard } from '../helpers/telemetry.ts';
 
 let gw: TestGateway;
@@ -38,15 +39,6 @@ async function createProxy(owner = clientId): Promise<string> {
     proxyRegion: 'us-east-1',
   });
   return proxyId;
-}
-
-async function waitFor<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 3000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('request log API over the local pipeline', () => {
@@ -82,7 +74,7 @@ describe('request log API over the local pipeline', () => {
     try {
       emitter.emit(record);
       await emitter.flush();
-      res = await waitFor(
+      res = await eventually(
         () => gw.api('GET', `/clients/${clientId}/proxies/${proxyId}/requests`),
         (r) => r.body?.requests?.length === 1,
       );

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createTelemetryEmitter } from '../../lambdas/telemetry/emitter.ts';
 import type { TelemetryRecord } from '../../lambdas/telemetry/record.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { eventually } from '../helpers/poll.ts';
 import { makeRecord, streamRecords } from '../helpers/telemetry.ts';
 
 let stack: LocalStack;
@@ -128,9 +129,10 @@ describe('telemetry emitter', () => {
   it('starts the send on its own with autoFlushMs, so a later flush finds it done', async () => {
     const emitter = createTelemetryEmitter({ kinesis, streamName: STREAM, autoFlushMs: 0 });
     emitter.emit(makeRecord());
-    const deadline = Date.now() + 2000;
-    while (emitter.stats().delivered === 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 5));
+    await eventually(
+      () => emitter.stats().delivered,
+      (delivered) => delivered > 0,
+    );
     expect(emitter.stats().delivered).toBe(1);
     await emitter.flush();
     expect(emitter.stats()).toMatchObject({ emitted: 1, delivered: 1 });
