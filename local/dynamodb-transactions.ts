@@ -597,7 +597,7 @@ type TableDb = Record<'put' | 'del' | 'batch', (...args: unknown[]) => unknown>;
  * answers from memory, with a copy (the table actions mutate what they get before writing it back),
  * and forgets everything as soon as anything writes a table definition (create, update, delete).
  */
-function cacheTables(store: Store & { tableDb: TableDb; recreate?: (...args: unknown[]) => unknown }) {
+export function cacheTables(store: Store & { tableDb: TableDb; recreate?: (...args: unknown[]) => unknown }) {
   const cached = new Map<string, Table>();
   // A read that was in flight while a definition was written must not be cached.
   let generation = 0;
@@ -621,11 +621,13 @@ function cacheTables(store: Store & { tableDb: TableDb; recreate?: (...args: unk
   }
   const getTable = store.getTable.bind(store) as (name: string, ...rest: unknown[]) => void;
   store.getTable = ((name: string, checkStatus: unknown, cb?: Callback<Table>) => {
+    // dynalite's own calls are (name, cb) — which checks the status — or (name, false, cb).
     const callback = (typeof checkStatus === 'function' ? checkStatus : cb) as Callback<Table>;
+    const check = typeof checkStatus === 'function' ? true : checkStatus;
     const hit = cached.get(name);
     if (hit) return queueMicrotask(() => callback(null, structuredClone(hit)));
     const readAt = generation;
-    getTable(name, checkStatus, (error: Error | null, table?: Table) => {
+    getTable(name, check, (error: Error | null, table?: Table) => {
       const active = !error && (table as { TableStatus?: string } | undefined)?.TableStatus === 'ACTIVE';
       if (active && readAt === generation) cached.set(name, structuredClone(table!));
       callback(error, table);
