@@ -9,9 +9,12 @@
  *    default limits every new proxy gets (600/min, 100,000/day) and the README walk-through's rule;
  *  - the same with everything in the proxy's process (how `npm start` ran before), the same with
  *    records written and shipped but not consumed (what the poller and aggregator cost), the same
- *    with the telemetry pipeline off (what telemetry costs the proxy), and keygate in memory
- *    without limits or telemetry (the old headline), labelled;
- *  - the floor: a bare GetItem loop against the same embedded store (on disk) at c=1 and c=16.
+ *    with the telemetry pipeline off (what telemetry costs), and keygate in memory without limits
+ *    or telemetry in one process (the old headline), labelled;
+ *  - the floor: a bare GetItem loop against the same embedded store (on disk) at c=1 and c=16;
+ *  - the lower bound: a bare Node server that does the proxy's GetItem against the same kind of
+ *    store (services process, disk) and relays the upstream's answer, nothing else — what any
+ *    gateway that reads its state once per request adds on this machine.
  * For each path: c=1 latency p50/p99 (own client process, high-resolution clock) and c=16
  * throughput (autocannon, own process). Requests go to several proxies in turn, so the default
  * per-proxy limit (600/min) never refuses the benchmark's own traffic (429s would show as errors).
@@ -22,6 +25,8 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -156,6 +161,8 @@ const f = (n: number, digits = 3) => (Number.isFinite(n) ? n.toFixed(digits) : '
 
 interface Setup {
   name: string;
+  /** A column heading for the breakdown table. */
+  label: string;
   disk: boolean;
   telemetry: boolean;
   limits: boolean;
@@ -217,6 +224,62 @@ async function proxies(stack: LocalStack, setup: Setup, upstreamUrl: string, n: 
     out.push({ url: `${stack.proxyUrl}/api/${p.proxyId}${PATH}`, authorization: p.proxyKey });
   }
   return out;
+}
+
+/**
+ * The least a gateway of this shape adds on this machine: a bare HTTP server in this process that
+ * reads the proxy's snapshot with the proxy's own GetItem (same client settings, the same store on
+ * disk in a services process) and then relays the upstream's answer through a keep-alive agent —
+ * no key check, rules, limits, secret, telemetry, Lambda adapter or error handling. What it adds
+ * over the upstream alone is the cost of one store round trip and one more HTTP hop here; what
+ * keygate adds over it is keygate's own.
+ */
+async function lowerBound(upstreamUrl: string): Promise<{ l: Latency; t: Throughput }> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'kg-bench-bound-'));
+  const stack = await startLocalStack({
+    dataDir,
+    targetAllowlist: [new URL(upstreamUrl).host],
+    telemetryPoller: false,
+    servicesProcess: true,
+  });
+  const cell = stack.deps.cells[REGION]!;
+  const up = new URL(upstreamUrl);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const server = http.createServer(async (req, res) => {
+    const [, , proxyId = ''] = (req.url ?? '').split('/');
+    const out = await cell.ddb.send(
+      new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
+    );
+    if (!out.Item) return void res.writeHead(404).end();
+    const call = http.request(
+      { host: up.hostname, port: up.port, path: req.url!.slice(`/api/${proxyId}`.length), agent },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    call.on('error', () => res.writeHead(502).end());
+    call.end();
+  });
+  try {
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const targets: Target[] = [];
+    for (let i = 0; i < 6; i++) {
+      const p = await writeSnapshot(stack.deps, {
+        targetBaseURL: upstreamUrl,
+        rules: { targetCredential: [INVENTORY_RULE] },
+        ...DEFAULT_LIMITS,
+      });
+      targets.push({ url: `${base}/api/${p.proxyId}${PATH}` });
+    }
+    return { l: await latency(targets), t: await throughput(targets) };
+  } finally {
+    server.close();
+    agent.destroy();
+    await stack.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 }
 
 /** The store alone: strongly consistent GetItem of a snapshot item, c=1 then c=16, in this process. */
@@ -375,17 +438,20 @@ async function main() {
 
     const headlineSetup: Setup = {
       name: '**keygate as `npm start` runs it** (disk, telemetry on, default limits, services process)',
+      label: 'headline',
       disk: true,
       telemetry: true,
       limits: true,
       servicesProcess: true,
     };
     const headline = await measure(headlineSetup, upstreamUrl, true);
+    const bound = await lowerBound(upstreamUrl);
     const oneProcess = HEADLINE_ONLY
       ? undefined
       : await measure(
           {
             name: 'keygate, the same with the services in the proxy process (npm start before)',
+            label: 'one process',
             disk: true,
             telemetry: true,
             limits: true,
@@ -399,6 +465,7 @@ async function main() {
       : await measure(
           {
             name: 'keygate, the headline with records shipped to the stream but not consumed (no poller, no aggregator)',
+            label: 'not consumed',
             disk: true,
             telemetry: true,
             limits: true,
@@ -412,11 +479,12 @@ async function main() {
       ? undefined
       : await measure(
           {
-            name: 'keygate, disk, default limits, telemetry pipeline OFF, one process',
+            name: 'keygate, the headline with the telemetry pipeline OFF (no records at all)',
+            label: 'telemetry off',
             disk: true,
             telemetry: false,
             limits: true,
-            servicesProcess: false,
+            servicesProcess: true,
           },
           upstreamUrl,
           false,
@@ -426,6 +494,7 @@ async function main() {
       : await measure(
           {
             name: 'keygate, in memory, no limits, telemetry OFF, one process (the old headline)',
+            label: 'memory, no limits',
             disk: false,
             telemetry: false,
             limits: false,
@@ -449,6 +518,13 @@ async function main() {
     for (const m of all) console.log(row(m.setup.name, m.l, m.t));
     console.log(
       `| floor: bare GetItem, same embedded store on disk, no gateway | ${f(floor.c1.p50)} | ${f(floor.c1.p99)} | | | ${Math.round(floor.c16)} ops/s | |`,
+    );
+    console.log(
+      row(
+        'lower bound: a bare Node server doing the same GetItem (same store, services process) and the upstream call, nothing else',
+        bound.l,
+        bound.t,
+      ),
     );
 
     console.log('\nPer proxied request (counted over the c=1 run, after warm-up):');
@@ -483,36 +559,40 @@ async function main() {
           .join(', ')}`,
       );
 
-    const timed = headline.outcomes;
-    const store = timed.map((o) => o.durations.storeMs ?? 0);
-    const rules = timed.map((o) => o.durations.rulesMs ?? 0);
-    const crypto = timed.map((o) => o.durations.cryptoMs ?? 0);
-    const up = timed.map((o) => o.durations.upstreamMs ?? 0);
-    const ttfb = timed.map((o) => o.durations.ttfbMs ?? 0);
-    const after = timed.map((o) => (o.durations.upstreamMs ?? 0) - (o.durations.ttfbMs ?? 0));
-    const handler = timed.map((o) => o.durations.gatewayMs + (o.durations.upstreamMs ?? 0));
-    const own = timed.map((o) => o.durations.gatewayMs - (o.durations.storeMs ?? 0));
-    console.log('\nWhere the added time goes (headline, c=1, per-request timings, ms):');
-    console.log('| part | p50 ms | p99 ms |');
-    console.log('|---|---|---|');
+    // Per configuration: where the time of a c=1 request goes, from the handler's own timings.
+    const parts = (m: Measured) => {
+      const timed = m.outcomes;
+      const of = (pick: (o: ProxyOutcome) => number) => timed.map(pick);
+      const handler = of((o) => o.durations.gatewayMs + (o.durations.upstreamMs ?? 0));
+      return {
+        front: { p50: m.l.p50 - median(handler) },
+        store: of((o) => o.durations.storeMs ?? 0),
+        crypto: of((o) => o.durations.cryptoMs ?? 0),
+        rules: of((o) => o.durations.rulesMs ?? 0),
+        up: of((o) => o.durations.upstreamMs ?? 0),
+        ttfb: of((o) => o.durations.ttfbMs ?? 0),
+        after: of((o) => (o.durations.upstreamMs ?? 0) - (o.durations.ttfbMs ?? 0)),
+        own: of((o) => o.durations.gatewayMs - (o.durations.storeMs ?? 0)),
+      };
+    };
+    const split = all.map(parts);
+    const cells = (key: Exclude<keyof ReturnType<typeof parts>, 'front'>) =>
+      `${split.map((p) => f(median(p[key]))).join(' | ')} | ${f(pct(split[0]![key], 0.99))}`;
     console.log(
-      `| HTTP front + loopback hop (client p50 − handler p50) | ${f(headline.l.p50 - median(handler))} | |`,
+      '\nWhere the added time goes (c=1, per-request timings, p50 ms per configuration; p99 of the headline):',
     );
+    console.log(`| part | ${all.map((m) => m.setup.label).join(' | ')} | headline p99 |`);
+    console.log(`|---|${all.map(() => '---|').join('')}---|`);
     console.log(
-      `| store read (GetItem, embedded DynamoDB on disk) | ${f(median(store))} | ${f(pct(store, 0.99))} |`,
+      `| HTTP front + loopback hop (client p50 − handler p50) | ${split.map((p) => f(p.front.p50)).join(' | ')} | |`,
     );
-    console.log(
-      `| crypto (open target secret; data key cached) | ${f(median(crypto))} | ${f(pct(crypto, 0.99))} |`,
-    );
-    console.log(`| rules | ${f(median(rules))} | ${f(pct(rules, 0.99))} |`);
-    console.log(`| upstream call (inside the handler) | ${f(median(up))} | ${f(pct(up, 0.99))} |`);
-    console.log(`|  of which: to the upstream's first byte | ${f(median(ttfb))} | ${f(pct(ttfb, 0.99))} |`);
-    console.log(
-      `|  of which: the answer streamed on to the client | ${f(median(after))} | ${f(pct(after, 0.99))} |`,
-    );
-    console.log(
-      `| gateway's own work (handler − store − upstream; limits included) | ${f(median(own))} | ${f(pct(own, 0.99))} |`,
-    );
+    console.log(`| store read (GetItem, embedded DynamoDB) | ${cells('store')} |`);
+    console.log(`| crypto (open target secret; data key cached) | ${cells('crypto')} |`);
+    console.log(`| rules | ${cells('rules')} |`);
+    console.log(`| upstream call (inside the handler) | ${cells('up')} |`);
+    console.log(`|  of which: to the upstream's first byte | ${cells('ttfb')} |`);
+    console.log(`|  of which: the answer streamed on to the client | ${cells('after')} |`);
+    console.log(`| gateway's own work (handler − store − upstream; limits included) | ${cells('own')} |`);
 
     const added50 = headline.l.p50 - base1.p50;
     const added99 = headline.l.p99 - base1.p99;
@@ -530,12 +610,21 @@ async function main() {
     console.log(
       `  store writes per request ≤ 0.05: ${f(headline.limitWrites, 4)} ${ok(headline.limitWrites <= 0.05)}`,
     );
+    console.log(
+      `What the lower bound (one GetItem and the upstream call, nothing else) reaches in the same run: added p50 ${f(bound.l.p50 - base1.p50)} ms, added p99 ${f(bound.l.p99 - base1.p99)} ms, ${f((100 * bound.t.rps) / floor.c16, 0)} % of the floor`,
+    );
+    console.log(
+      `keygate over the lower bound: +${f(headline.l.p50 - bound.l.p50)} ms p50, +${f(headline.l.p99 - bound.l.p99)} ms p99, c=16 ×${f(headline.t.rps / bound.t.rps, 2)}`,
+    );
     if (oneProcess && noConsumer && noTelemetry) {
       console.log(
-        `\nTelemetry pipeline on (headline) vs off (one process; same run): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
+        `\nTelemetry pipeline on (headline) vs off (same run, same processes): c=16 throughput ×${f(telemetryCost, 2)}, added p50 ${f(headline.l.p50 - noTelemetry.l.p50)} ms`,
       );
       console.log(
         `Telemetry consumer (poller + aggregator) on vs off, records still written and shipped (same run): c=16 throughput ×${f(headline.t.rps / noConsumer.t.rps, 2)}, added p50 ${f(headline.l.p50 - noConsumer.l.p50)} ms`,
+      );
+      console.log(
+        `keygate with telemetry off vs the lower bound (same run; the proxy's own work — Lambda adapter, key check, limits, rules, secret): c=16 throughput ×${f(noTelemetry.t.rps / bound.t.rps, 2)}, added p50 ${f(noTelemetry.l.p50 - bound.l.p50)} ms, added p99 ${f(noTelemetry.l.p99 - bound.l.p99)} ms`,
       );
       console.log(
         `Services process vs one process (same run): c=16 throughput ×${f(headline.t.rps / oneProcess.t.rps, 2)}, added p50 ${f(headline.l.p50 - oneProcess.l.p50)} ms, added p99 ${f(headline.l.p99 - oneProcess.l.p99)} ms`,
@@ -544,29 +633,36 @@ async function main() {
     if (REPEAT > 1) {
       // One run swings by a quarter on a shared 2-core machine: the headline and its floor again,
       // each time against the upstream alone measured just before, and the medians.
-      const runs = [{ base: base1, m: headline }];
+      const runs = [{ base: base1, m: headline, bound }];
       for (let i = 1; i < REPEAT; i++) {
         const base = await latency(upstream);
-        runs.push({ base, m: await measure(headlineSetup, upstreamUrl, true) });
+        const m = await measure(headlineSetup, upstreamUrl, true);
+        runs.push({ base, m, bound: await lowerBound(upstreamUrl) });
       }
       console.log(`\nThe headline ${REPEAT} times (each with its own floor):`);
-      console.log('| run | added p50 ms | added p99 ms | c=16 req/s | floor ops/s | share of the floor |');
-      console.log('|---|---|---|---|---|---|');
-      const rows = runs.map(({ base, m }, i) => {
+      console.log(
+        '| run | added p50 ms | added p99 ms | c=16 req/s | floor ops/s | share of the floor | lower bound: added p50 ms | added p99 ms | share of the floor |',
+      );
+      console.log('|---|---|---|---|---|---|---|---|---|');
+      const rows = runs.map(({ base, m, bound: b }, i) => {
         const r = {
           p50: m.l.p50 - base.p50,
           p99: m.l.p99 - base.p99,
           rps: m.t.rps,
           floor: m.floor!.c16,
           share: m.t.rps / m.floor!.c16,
+          boundP50: b.l.p50 - base.p50,
+          boundP99: b.l.p99 - base.p99,
+          boundShare: b.t.rps / m.floor!.c16,
         };
         console.log(
-          `| ${i + 1} | ${f(r.p50)} | ${f(r.p99)} | ${Math.round(r.rps)} | ${Math.round(r.floor)} | ${f(100 * r.share, 0)} % |`,
+          `| ${i + 1} | ${f(r.p50)} | ${f(r.p99)} | ${Math.round(r.rps)} | ${Math.round(r.floor)} | ${f(100 * r.share, 0)} % | ${f(r.boundP50)} | ${f(r.boundP99)} | ${f(100 * r.boundShare, 0)} % |`,
         );
         return r;
       });
+      const mid = (pick: (r: (typeof rows)[number]) => number) => median(rows.map(pick));
       console.log(
-        `| **median** | ${f(median(rows.map((r) => r.p50)))} | ${f(median(rows.map((r) => r.p99)))} | ${Math.round(median(rows.map((r) => r.rps)))} | ${Math.round(median(rows.map((r) => r.floor)))} | ${f(100 * median(rows.map((r) => r.share)), 0)} % |`,
+        `| **median** | ${f(mid((r) => r.p50))} | ${f(mid((r) => r.p99))} | ${Math.round(mid((r) => r.rps))} | ${Math.round(mid((r) => r.floor))} | ${f(100 * mid((r) => r.share), 0)} % | ${f(mid((r) => r.boundP50))} | ${f(mid((r) => r.boundP99))} | ${f(100 * mid((r) => r.boundShare), 0)} % |`,
       );
     }
     const failures = all.filter((m) => m.l.failures > 0 || m.t.non2xx + m.t.errors > 0);
