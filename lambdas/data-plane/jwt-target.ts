@@ -17,7 +17,9 @@ import type { UpstreamPolicy } from './upstream.ts';
  *
  * What is sent is cached per credential and secret digest, until shortly before it expires (60 s,
  * or a tenth of its lifetime when shorter); one signature or exchange serves all concurrent
- * requests. So a JWT is signed once per lifetime, not per request.
+ * requests. So a JWT is signed once per lifetime, not per request. A value the vendor refuses
+ * (401: an exchanged token revoked early, a JWT older than the vendor accepts) is replaced by a
+ * fresh one and the request retried once, as for oauth2 tokens.
  */
 export const JWT_ALGORITHMS = ['HS256', 'RS256', 'ES256'] as const;
 export type JwtAlgorithm = (typeof JWT_ALGORITHMS)[number];
@@ -94,9 +96,14 @@ export class JwtTokenCache {
     return this.cache.loads;
   }
 
-  /** The bearer value to send: the signed JWT, or the access token it was exchanged for. */
-  token(credentialId: string, secretJson: string, secret: JwtSecret): Promise<string> {
+  /**
+   * The bearer value to send: the signed JWT, or the access token it was exchanged for. `refused`
+   * is a value the vendor just answered 401 to: it is dropped, so a fresh one is signed (and
+   * exchanged) unless a concurrent caller already replaced it.
+   */
+  token(credentialId: string, secretJson: string, secret: JwtSecret, refused?: string): Promise<string> {
     const key = `${credentialId}:${createHash('sha256').update(secretJson).digest('base64')}`;
+    if (refused) this.cache.invalidate(key, refused);
     return this.cache.get(key, async () => {
       const started = this.now();
       const jwt = await signJwt(secret, started);

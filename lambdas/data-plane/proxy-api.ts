@@ -476,12 +476,15 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     let res: UpstreamStream;
     try {
       res = await send();
-      if (res.status === 401 && accessToken) {
+      if (res.status === 401 && (accessToken || signed?.refresh)) {
         // The vendor refused our token (revoked early, or our clock is off): one fresh token, one
         // retry. The body is a buffer, so the retry sends exactly what was checked.
         res.body.destroy();
-        accessToken = await targetTokens.token(tokenSource, accessToken);
-        injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
+        if (signed?.refresh) injection = await signed.refresh();
+        else {
+          accessToken = await targetTokens.token(tokenSource, accessToken);
+          injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
+        }
         res = await send();
       }
     } catch (error) {

@@ -28,6 +28,8 @@ export interface SignedTarget {
   check?: (pathAndQuery: string) => void;
   /** awsSigV4: the headers to send for the final request, signed. */
   sign?: (req: UpstreamRequest) => Promise<Record<string, string>>;
+  /** jwt: the injection with a fresh token, after the vendor refused this one (401). */
+  refresh?: () => Promise<Injection>;
 }
 
 export class SignedTargets {
@@ -48,8 +50,13 @@ export class SignedTargets {
     secret: Record<string, unknown>,
   ): Promise<SignedTarget> {
     if (authType === 'jwt') {
-      const token = await this.jwts.token(credentialId, secretJson, secret as unknown as JwtSecret);
-      return { injection: { headers: { authorization: `Bearer ${token}` } } };
+      const jwt = secret as unknown as JwtSecret;
+      const bearer = (token: string): Injection => ({ headers: { authorization: `Bearer ${token}` } });
+      const token = await this.jwts.token(credentialId, secretJson, jwt);
+      return {
+        injection: bearer(token),
+        refresh: async () => bearer(await this.jwts.token(credentialId, secretJson, jwt, token)),
+      };
     }
     const sigv4 = secret as unknown as SigV4Secret;
     const credentials = await this.roles.credentials(sts, credentialId, secretJson, sigv4);

@@ -450,6 +450,86 @@ describe('jwt target credentials', () => {
     expect(grants).toEqual(['urn:ietf:params:oauth:grant-type:jwt-bearer']);
   });
 
+  it('a refused token (401) is replaced once: an exchanged token revoked early, then a JWT older than the vendor takes', async () => {
+    // Exchanged: the vendor revokes at-1 early; the proxy exchanges once more and retries once.
+    let exchanges = 0;
+    const revoked = new Set<string>();
+    upstream.respond = (req, res) => {
+      if (req.url === '/oauth/token') {
+        exchanges++;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ access_token: `at-${exchanges}`, expires_in: 3600 }));
+        return;
+      }
+      const bearer = String(req.headers.authorization);
+      res.writeHead(revoked.has(bearer) ? 401 : 200);
+      res.end(bearer);
+    };
+    const exchanged = await createCredential({
+      credentialAuthType: 'jwt',
+      credentialSecret: {
+        algorithm: 'HS256',
+        key: hsSecret,
+        claims: { iss: 'svc' },
+        tokenUrl: `${upstream.url}/oauth/token`,
+      },
+    });
+    const viaExchange = await proxyFor(exchanged.body.credentialId);
+    const call = (proxyId: string) =>
+      send(gw.stack.proxyUrl, { path: `/api/${proxyId}/data`, headers: { authorization: proxyKey } });
+    expect((await call(viaExchange)).text).toBe('Bearer at-1');
+    revoked.add('Bearer at-1');
+    upstream.received.length = 0;
+    const retried = await call(viaExchange);
+    expect([retried.status, retried.text]).toEqual([200, 'Bearer at-2']);
+    expect(upstream.received.map((r) => `${r.url} ${r.headers.authorization ?? ''}`)).toEqual([
+      '/data Bearer at-1',
+      '/oauth/token ',
+      '/data Bearer at-2',
+    ]);
+    expect((await call(viaExchange)).text).toBe('Bearer at-2');
+    expect(exchanges).toBe(2);
+
+    // Sent as is: a vendor that refuses the first JWT it sees (as one that wants a fresher `iat`
+    // would) gets a freshly signed one — a new jti — and the fresh one is what is cached.
+    let firstJwt: string | undefined;
+    upstream.respond = (req, res) => {
+      const jwt = String(req.headers.authorization).replace(/^Bearer /, '');
+      firstJwt ??= jwt;
+      res.writeHead(jwt === firstJwt ? 401 : 200);
+      res.end(jwt);
+    };
+    const direct = await createCredential({
+      credentialAuthType: 'jwt',
+      credentialSecret: { algorithm: 'HS256', key: hsSecret, claims: { iss: 'svc' } },
+    });
+    const viaBearer = await proxyFor(direct.body.credentialId);
+    upstream.received.length = 0;
+    const first = await call(viaBearer);
+    expect(first.status).toBe(200);
+    expect(upstream.received).toHaveLength(2);
+    const [refused, replacement] = upstream.received.map((r) =>
+      String(r.headers.authorization).replace(/^Bearer /, ''),
+    );
+    expect(replacement).not.toBe(refused);
+    const claimsOf = async (jwt: string) =>
+      (await jwtVerify(jwt, new TextEncoder().encode(hsSecret), { algorithms: ['HS256'] })).payload;
+    expect((await claimsOf(replacement!)).jti).not.toBe((await claimsOf(refused!)).jti);
+    expect((await call(viaBearer)).text).toBe(replacement);
+    expect(upstream.received).toHaveLength(3);
+
+    // A vendor that refuses every token: one retry, then its 401 goes back to the consumer.
+    upstream.respond = (_req, res) => {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end('{"error":"unauthorized"}');
+    };
+    upstream.received.length = 0;
+    const refusedAll = await call(viaBearer);
+    expect(refusedAll.status).toBe(401);
+    expect(refusedAll.text).toBe('{"error":"unauthorized"}');
+    expect(upstream.received).toHaveLength(2);
+  });
+
   it('a new key (PUT of the secret) signs the very next request; a bad one is refused and changes nothing', async () => {
     const oldKey = `${hsSecret}-old`;
     const newKey = `${hsSecret}-new`;
