@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, type KeyObject, randomUUID } from 'node:c
 import { SignJWT } from 'jose';
 import { ExpiringCache, refreshTime } from './expiring-cache.ts';
 import { TargetAuthError } from './target-auth-errors.ts';
+import { DEFAULT_TOKEN_LIFETIME_S } from './token-cache.ts';
 import { requestToken } from './token-endpoint.ts';
 import type { UpstreamPolicy } from './upstream.ts';
 
@@ -35,8 +36,6 @@ export interface JwtSecret {
 
 export const DEFAULT_JWT_TTL_SECONDS = 300;
 const REFRESH_MARGIN_MS = 60_000;
-/** An exchanged token without `expires_in` is used this long. */
-const DEFAULT_TOKEN_LIFETIME_S = 300;
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 /**

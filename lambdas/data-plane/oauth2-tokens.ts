@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { DEFAULT_TOKEN_LIFETIME_S, type FetchedToken, TokenCache } from './token-cache.ts';
 import { requestToken } from './token-endpoint.ts';
 import type { UpstreamPolicy } from './upstream.ts';
 
@@ -20,26 +21,20 @@ export interface OAuth2Secret {
 
 export { OAuth2Error } from './token-endpoint.ts';
 
-interface Entry {
-  token: string;
-  refreshAt: number;
-}
-
-const MAX_ENTRIES = 1000;
-const DEFAULT_LIFETIME_S = 300;
-
 export class OAuth2TokenCache {
-  private readonly tokens = new Map<string, Entry>();
-  private readonly inflight = new Map<string, Promise<string>>();
-  /** Token endpoint calls made (for tests and the benchmark). */
-  fetches = 0;
-
+  private readonly cache: TokenCache;
   private readonly policy: UpstreamPolicy;
   private readonly now: () => number;
 
   constructor(policy: UpstreamPolicy, now: () => number = Date.now) {
     this.policy = policy;
     this.now = now;
+    this.cache = new TokenCache(now);
+  }
+
+  /** Token endpoint calls made (for tests and the benchmark). */
+  get fetches(): number {
+    return this.cache.fetches;
   }
 
   static keyFor(credentialId: string, secretJson: string): string {
@@ -47,25 +42,17 @@ export class OAuth2TokenCache {
   }
 
   /** A usable access token for `key`, fetched (once for all concurrent callers) when needed. */
-  async token(key: string, secret: OAuth2Secret): Promise<string> {
-    const hit = this.tokens.get(key);
-    if (hit && hit.refreshAt > this.now()) return hit.token;
-    let pending = this.inflight.get(key);
-    if (!pending) {
-      pending = this.fetch(key, secret).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, pending);
-    }
-    return pending;
+  token(key: string, secret: OAuth2Secret): Promise<string> {
+    return this.cache.get(key, () => this.fetch(secret));
   }
 
   /** Forgets `token` for `key` (the vendor refused it), unless a newer one replaced it already. */
   invalidate(key: string, token: string): void {
-    if (this.tokens.get(key)?.token === token) this.tokens.delete(key);
+    this.cache.invalidate(key, token);
   }
 
-  private async fetch(key: string, secret: OAuth2Secret): Promise<string> {
-    this.fetches++;
-    const started = this.now();
+  private async fetch(secret: OAuth2Secret): Promise<FetchedToken> {
+    const fetchedAt = this.now();
     const answer = await requestToken(
       secret.tokenUrl,
       {
@@ -77,10 +64,7 @@ export class OAuth2TokenCache {
       },
       this.policy,
     );
-    const lifetimeS = answer.expiresInS ?? DEFAULT_LIFETIME_S;
-    const marginMs = Math.min(60_000, lifetimeS * 100);
-    this.tokens.set(key, { token: answer.accessToken, refreshAt: started + lifetimeS * 1000 - marginMs });
-    while (this.tokens.size > MAX_ENTRIES) this.tokens.delete(this.tokens.keys().next().value as string);
-    return answer.accessToken;
+    const lifetimeS = answer.expiresInS ?? DEFAULT_TOKEN_LIFETIME_S;
+    return { token: answer.accessToken, fetchedAt, expiresAt: fetchedAt + lifetimeS * 1000 };
   }
 }

@@ -1,6 +1,8 @@
+import { ExpiringCache, refreshTime } from './expiring-cache.ts';
+
 /**
- * Fetched vendor tokens kept in memory per proxy instance (authorization-code and customToken
- * credentials): a token is used until shortly before it expires — 60 s, or a tenth of its
+ * Fetched vendor tokens kept in memory per proxy instance (oauth2 client credentials and
+ * authorization code, customToken; on ./expiring-cache.ts like the signed targets' tokens): a token is used until shortly before it expires — 60 s, or a tenth of its
  * lifetime when that is shorter — and concurrent requests that find no usable token share ONE
  * fetch (single flight). A token the vendor refused is dropped so the next request fetches anew.
  * Keys name the credential AND its secret (revision or digest): a replaced secret never uses a
@@ -14,48 +16,37 @@ export interface FetchedToken {
   fetchedAt: number;
 }
 
-const MAX_ENTRIES = 1000;
+/** A token answered without `expires_in` is used this long. */
 export const DEFAULT_TOKEN_LIFETIME_S = 300;
 
 /** When to fetch a token again: 60 s before it expires, or a tenth of its lifetime when shorter. */
 export function refreshAtOf(t: Pick<FetchedToken, 'expiresAt' | 'fetchedAt'>): number {
-  return t.expiresAt - Math.min(60_000, (t.expiresAt - t.fetchedAt) / 10);
+  return refreshTime(t.fetchedAt, t.expiresAt - t.fetchedAt, 60_000);
 }
 
+/** An ExpiringCache of tokens whose loads answer when they were fetched and when they expire. */
 export class TokenCache {
-  private readonly entries = new Map<string, { token: string; refreshAt: number }>();
-  private readonly inflight = new Map<string, Promise<string>>();
-  /** Fetches started (for tests and the benchmark). */
-  fetches = 0;
-  private readonly now: () => number;
+  private readonly cache: ExpiringCache<string>;
 
   constructor(now: () => number = Date.now) {
-    this.now = now;
+    this.cache = new ExpiringCache(now);
+  }
+
+  /** Fetches started (for tests and the benchmark). */
+  get fetches(): number {
+    return this.cache.loads;
   }
 
   /** A usable token for `key`; `fetch` runs once for all concurrent callers when none is. */
-  async get(key: string, fetch: () => Promise<FetchedToken>): Promise<string> {
-    const hit = this.entries.get(key);
-    if (hit && hit.refreshAt > this.now()) return hit.token;
-    let pending = this.inflight.get(key);
-    if (!pending) {
-      this.fetches++;
-      pending = fetch()
-        .then((fetched) => {
-          this.entries.delete(key);
-          this.entries.set(key, { token: fetched.token, refreshAt: refreshAtOf(fetched) });
-          while (this.entries.size > MAX_ENTRIES)
-            this.entries.delete(this.entries.keys().next().value as string);
-          return fetched.token;
-        })
-        .finally(() => this.inflight.delete(key));
-      this.inflight.set(key, pending);
-    }
-    return pending;
+  get(key: string, fetch: () => Promise<FetchedToken>): Promise<string> {
+    return this.cache.get(key, async () => {
+      const fetched = await fetch();
+      return { value: fetched.token, refreshAt: refreshAtOf(fetched) };
+    });
   }
 
   /** Forgets `token` for `key` (the vendor refused it), unless a newer one replaced it already. */
   invalidate(key: string, token: string): void {
-    if (this.entries.get(key)?.token === token) this.entries.delete(key);
+    this.cache.invalidate(key, token);
   }
 }
