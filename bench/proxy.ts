@@ -247,9 +247,12 @@ async function lowerBound(upstreamUrl: string): Promise<{ l: Latency; t: Through
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   const server = http.createServer(async (req, res) => {
     const [, , proxyId = ''] = (req.url ?? '').split('/');
-    const out = await cell.ddb.send(
-      new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
-    );
+    const out = await cell.ddb
+      .send(
+        new GetCommand({ TableName: cell.tableName, Key: keys.proxySnapshot(proxyId), ConsistentRead: true }),
+      )
+      .catch(() => undefined);
+    if (!out) return void res.writeHead(503).end();
     if (!out.Item) return void res.writeHead(404).end();
     const call = http.request(
       { host: up.hostname, port: up.port, path: req.url!.slice(`/api/${proxyId}`.length), agent },
