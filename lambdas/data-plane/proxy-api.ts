@@ -407,7 +407,7 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       secret,
       secretJson,
     };
-    let accessToken = await targetTokens.token(tokenSource);
+    const accessToken = await targetTokens.token(tokenSource);
     // awsSigV4 and jwt: credentials or a token made for this credential (signed-targets.ts).
     const signed = SIGNED_TARGET_TYPES.has(targetCredential.credentialAuthType)
       ? await signedTargets.prepare(
@@ -420,6 +420,17 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
       : undefined;
     let injection =
       signed?.injection ?? injectionFor(targetCredential.credentialAuthType, secret, accessToken);
+    // What to inject instead once the vendor refused our token (401); none when nothing was fetched.
+    const refreshed =
+      signed?.refresh ??
+      (accessToken
+        ? async () =>
+            injectionFor(
+              targetCredential.credentialAuthType,
+              secret,
+              await targetTokens.token(tokenSource, accessToken),
+            )
+        : undefined);
 
     // 6. The call out: checked address, checked path, raw query; the answer as it came.
     const base = new URL(snapshot.target.targetBaseURL);
@@ -476,15 +487,11 @@ export function createProxyHandler(deps: Deps, options: ProxyHandlerOptions = {}
     let res: UpstreamStream;
     try {
       res = await send();
-      if (res.status === 401 && (accessToken || signed?.refresh)) {
+      if (res.status === 401 && refreshed) {
         // The vendor refused our token (revoked early, or our clock is off): one fresh token, one
         // retry. The body is a buffer, so the retry sends exactly what was checked.
         res.body.destroy();
-        if (signed?.refresh) injection = await signed.refresh();
-        else {
-          accessToken = await targetTokens.token(tokenSource, accessToken);
-          injection = injectionFor(targetCredential.credentialAuthType, secret, accessToken);
-        }
+        injection = await refreshed();
         res = await send();
       }
     } catch (error) {
