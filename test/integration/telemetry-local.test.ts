@@ -3,12 +3,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from '@jest/globals';
+import type { KinesisStreamEvent } from 'aws-lambda';
 import { keys } from '../../lambdas/storage/keys.ts';
 import { getItem, putItem, queryPrefix } from '../../lambdas/storage/table.ts';
 import { createAggregatorHandler } from '../../lambdas/telemetry/aggregator.ts';
 import { createTelemetryEmitter } from '../../lambdas/telemetry/emitter.ts';
 import { bucketStart } from '../../lambdas/telemetry/rollup.ts';
-import { startKinesisPoller } from '../../local/kinesis-poller.ts';
+import { type KinesisPollerOptions, startKinesisPoller } from '../../local/kinesis-poller.ts';
 import { ensureStream } from '../../local/provision.ts';
 import { startLocalStack } from '../../local/stack.ts';
 import { startTestGateway } from '../helpers/local.ts';
@@ -128,7 +129,10 @@ describe('local pipeline across restarts', () => {
 });
 
 describe('local event source mapping (poller)', () => {
-  /** A stack without a poller, and a new stream holding `count` records, in emit order. */
+  /**
+   * A stack without a poller, and a new stream holding `count` records, in emit order; `poll`
+   * starts a poller on that stream with the given handler and options.
+   */
   async function streamOf(prefix: string, count: number) {
     const stack = await startLocalStack({ telemetryPoller: false });
     const cell = Object.values(stack.deps.cells)[0]!;
@@ -140,19 +144,28 @@ describe('local event source mapping (poller)', () => {
       emitter.emit(r);
       await emitter.flush(); // one by one: one shard order = emit order
     }
-    return { stack, cell, streamName, sent };
+    const poll = (options: Pick<KinesisPollerOptions, 'handler' | 'batchSize' | 'pageSize'>) =>
+      startKinesisPoller({
+        kinesis: cell.kinesis,
+        streamName,
+        region: cell.region,
+        table: cell,
+        idleMs: 20,
+        ...options,
+      });
+    return { stack, cell, streamName, sent, poll };
   }
+  /** The requestIds of a delivered event's records, in order. */
+  const requestIds = (event: KinesisStreamEvent) =>
+    event.Records.map(
+      (r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()).requestId as string,
+    );
 
   it('delivers Lambda-shaped events and resumes from the lowest reported failure', async () => {
-    const { stack, cell, streamName, sent } = await streamOf('poller-test', 5);
+    const { stack, cell, streamName, sent, poll } = await streamOf('poller-test', 5);
     const seen: string[][] = [];
     let failOnce = true;
-    const poller = startKinesisPoller({
-      kinesis: cell.kinesis,
-      streamName,
-      region: cell.region,
-      table: cell,
-      idleMs: 20,
+    const poller = poll({
       handler: async (event) => {
         for (const r of event.Records) {
           expect(r).toMatchObject({
@@ -166,10 +179,7 @@ describe('local event source mapping (poller)', () => {
           expect(r.eventID).toBe(`${r.eventID.split(':')[0]}:${r.kinesis.sequenceNumber}`);
           expect(typeof r.kinesis.approximateArrivalTimestamp).toBe('number');
         }
-        const ids = event.Records.map(
-          (r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()).requestId,
-        );
-        seen.push(ids);
+        seen.push(requestIds(event));
         if (failOnce && event.Records.length >= 3) {
           failOnce = false;
           return { batchItemFailures: [{ itemIdentifier: event.Records[2]!.kinesis.sequenceNumber }] };
@@ -194,7 +204,7 @@ describe('local event source mapping (poller)', () => {
     }
   });
   it('gathers a batch from several smaller reads (pageSize), in order, each record once', async () => {
-    const { stack, cell, streamName, sent } = await streamOf('poller-pages', 12);
+    const { stack, cell, sent, poll } = await streamOf('poller-pages', 12);
     const seen: string[][] = [];
     const limits: number[] = [];
     cell.kinesis.middlewareStack.add(
@@ -204,18 +214,11 @@ describe('local event source mapping (poller)', () => {
       },
       { step: 'initialize', name: 'recordLimits' },
     );
-    const poller = startKinesisPoller({
-      kinesis: cell.kinesis,
-      streamName,
-      region: cell.region,
-      table: cell,
-      idleMs: 20,
+    const poller = poll({
       batchSize: 5,
       pageSize: 2,
       handler: async (event) => {
-        seen.push(
-          event.Records.map((r) => JSON.parse(Buffer.from(r.kinesis.data, 'base64').toString()).requestId),
-        );
+        seen.push(requestIds(event));
         return { batchItemFailures: [] };
       },
     });
