@@ -213,7 +213,13 @@ const WRITES = new Set([
 ]);
 
 /** Proxies on the stack, each as a new proxy gets them (default limits), with the walk-through rule. */
-async function proxies(stack: LocalStack, setup: Setup, upstreamUrl: string, n: number): Promise<Target[]> {
+async function proxies(
+  stack: LocalStack,
+  setup: Pick<Setup, 'limits'>,
+  upstreamUrl: string,
+  n: number,
+  base = stack.proxyUrl,
+): Promise<Target[]> {
   const out: Target[] = [];
   for (let i = 0; i < n; i++) {
     const p = await writeSnapshot(stack.deps, {
@@ -221,7 +227,7 @@ async function proxies(stack: LocalStack, setup: Setup, upstreamUrl: string, n: 
       rules: { targetCredential: [INVENTORY_RULE] },
       ...(setup.limits ? DEFAULT_LIMITS : {}),
     });
-    out.push({ url: `${stack.proxyUrl}/api/${p.proxyId}${PATH}`, authorization: p.proxyKey });
+    out.push({ url: `${base}/api/${p.proxyId}${PATH}`, authorization: p.proxyKey });
   }
   return out;
 }
@@ -230,9 +236,9 @@ async function proxies(stack: LocalStack, setup: Setup, upstreamUrl: string, n: 
  * The least a gateway of this shape adds on this machine: a bare HTTP server in this process that
  * reads the proxy's snapshot with the proxy's own GetItem (same client settings, the same store on
  * disk in a services process) and then relays the upstream's answer through a keep-alive agent —
- * no key check, rules, limits, secret, telemetry, Lambda adapter or error handling. What it adds
- * over the upstream alone is the cost of one store round trip and one more HTTP hop here; what
- * keygate adds over it is keygate's own.
+ * no key check, rules, limits, secret, telemetry or Lambda adapter; a failure is a bare 502/503.
+ * What it adds over the upstream alone is the cost of one store round trip and one more HTTP hop
+ * here; what keygate adds over it is keygate's own.
  */
 async function lowerBound(upstreamUrl: string): Promise<{ l: Latency; t: Throughput }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kg-bench-bound-'));
@@ -267,15 +273,8 @@ async function lowerBound(upstreamUrl: string): Promise<{ l: Latency; t: Through
   try {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const targets: Target[] = [];
-    for (let i = 0; i < 6; i++) {
-      const p = await writeSnapshot(stack.deps, {
-        targetBaseURL: upstreamUrl,
-        rules: { targetCredential: [INVENTORY_RULE] },
-        ...DEFAULT_LIMITS,
-      });
-      targets.push({ url: `${base}/api/${p.proxyId}${PATH}` });
-    }
+    // The headline's proxies (the relay reads their snapshots and ignores the key they send).
+    const targets = await proxies(stack, { limits: true }, upstreamUrl, 6, base);
     return { l: await latency(targets), t: await throughput(targets) };
   } finally {
     server.close();
