@@ -31,12 +31,13 @@ import type { TelemetryRecord } from '../lambdas/telemetry/record.ts';
  * docs/audit-trail.md).
  *
  * A shipper sends the lines to Kinesis with PutRecords, up to 200 lines packed per Kinesis record
- * (`aggregate`, the log route's format: one shard, file order), retries what Kinesis refuses without limit,
- * and moves a "shipped up to" offset (a small file, overwritten in place by one fixed-width write)
- * past the records that are in the stream, in file order. On start, whatever lies past that offset is shipped again: a
- * record may reach the stream twice after a crash (the aggregator keeps the first completion of a
- * call and ignores the second), never zero times. When everything written is shipped and the file
- * is over `maxBytes`, it is truncated and started afresh.
+ * (`aggregate`, the log route's format: one shard, file order), retries what Kinesis refuses
+ * without limit, and moves a "shipped up to" offset (a small file, overwritten in place by one
+ * fixed-width write) past the records that are in the stream, in file order. On start, whatever
+ * lies past that offset is shipped again: a record may reach the stream twice after a crash (the
+ * aggregator keeps the first completion of a call and ignores the second), never zero times. When
+ * everything written is shipped and the file is over `maxBytes`, it is truncated and started
+ * afresh.
  */
 export interface TelemetryWalOptions {
   dir: string;

@@ -2,9 +2,9 @@ import { ExpiringCache, refreshTime } from './expiring-cache.ts';
 
 /**
  * Fetched vendor tokens kept in memory per proxy instance (oauth2 client credentials and
- * authorization code, customToken; on ./expiring-cache.ts like the signed targets' tokens): a token is used until shortly before it expires — 60 s, or a tenth of its
- * lifetime when that is shorter — and concurrent requests that find no usable token share ONE
- * fetch (single flight). A token the vendor refused is dropped so the next request fetches anew.
+ * authorization code, customToken; on ./expiring-cache.ts like the signed targets' tokens): a
+ * token is used until shortly before it expires — 60 s, or a tenth of its lifetime when that is
+ * shorter — and concurrent requests that find no usable token share ONE fetch (single flight). A token the vendor refused is dropped so the next request fetches anew.
  * Keys name the credential AND its secret (revision or digest): a replaced secret never uses a
  * token fetched with the old one.
  */
